@@ -1,0 +1,382 @@
+"""An assignment described as data: `assignments/<name>/assignment.toml` read into typed settings.
+
+Nothing about any one assignment lives in `grader/`; this module only knows the shape of the
+config. Every invalid value raises AssignmentConfigError naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.errors import AssignmentConfigError, AssignmentNotFoundError
+
+CONFIG_NAME = "assignment.toml"
+FIXTURES_NAME = "fixtures.json"
+
+# Maximum points of each check when the config does not set them, and whether students see it
+# in selfcheck. The order is the CSV column order.
+DEFAULT_CHECKS: dict[str, float] = {
+    "net.instantiate": 5,
+    "net.layers": 15,
+    "net.shapes": 15,
+    "net.params": 15,
+    "net.forward": 20,
+    "net.trains": 10,
+    "loop.trains": 20,
+}
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    points: float
+    public: bool = True
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where training images come from: generated, or read from disk (never downloaded)."""
+
+    kind: str = "synthetic"  # synthetic | imagefolder | cifar10
+    size: int = 512
+    seed: int = 0
+    noise: float = 0.6
+    root: str | None = None
+    classes: tuple[int, ...] = ()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    epochs: int = 4
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    min_loss_drop: float = 0.25
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ForwardSettings:
+    batch_size: int = 16
+    seed: int = 1234
+    atol: float = 1e-4
+    rtol: float = 1e-4
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 60.0
+    check_timeout_s: float = 30.0
+    memory_mb: int = 4096
+
+
+@dataclass(frozen=True)
+class Assignment:
+    name: str
+    title: str
+    folder: Path
+    notebook: str
+    default: bool
+    model_class: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    loop_function: str
+    loop_signature: tuple[str, ...]
+    shape_batch_sizes: tuple[int, ...]
+    data: DataSettings
+    training: TrainingSettings
+    forward: ForwardSettings
+    limits: Limits
+    checks: dict[str, CheckSettings] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG_NAME
+
+    @property
+    def fixtures_path(self) -> Path:
+        return self.folder / FIXTURES_NAME
+
+    def default_reference_path(self) -> Path:
+        """`reference/<name>.py` beside `assignments/`, where instructors keep solutions."""
+        return self.folder.parent.parent / "reference" / f"{self.name}.py"
+
+    @property
+    def max_total(self) -> float:
+        return sum(c.points for c in self.checks.values())
+
+    def probe_settings(self) -> dict[str, Any]:
+        """The plain-data settings a child process needs to observe a submission."""
+        return {
+            "model_class": self.model_class,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "loop_function": self.loop_function,
+            "loop_signature": list(self.loop_signature),
+            "shape_batch_sizes": list(self.shape_batch_sizes),
+            "data": _plain(asdict(self.data)),
+            "training": asdict(self.training),
+            "forward": asdict(self.forward),
+        }
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything that decides expected values changes."""
+        return hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- reading and validating
+
+
+class _Section:
+    """Reads typed keys out of one TOML table, naming `section.key` in every error."""
+
+    def __init__(self, path: Path, raw: dict[str, Any], name: str, label: str | None = None) -> None:
+        self.path = path
+        self.name = label or name
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise AssignmentConfigError(path, "must be a table", key=self.name)
+        self.table = dict(table)
+
+    def _key(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *, minimum: float | None = None) -> Any:
+        if key not in self.table:
+            if default is ...:
+                raise AssignmentConfigError(self.path, "is required", key=self._key(key))
+            return default
+        value = self.table.pop(key)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise AssignmentConfigError(self.path, f"must be {names}, got {value!r}", key=self._key(key))
+        if minimum is not None and value < minimum:
+            raise AssignmentConfigError(self.path, f"must be at least {minimum}, got {value!r}", key=self._key(key))
+        return value
+
+    def ints(self, key: str, default: Any = ..., *, minimum: int = 1) -> tuple[int, ...]:
+        value = self.get(key, list, default)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value):
+            raise AssignmentConfigError(
+                self.path, f"must be a list of integers >= {minimum}, got {value!r}", key=self._key(key)
+            )
+        return tuple(value)
+
+    def floats(self, key: str, default: Any = ...) -> tuple[float, ...]:
+        value = self.get(key, list, default)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise AssignmentConfigError(self.path, f"must be a list of numbers, got {value!r}", key=self._key(key))
+        return tuple(float(v) for v in value)
+
+    def finish(self) -> None:
+        if self.table:
+            unknown = sorted(self.table)[0]
+            raise AssignmentConfigError(self.path, "is not a known setting", key=self._key(unknown))
+
+
+def load_assignment(folder: Path | str) -> Assignment:
+    """Read and validate `folder/assignment.toml`."""
+    folder = Path(folder).resolve()
+    path = folder / CONFIG_NAME
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AssignmentConfigError(path, "file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise AssignmentConfigError(path, f"not valid TOML: {exc}") from None
+
+    known = {"assignment", "model", "loop", "data", "training", "forward", "shapes", "limits", "checks"}
+    for section in raw:
+        if section not in known:
+            raise AssignmentConfigError(path, "is not a known section", key=section)
+
+    head = _Section(path, raw, "assignment")
+    name = head.get("name", str, folder.name)
+    title = head.get("title", str, name)
+    notebook = head.get("notebook", str)
+    default = head.get("default", bool, False)
+    head.finish()
+
+    model = _Section(path, raw, "model")
+    model_class = model.get("class_name", str, "Net")
+    input_shape = model.ints("input_shape")
+    num_classes = model.get("num_classes", int, minimum=2)
+    model.finish()
+
+    loop = _Section(path, raw, "loop")
+    loop_function = loop.get("function_name", str, "training_loop")
+    loop_signature = tuple(loop.get("signature", list, ["n_epochs", "optimizer", "model", "loss_fn", "train_loader"]))
+    loop.finish()
+    allowed_args = {"n_epochs", "optimizer", "model", "loss_fn", "train_loader"}
+    if sorted(loop_signature) != sorted(allowed_args):
+        raise AssignmentConfigError(
+            path, f"must list each of {sorted(allowed_args)} once, in the order students write them", key="loop.signature"
+        )
+
+    data = _read_data(path, raw)
+
+    training_section = _Section(path, raw, "training")
+    training = TrainingSettings(
+        epochs=training_section.get("epochs", int, TrainingSettings.epochs, minimum=1),
+        batch_size=training_section.get("batch_size", int, TrainingSettings.batch_size, minimum=1),
+        learning_rate=training_section.get("learning_rate", float, TrainingSettings.learning_rate, minimum=0),
+        min_loss_drop=training_section.get("min_loss_drop", float, TrainingSettings.min_loss_drop, minimum=0),
+        seed=training_section.get("seed", int, TrainingSettings.seed),
+    )
+    training_section.finish()
+    if training.min_loss_drop >= 1:
+        raise AssignmentConfigError(path, "is a fraction of the initial loss and must be below 1", key="training.min_loss_drop")
+
+    forward_section = _Section(path, raw, "forward")
+    forward = ForwardSettings(
+        batch_size=forward_section.get("batch_size", int, ForwardSettings.batch_size, minimum=1),
+        seed=forward_section.get("seed", int, ForwardSettings.seed),
+        atol=forward_section.get("atol", float, ForwardSettings.atol, minimum=0),
+        rtol=forward_section.get("rtol", float, ForwardSettings.rtol, minimum=0),
+    )
+    forward_section.finish()
+
+    shapes = _Section(path, raw, "shapes")
+    shape_batch_sizes = shapes.ints("batch_sizes", (1, 7))
+    shapes.finish()
+
+    limits_section = _Section(path, raw, "limits")
+    limits = Limits(
+        timeout_s=limits_section.get("timeout_s", float, Limits.timeout_s, minimum=1),
+        check_timeout_s=limits_section.get("check_timeout_s", float, Limits.check_timeout_s, minimum=1),
+        memory_mb=limits_section.get("memory_mb", int, Limits.memory_mb, minimum=256),
+    )
+    limits_section.finish()
+
+    return Assignment(
+        name=name,
+        title=title,
+        folder=folder,
+        notebook=notebook,
+        default=default,
+        model_class=model_class,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        loop_function=loop_function,
+        loop_signature=loop_signature,
+        shape_batch_sizes=shape_batch_sizes,
+        data=data,
+        training=training,
+        forward=forward,
+        limits=limits,
+        checks=_read_checks(path, raw),
+    )
+
+
+def _read_data(path: Path, raw: dict[str, Any]) -> DataSettings:
+    section = _Section(path, raw, "data")
+    kind = section.get("kind", str, DataSettings.kind)
+    if kind not in ("synthetic", "imagefolder", "cifar10"):
+        raise AssignmentConfigError(path, f"must be synthetic, imagefolder or cifar10, got {kind!r}", key="data.kind")
+    data = DataSettings(
+        kind=kind,
+        size=section.get("size", int, DataSettings.size, minimum=2),
+        seed=section.get("seed", int, DataSettings.seed),
+        noise=section.get("noise", float, DataSettings.noise, minimum=0),
+        root=section.get("root", str, None),
+        classes=section.ints("classes", (), minimum=0),
+        mean=section.floats("mean", ()),
+        std=section.floats("std", ()),
+    )
+    section.finish()
+    if kind != "synthetic":
+        if not data.root:
+            raise AssignmentConfigError(path, f"is required when data.kind = {kind!r}", key="data.root")
+        root = Path(os.path.expandvars(data.root)).expanduser()
+        if not root.is_absolute():
+            root = path.parent / root
+        if not root.is_dir():
+            raise AssignmentConfigError(path, f"folder {root} does not exist (data is never downloaded)", key="data.root")
+        data = DataSettings(**{**asdict(data), "root": str(root.resolve())})
+    return data
+
+
+def _read_checks(path: Path, raw: dict[str, Any]) -> dict[str, CheckSettings]:
+    table = raw.get("checks", {})
+    if not isinstance(table, dict):
+        raise AssignmentConfigError(path, "must be a table", key="checks")
+    for name in table:
+        if name not in DEFAULT_CHECKS:
+            raise AssignmentConfigError(
+                path, f"is not a known check (known: {', '.join(DEFAULT_CHECKS)})", key=f"checks.{name}"
+            )
+    checks: dict[str, CheckSettings] = {}
+    for name, default_points in DEFAULT_CHECKS.items():
+        section = _Section(path, table, name, label=f"checks.{name}")
+        checks[name] = CheckSettings(
+            points=section.get("points", float, float(default_points), minimum=0),
+            public=section.get("public", bool, True),
+        )
+        section.finish()
+    return checks
+
+
+# ---------------------------------------------------------------- finding assignments
+
+
+def assignments_root() -> Path:
+    """`$GRADER_ASSIGNMENTS`, else the `assignments/` folder of this checkout."""
+    env = os.environ.get("GRADER_ASSIGNMENTS")
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parent.parent / "assignments"
+
+
+def available_assignments(root: Path | None = None) -> list[Path]:
+    root = root or assignments_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.parent for p in root.glob(f"*/{CONFIG_NAME}"))
+
+
+def find_assignment(name_or_path: str | None, *, cwd: Path | None = None) -> Assignment:
+    """Resolve --assignment: a folder path, a name under the assignments root, or the default.
+
+    Without a name: the assignment in the current folder (a student's copy), else the only one,
+    else the one whose config says `default = true`.
+    """
+    cwd = cwd or Path.cwd()
+    if name_or_path:
+        candidate = Path(name_or_path)
+        if (candidate / CONFIG_NAME).is_file():
+            return load_assignment(candidate)
+        named = assignments_root() / name_or_path
+        if (named / CONFIG_NAME).is_file():
+            return load_assignment(named)
+        known = ", ".join(p.name for p in available_assignments()) or "none"
+        raise AssignmentNotFoundError(
+            f"no assignment '{name_or_path}': not a folder with {CONFIG_NAME}, "
+            f"and not one of the known assignments ({known}) in {assignments_root()}"
+        )
+    if (cwd / CONFIG_NAME).is_file():
+        return load_assignment(cwd)
+    folders = available_assignments()
+    if len(folders) == 1:
+        return load_assignment(folders[0])
+    loaded = [load_assignment(f) for f in folders]
+    defaults = [a for a in loaded if a.default]
+    if len(defaults) == 1:
+        return defaults[0]
+    known = ", ".join(a.name for a in loaded) or "none"
+    raise AssignmentNotFoundError(f"choose an assignment with --assignment (known: {known})")

@@ -1,0 +1,105 @@
+"""Command-line entry point: `grader run`, `grader selfcheck`, `grader fixtures`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from grader import __version__
+from grader.assignment import find_assignment
+from grader.errors import GraderError
+
+_EPILOG = """\
+examples:
+  grader run submissions/                     grade every notebook into report.csv + feedback/
+  grader run submissions/ -o out/grades.csv   choose where the report goes
+  grader selfcheck                            check my notebook before I submit
+  grader fixtures --assignment cifar2         (instructors) refresh the selfcheck fixtures
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grader",
+        description="Autograder for PyTorch notebook assignments: checks a student's Net and "
+        "training_loop against the instructor's reference, without running the notebook.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"grader {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def assignment_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--assignment",
+            metavar="NAME",
+            help="assignment name (a folder under assignments/) or path to a folder with assignment.toml; "
+            "default: the one in the current folder, else the default assignment",
+        )
+
+    run = commands.add_parser(
+        "run",
+        help="grade a folder of submissions into a CSV report (instructors)",
+        description="Grade every submission in SUBMISSIONS_DIR: <student>.ipynb, <student>.py, or "
+        "<student>/ holding one notebook. Writes the CSV report and feedback/<student>.md beside it.",
+    )
+    run.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR")
+    run.add_argument("-o", "--output", type=Path, default=Path("report.csv"), help="CSV report path (default: report.csv)")
+    run.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
+    assignment_option(run)
+
+    check = commands.add_parser(
+        "selfcheck",
+        help="check your own notebook before submitting (students)",
+        description="Run the public checks on NOTEBOOK and explain every lost point. "
+        "Exit status: 0 full marks, 1 points lost, 2 the notebook could not be used.",
+    )
+    check.add_argument("notebook", type=Path, nargs="?", metavar="NOTEBOOK", help="default: the assignment's notebook in this folder, else the only .ipynb here")
+    assignment_option(check)
+
+    fixtures = commands.add_parser(
+        "fixtures",
+        help="write the assignment's selfcheck fixtures from the reference (instructors)",
+        description="Observe the reference solution and write assignments/<name>/fixtures.json, which "
+        "selfcheck uses. It holds expected observations, inputs and weights, never the reference's source.",
+    )
+    fixtures.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
+    assignment_option(fixtures)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        assignment = find_assignment(args.assignment)
+        if args.command == "run":
+            from grader.commands.run import run
+
+            run(assignment, args.submissions, args.output, reference_path=args.reference, console=err)
+            return 0
+        if args.command == "selfcheck":
+            from grader.commands.selfcheck import find_notebook, selfcheck
+
+            notebook = args.notebook or find_notebook(assignment, Path.cwd())
+            code, _ = selfcheck(assignment, notebook)
+            return code
+        if args.command == "fixtures":
+            from grader.commands.fixtures import make_fixtures
+
+            make_fixtures(assignment, args.reference, console=err)
+            return 0
+    except GraderError as exc:
+        err.print(f"[red]grader: error:[/red] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("[red]grader: interrupted[/red]")
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

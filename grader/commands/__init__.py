@@ -1,0 +1,1 @@
+"""One module per command a user types: `grader run`, `grader selfcheck`, `grader fixtures`."""

@@ -1,0 +1,34 @@
+"""`grader fixtures`: write the assignment's selfcheck fixtures from the reference solution,
+then prove them by selfchecking the reference itself against them (it must get full marks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from grader.assignment import Assignment
+from grader.commands.reference_check import verified_reference_expectations
+from grader.errors import ReferenceSolutionError
+from grader.expectations import configure_for_selfcheck, linear_loop_model, load_fixtures, write_fixtures
+from grader.isolate.client import Worker
+from grader.load import Submission
+from grader.pipeline import grade_submission
+
+
+def make_fixtures(assignment: Assignment, reference_path: Path | None = None, console: Console | None = None) -> Path:
+    console = console or Console(stderr=True)
+    reference_path = reference_path or assignment.default_reference_path()
+    with Worker() as worker:
+        expected = verified_reference_expectations(
+            assignment, worker, reference_path, loop_model_spec=linear_loop_model(assignment)
+        )
+        path = write_fixtures(expected, assignment)
+        reloaded = load_fixtures(assignment, path)
+        configure_for_selfcheck(worker, assignment, reloaded)
+        result = grade_submission(Submission("reference", reference_path), assignment, worker, reloaded)
+    lost = [f"{c.name}: {'; '.join(c.reasons)}" for c in result.checks if not c.passed]
+    if lost:
+        raise ReferenceSolutionError(f"{reference_path} does not pass selfcheck against {path}: " + " | ".join(lost))
+    console.print(f"Wrote {path} (the reference passes selfcheck against it).")
+    return path

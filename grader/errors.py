@@ -1,0 +1,65 @@
+"""Every way grading can fail, as a named exception carrying what a person needs to act.
+
+Messages are written for the reader who will see them: the instructor running `grader run`
+or the student running `grader selfcheck`. Each names the file and the cause.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GraderError(Exception):
+    """Base class: an error the grader explains to its user instead of a traceback."""
+
+
+class AssignmentConfigError(GraderError):
+    """assignment.toml is missing, unreadable, or has an invalid key."""
+
+    def __init__(self, path: Path | str, cause: str, key: str | None = None) -> None:
+        self.path = Path(path)
+        self.key = key
+        self.cause = cause
+        where = f"{self.path}: key '{key}'" if key else str(self.path)
+        super().__init__(f"{where}: {cause}")
+
+
+class AssignmentNotFoundError(GraderError):
+    """--assignment names no known assignment, or none can be chosen by default."""
+
+
+class ReferenceSolutionError(GraderError):
+    """The instructor's reference solution cannot be loaded or fails its own checks."""
+
+
+class FixturesError(GraderError):
+    """The selfcheck fixtures file is missing, unreadable, or stale."""
+
+
+class SubmissionError(GraderError):
+    """A submission cannot be used at all; its CSV row gets status `invalid`."""
+
+    def __init__(self, path: Path | str, cause: str) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"{self.path.name}: {cause}")
+
+
+class InvalidNotebookError(SubmissionError):
+    """The file is not a readable notebook (bad JSON, unknown format, empty)."""
+
+
+class UnreadableScriptError(SubmissionError):
+    """A `.py` submission could not be decoded as text."""
+
+
+class AmbiguousSubmissionError(SubmissionError):
+    """A student folder holds several notebooks and none has the assignment's name."""
+
+
+class WorkerError(GraderError):
+    """The isolated worker process that runs student code died or broke the protocol."""
+
+
+class ObservationError(GraderError):
+    """A child reported an observation that does not have the expected form."""

@@ -1,0 +1,205 @@
+"""What a correct submission looks like, derived from the reference solution at run time.
+
+The instructor's `grader run` observes `reference/<name>.py` with the very probes used on
+students. Students' `grader selfcheck` reads the same observations from the assignment's
+fixtures file, which `grader fixtures` writes from the reference and which never contains the
+reference's source. Both sides therefore compare against the same kind of expectations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grader import __version__
+from grader.assignment import Assignment
+from grader.errors import FixturesError, ReferenceSolutionError
+from grader.extract import extract_definitions
+from grader.files import write_atomically
+from grader.isolate.client import Worker
+from grader.load import read_cells
+from grader.observations import GroupObservations, read_group, validate
+from grader.wire import decode_array, encode_array
+
+FIXTURES_FORMAT = 1
+
+
+@dataclass
+class Expectations:
+    origin: str  # where they came from, for messages
+    net: GroupObservations  # the reference's own Net observations
+    forward_inputs: np.ndarray
+    weights: list[np.ndarray]  # the reference's parameters in forward order
+    loop_model_spec: list[dict[str, Any]] | None  # None: the loop check trains the reference Net
+    reference_units: list[dict[str, Any]] | None = None  # instructor side only; never written out
+
+    @property
+    def forward_output(self) -> np.ndarray:
+        forward = self.net.get("forward")
+        assert forward is not None and forward["output"] is not None
+        return decode_array(forward["output"], what="reference output")
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        """The reference's parametrized layers in forward order."""
+        return self.net.traces[max(self.net.traces)]["calls"]
+
+
+def settings_fingerprint(assignment: Assignment) -> str:
+    """Changes when anything that decides expected values changes (points do not)."""
+    return hashlib.sha256(json.dumps(assignment.probe_settings(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def forward_inputs(assignment: Assignment) -> np.ndarray:
+    rng = np.random.default_rng(assignment.forward.seed)
+    return rng.standard_normal((assignment.forward.batch_size, *assignment.input_shape), dtype=np.float32)
+
+
+def linear_loop_model(assignment: Assignment) -> list[dict[str, Any]]:
+    """A model that is not the reference, for exercising a student's training_loop in selfcheck."""
+    features = math.prod(assignment.input_shape)
+    return [{"type": "Flatten"}, {"type": "Linear", "args": {"in_features": features, "out_features": assignment.num_classes}}]
+
+
+def worker_limits(assignment: Assignment) -> dict[str, Any]:
+    limits = assignment.limits
+    return {"timeout_s": limits.timeout_s, "check_timeout_s": limits.check_timeout_s, "memory_mb": limits.memory_mb}
+
+
+def read_observed(raw: dict[str, Any], assignment: Assignment) -> dict[str, GroupObservations]:
+    names = {"net": "the Net checks", "loop": "the training_loop check"}
+    return {
+        group: read_group(run, what=names.get(group, group), memory_mb=assignment.limits.memory_mb)
+        for group, run in raw.items()
+    }
+
+
+def observe_reference(
+    assignment: Assignment, worker: Worker, reference_path: Path, *, loop_model_spec: list[dict[str, Any]] | None = None
+) -> tuple[Expectations, GroupObservations]:
+    """Run the reference through the probes; returns its expectations and its loop observations.
+
+    Leaves `worker` configured to grade students against this reference.
+    """
+    if not reference_path.is_file():
+        raise ReferenceSolutionError(f"{reference_path}: reference solution not found (use --reference PATH)")
+    try:
+        cells = read_cells(reference_path)
+    except Exception as exc:
+        raise ReferenceSolutionError(f"{reference_path}: {exc}") from None
+    program = extract_definitions(cells, [assignment.model_class, assignment.loop_function])
+    if program.notes:
+        raise ReferenceSolutionError(f"{reference_path}: " + "; ".join(program.notes))
+    inputs = forward_inputs(assignment)
+    worker.configure(
+        settings=assignment.probe_settings(),
+        reference_units=program.to_json(),
+        loop_model_spec=loop_model_spec,
+        forward_inputs=encode_array(inputs),
+        reference_weights=None,
+    )
+    groups = read_observed(worker.observe(program.to_json(), ["net", "loop"], worker_limits(assignment)), assignment)
+    net = groups["net"]
+    for group in groups.values():
+        failed = group.get("reference_failed")
+        if failed:
+            raise ReferenceSolutionError(f"{reference_path}: " + "; ".join(failed["notes"]))
+        problem = group.failure or (group.program_notes and "; ".join(group.program_notes))
+        if problem:
+            raise ReferenceSolutionError(f"{reference_path}: {problem}\n{group.stderr[-2000:]}")
+    forward = net.get("forward")
+    if forward is None or forward["output"] is None or not forward["weights"]:
+        error = forward and forward["error"]
+        raise ReferenceSolutionError(f"{reference_path}: the reference Net did not produce an output ({error})")
+    weights = [decode_array(w, what="reference weights") for w in forward["weights"]]
+    worker.configure(reference_weights=[encode_array(w) for w in weights])
+    expectations = Expectations(
+        origin=str(reference_path),
+        net=net,
+        forward_inputs=inputs,
+        weights=weights,
+        loop_model_spec=loop_model_spec,
+        reference_units=program.to_json(),
+    )
+    return expectations, groups["loop"]
+
+
+def configure_for_selfcheck(worker: Worker, assignment: Assignment, expectations: Expectations) -> None:
+    worker.configure(
+        settings=assignment.probe_settings(),
+        reference_units=None,
+        loop_model_spec=expectations.loop_model_spec,
+        forward_inputs=encode_array(expectations.forward_inputs),
+        reference_weights=[encode_array(w) for w in expectations.weights],
+    )
+
+
+# ---------------------------------------------------------------- fixtures file
+
+
+def write_fixtures(expectations: Expectations, assignment: Assignment, path: Path | None = None) -> Path:
+    """Write the selfcheck fixtures: observations, inputs and weights — no reference source."""
+    path = path or assignment.fixtures_path
+    net = expectations.net
+    forward = dict(net.by_kind["forward"])
+    forward["weights"] = None  # kept once, below
+    document = {
+        "format": FIXTURES_FORMAT,
+        "assignment": assignment.name,
+        "settings_fingerprint": settings_fingerprint(assignment),
+        "generated_by": f"grader {__version__}",
+        "net": {
+            "instantiate": net.by_kind["instantiate"],
+            "structure": net.by_kind["structure"],
+            "traces": [net.traces[b] for b in sorted(net.traces)],
+            "forward": forward,
+        },
+        "forward_inputs": encode_array(expectations.forward_inputs),
+        "weights": [encode_array(w) for w in expectations.weights],
+        "loop_model": expectations.loop_model_spec,
+    }
+    write_atomically(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_fixtures(assignment: Assignment, path: Path | None = None) -> Expectations:
+    path = path or assignment.fixtures_path
+    hint = f"ask your instructor for it, or run `grader fixtures --assignment {assignment.name}`"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FixturesError(f"{path}: selfcheck fixtures not found; {hint}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FixturesError(f"{path}: unreadable fixtures ({exc}); {hint}") from None
+    try:
+        if document.get("format") != FIXTURES_FORMAT:
+            raise FixturesError(f"{path}: fixtures format {document.get('format')!r}, expected {FIXTURES_FORMAT}; {hint}")
+        if document.get("settings_fingerprint") != settings_fingerprint(assignment):
+            raise FixturesError(f"{path}: fixtures were made for different assignment settings; {hint}")
+        net = GroupObservations()
+        for kind in ("instantiate", "structure", "forward"):
+            observation = {"kind": kind, **document["net"][kind]}
+            problem = validate(observation)
+            if problem:
+                raise FixturesError(f"{path}: {problem}")
+            net.by_kind[kind] = observation
+        for trace in document["net"]["traces"]:
+            observation = {"kind": "trace", **trace}
+            if validate(observation):
+                raise FixturesError(f"{path}: malformed trace")
+            net.traces[observation["batch"]] = observation
+        return Expectations(
+            origin=str(path),
+            net=net,
+            forward_inputs=decode_array(document["forward_inputs"], what="fixtures inputs"),
+            weights=[decode_array(w, what="fixtures weights") for w in document["weights"]],
+            loop_model_spec=document["loop_model"],
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise FixturesError(f"{path}: malformed fixtures (missing {exc}); {hint}") from None

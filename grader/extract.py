@@ -1,0 +1,353 @@
+"""Stage 2, extract: pull the definitions a check needs out of a notebook, without running it.
+
+From the code cells we keep imports, class and function definitions (the last one of each name
+wins, as when a notebook runs top to bottom) and the top-level assignments those definitions
+read (`device = torch.device(...)`, `N_CHANS = 16`), found by following names from the roots
+(`Net`, `training_loop`). Top-level work — dataset downloads, training, plotting, printing — is
+never kept. An assignment is kept only if evaluating it is cheap and harmless: literals,
+arithmetic, and calls on an allow-list (`torch.device`, `torch.nn.*`, `int`, ...).
+
+This module parses text; it never executes student code.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import symtable
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from IPython.core.inputtransformer2 import TransformerManager
+
+from grader.load import SourceCell
+
+# Cell magics whose body is ordinary Python that runs in the notebook's namespace.
+_PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
+
+_BUILTIN_NAMES = set(dir(builtins))
+
+# Calls allowed on the right-hand side of a kept top-level assignment. Dotted names are
+# resolved through the notebook's imports (`nn.Conv2d` -> `torch.nn.Conv2d`).
+_SAFE_CALLS = {
+    *(f"builtins.{n}" for n in (
+        "int", "float", "str", "bool", "tuple", "list", "dict", "set", "frozenset", "range", "len",
+        "min", "max", "abs", "round", "sum", "sorted", "enumerate", "zip", "pow", "divmod", "reversed",
+    )),
+    "torch.device", "torch.cuda.is_available", "torch.cuda.device_count", "torch.backends.mps.is_available",
+    "torch.get_default_dtype", "torch.tensor", "torch.zeros", "torch.ones", "torch.arange", "torch.full",
+    "torch.linspace", "torch.eye",
+}
+_SAFE_CALL_PREFIXES = ("math.", "torch.nn.")
+
+
+@dataclass(frozen=True)
+class ProgramUnit:
+    """One kept top-level statement, compiled by the child with its original location."""
+
+    source: str
+    filename: str  # "cell 4", or the script's file name
+    line: int  # first line of the statement within `filename`
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "filename": self.filename, "line": self.line}
+
+
+@dataclass
+class ExtractedProgram:
+    """What survives extraction, plus notes the student should read."""
+
+    units: list[ProgramUnit] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def source_text(self) -> str:
+        """The extracted program as one readable file, for feedback and debugging."""
+        parts = []
+        for unit in self.units:
+            parts.append(f"# --- {unit.filename}, line {unit.line}\n{unit.source.rstrip()}\n")
+        return "\n".join(parts)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [u.to_json() for u in self.units]
+
+
+@dataclass
+class _Statement:
+    node: ast.stmt
+    source: str
+    filename: str
+    line: int
+    where: str
+    order: int
+
+
+def extract_definitions(cells: Iterable[SourceCell], roots: Iterable[str]) -> ExtractedProgram:
+    """Keep what `roots` need from `cells`, in notebook order; report what had to be left out."""
+    program = ExtractedProgram()
+    statements = _parse_cells(cells, program.notes)
+    aliases = _import_aliases(statements)
+
+    last_binding: dict[str, _Statement] = {}
+    patches: dict[str, list[_Statement]] = {}
+    star_imports: list[_Statement] = []
+    for stmt in statements:
+        if isinstance(stmt.node, ast.ImportFrom) and any(a.name == "*" for a in stmt.node.names):
+            star_imports.append(stmt)
+        for name in _bound_names(stmt.node):
+            last_binding[name] = stmt
+        for name in _patched_names(stmt.node):
+            patches.setdefault(name, []).append(stmt)
+
+    kept: dict[int, _Statement] = {s.order: s for s in star_imports}
+    pending: list[tuple[str, str | None]] = [(name, None) for name in roots]
+
+    def keep(stmt: _Statement, name: str) -> None:
+        kept[stmt.order] = stmt
+        for ref in sorted(_global_references(stmt)):
+            if ref not in _BUILTIN_NAMES or ref in last_binding:
+                pending.append((ref, f"'{name}' ({stmt.where})"))
+
+    seen: set[str] = set()
+    while pending:
+        name, user = pending.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        stmt = last_binding.get(name)
+        if stmt is not None:
+            if not _is_definition_only(stmt.node, aliases):
+                if user is not None:
+                    program.notes.append(
+                        f"{user} uses '{name}', which only top-level code creates ({stmt.where}); the grader "
+                        f"does not run top-level code, so define '{name}' inside the function or pass it as an argument"
+                    )
+                continue
+            keep(stmt, name)
+        # `Net.forward = forward` after the class: part of the definition, as when run top to bottom.
+        for patch in patches.get(name, []):
+            if (stmt is None or patch.order > stmt.order) and _is_definition_only(patch.node, aliases):
+                keep(patch, name)
+
+    program.units = [ProgramUnit(s.source, s.filename, s.line) for _, s in sorted(kept.items())]
+    return program
+
+
+# ---------------------------------------------------------------- parsing cells
+
+
+def _parse_cells(cells: Iterable[SourceCell], notes: list[str]) -> list[_Statement]:
+    transformer = TransformerManager()
+    statements: list[_Statement] = []
+    for cell in cells:
+        source, line_shift = _plain_python(cell.source, transformer)
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as exc:
+            line = (exc.lineno or 1) + line_shift
+            notes.append(f"{cell.where(line)}: SyntaxError: {exc.msg}; this cell was skipped")
+            continue
+        lines = source.splitlines(keepends=True)
+        shared_lines = _lines_with_several_statements(tree.body)
+        for node in tree.body:
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            end = node.end_lineno or node.lineno
+            if shared_lines & set(range(start, end + 1)):
+                text = ast.unparse(node) + "\n"
+            else:
+                text = "".join(lines[start - 1 : end])
+            line_in_cell = start + line_shift
+            filename = cell.label
+            line = line_in_cell if cell.is_notebook else cell.first_line + line_in_cell - 1
+            statements.append(_Statement(node, text, filename, line, cell.where(line_in_cell), len(statements)))
+    return statements
+
+
+def _plain_python(source: str, transformer: TransformerManager) -> tuple[str, int]:
+    """Turn IPython syntax into Python with IPython's own transformer; unwrap `%%time`-style cells.
+
+    Returns the source and how many lines the cell's own numbering is ahead of it.
+    """
+    try:
+        text = transformer.transform_cell(source)
+    except Exception:  # IPython gives up on some malformed input; let ast report the error
+        return source, 0
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text, 0
+    if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
+        call = tree.body[0].value
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "run_cell_magic"
+            and len(call.args) == 3
+            and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in call.args)
+            and call.args[0].value in _PYTHON_CELL_MAGICS
+        ):
+            body, shift = _plain_python(call.args[2].value, transformer)
+            return body, shift + 1
+    return text, 0
+
+
+def _lines_with_several_statements(body: list[ast.stmt]) -> set[int]:
+    counts: dict[int, int] = {}
+    for node in body:
+        for line in {node.lineno, node.end_lineno or node.lineno}:
+            counts[line] = counts.get(line, 0) + 1
+    return {line for line, n in counts.items() if n > 1}
+
+
+# ---------------------------------------------------------------- names
+
+
+def _bound_names(node: ast.stmt) -> set[str]:
+    """Names a top-level statement binds in the module namespace."""
+    if isinstance(node, ast.Import):
+        return {(a.asname or a.name.split(".")[0]) for a in node.names}
+    if isinstance(node, ast.ImportFrom):
+        return {(a.asname or a.name) for a in node.names if a.name != "*"}
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    names: set[str] = set()
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        for target in _targets(node):
+            names |= _target_names(target)
+        return names
+    if isinstance(node, (ast.If, ast.Try, ast.For, ast.While, ast.With)):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt):
+                names |= _bound_names(child)
+            elif isinstance(child, ast.ExceptHandler):
+                for inner in child.body:
+                    names |= _bound_names(inner)
+        if isinstance(node, ast.For):
+            names |= _target_names(node.target)
+    return names
+
+
+def _targets(node: ast.Assign | ast.AnnAssign | ast.AugAssign) -> list[ast.expr]:
+    return node.targets if isinstance(node, ast.Assign) else [node.target]
+
+
+def _target_names(target: ast.expr) -> set[str]:
+    """Names an assignment target rebinds: `a`, `a, b`, `*rest` — not `a.x` or `a[0]`."""
+    if isinstance(target, ast.Name):
+        return {target.id}
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return set().union(*(_target_names(t) for t in target.elts)) if target.elts else set()
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return set()
+
+
+def _patched_names(node: ast.stmt) -> set[str]:
+    """Names whose attributes or items a top-level assignment changes: `Net.forward = f`."""
+    if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        return set()
+    found = set()
+    for target in _targets(node):
+        while isinstance(target, (ast.Attribute, ast.Subscript)):
+            target = target.value
+            if isinstance(target, ast.Name):
+                found.add(target.id)
+    return found
+
+
+def _global_references(stmt: _Statement) -> set[str]:
+    """Module-level names the statement reads, now or when its functions run (via symtable)."""
+    try:
+        table = symtable.symtable(ast.unparse(stmt.node), stmt.filename, "exec")
+    except SyntaxError:
+        return set()
+    refs: set[str] = set()
+
+    def visit(t: symtable.SymbolTable, top: bool) -> None:
+        for sym in t.get_symbols():
+            if not sym.is_referenced():
+                continue
+            if (top and not sym.is_imported()) or (not top and sym.is_global()):
+                refs.add(sym.get_name())
+        for child in t.get_children():
+            visit(child, False)
+
+    visit(table, True)
+    return refs - _bound_names(stmt.node)
+
+
+def _import_aliases(statements: list[_Statement]) -> dict[str, str]:
+    """Local name -> dotted module path, e.g. nn -> torch.nn, F -> torch.nn.functional."""
+    aliases: dict[str, str] = {}
+    for stmt in statements:
+        node = stmt.node
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname:
+                    aliases[a.asname] = a.name
+                else:
+                    root = a.name.split(".")[0]
+                    aliases[root] = root
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                if a.name != "*":
+                    aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+    return aliases
+
+
+# ---------------------------------------------------------------- what is safe to keep
+
+
+def _is_definition_only(node: ast.stmt, aliases: dict[str, str]) -> bool:
+    """True for statements that only define things: running them does no real work."""
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return True
+    if isinstance(node, ast.Assign):
+        return _is_cheap_expression(node.value, aliases)
+    if isinstance(node, ast.AnnAssign):
+        return node.value is None or _is_cheap_expression(node.value, aliases)
+    if isinstance(node, ast.AugAssign):
+        return _is_cheap_expression(node.value, aliases)
+    if isinstance(node, ast.If):
+        return _is_cheap_expression(node.test, aliases) and all(
+            _is_definition_only(s, aliases) for s in node.body + node.orelse
+        )
+    if isinstance(node, ast.Try):
+        handlers = [s for h in node.handlers for s in h.body]
+        return all(_is_definition_only(s, aliases) for s in node.body + handlers + node.orelse + node.finalbody)
+    if isinstance(node, ast.Pass):
+        return True
+    return False
+
+
+def _is_cheap_expression(expr: ast.expr, aliases: dict[str, str]) -> bool:
+    for node in ast.walk(expr):
+        if isinstance(node, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
+            return False
+        if isinstance(node, ast.Call) and not _is_safe_call(node.func, aliases):
+            return False
+    return True
+
+
+def _is_safe_call(func: ast.expr, aliases: dict[str, str]) -> bool:
+    dotted = _dotted_name(func)
+    if dotted is None:
+        return False
+    head, _, rest = dotted.partition(".")
+    if head in aliases:
+        qualified = aliases[head] + (f".{rest}" if rest else "")
+    elif head in _BUILTIN_NAMES and not rest:
+        qualified = f"builtins.{head}"
+    else:
+        return False
+    return qualified in _SAFE_CALLS or qualified.startswith(_SAFE_CALL_PREFIXES)
+
+
+def _dotted_name(node: ast.expr) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None

@@ -1,0 +1,159 @@
+"""The grader's handle on a worker process (see worker.py): start it, configure it, ask it to
+observe submissions, and restart it if it dies. Runs in the grader's process; imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from grader.errors import WorkerError
+
+_STARTUP_TIMEOUT_S = 120.0
+_REPLY_MARGIN_S = 30.0  # the worker enforces child limits itself; this only catches a stuck worker
+_MAX_REPLY_BYTES = 256 * 1024 * 1024
+
+
+def worker_environment(threads: int = 1) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CUDA_VISIBLE_DEVICES="",  # grading runs on the CPU; students' `.to(device)` then means CPU
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        GRADER_TORCH_THREADS=str(threads),
+        PYTHONHASHSEED="0",
+        MPLBACKEND="Agg",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class Worker:
+    """A started worker process. Use as a context manager so it is always shut down."""
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+        self._configuration: list[dict[str, Any]] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._buffer = b""
+        self._log = tempfile.TemporaryFile()
+        self._start()
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        self._buffer = b""
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "grader.isolate.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=worker_environment(self.threads),
+            start_new_session=True,  # Ctrl-C in the terminal reaches the grader, not the worker
+        )
+        ready = self._receive(time.monotonic() + _STARTUP_TIMEOUT_S)
+        if ready.get("op") != "ready":
+            raise WorkerError(f"worker did not start: {ready}")
+        for message in self._configuration:
+            self._request(message, _STARTUP_TIMEOUT_S)
+
+    def configure(self, **fields: Any) -> None:
+        """Send trusted inputs (settings, reference program, weights, ...); replayed on restart."""
+        message = {"op": "configure", **fields}
+        self._request(message, _STARTUP_TIMEOUT_S)
+        self._configuration.append(message)
+
+    def observe(self, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
+        """Observe one program; returns {group: ChildRun as dict}. Restarts a dead worker once."""
+        message = {"op": "observe", "units": units, "groups": groups, "limits": limits}
+        timeout = limits["timeout_s"] + _REPLY_MARGIN_S * len(groups)
+        try:
+            reply = self._request(message, timeout)
+        except WorkerError:
+            self.restart()
+            raise
+        return reply["groups"]
+
+    def restart(self) -> None:
+        self._kill()
+        self._start()
+
+    def _request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write((json.dumps(message) + "\n").encode())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerError(f"the worker process died ({self._describe_exit()})") from None
+        reply = self._receive(time.monotonic() + timeout)
+        if reply.get("op") == "error":
+            raise WorkerError(f"the worker reported: {reply.get('message')}\n{reply.get('traceback', '')}")
+        return reply
+
+    def _receive(self, deadline: float) -> dict[str, Any]:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._kill()
+                raise WorkerError("the worker stopped answering and was killed")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise WorkerError(f"the worker process died ({self._describe_exit()})")
+            self._buffer += chunk
+            if len(self._buffer) > _MAX_REPLY_BYTES:
+                self._kill()
+                raise WorkerError("the worker sent an oversized reply and was killed")
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            reply = json.loads(line)
+        except json.JSONDecodeError:
+            raise WorkerError("the worker sent a reply that is not JSON") from None
+        if not isinstance(reply, dict):
+            raise WorkerError("the worker sent a reply that is not an object")
+        return reply
+
+    def _describe_exit(self) -> str:
+        assert self._proc is not None
+        code = self._proc.poll()
+        self._log.seek(0)
+        tail = self._log.read()[-2000:].decode("utf-8", errors="replace").strip()
+        return f"exit code {code}" + (f"; its last output: {tail}" if tail else "")
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                self._proc.kill()
+            self._proc.wait()
+
+    def close(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            try:
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(b'{"op": "shutdown"}\n')
+                self._proc.stdin.close()
+                self._proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self._kill()
+        self._proc = None
+        self._log.close()

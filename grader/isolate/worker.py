@@ -1,0 +1,157 @@
+"""The worker process: imports torch once, then forks a limited child per probe group.
+
+Run as `python -m grader.isolate.worker` by grader.isolate.client. It speaks JSON lines on
+stdin/stdout with the grader process. The worker itself never executes student code: only the
+forked children do (see sandbox.py), so one submission cannot leave state for the next.
+
+Messages in:  {"op": "configure", ...}, {"op": "observe", "units": [...], "groups": [...],
+              "limits": {...}}, {"op": "shutdown"}
+Messages out: {"op": "ready"}, {"op": "configured"}, {"op": "observed", "groups": {...}},
+              {"op": "error", "message": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from grader.isolate.sandbox import ChildLimits, ChildRun, die_with_parent, run_in_child
+
+
+class _State:
+    """Trusted inputs shared by every child, prepared once in the worker before forking."""
+
+    def __init__(self) -> None:
+        self.settings: dict[str, Any] | None = None
+        self.reference_units: list[dict[str, Any]] | None = None
+        self.loop_model_spec: list[dict[str, Any]] | None = None
+        self.forward_inputs: Any = None
+        self.reference_weights: list[Any] | None = None
+        self.dataset: Any = None
+
+    def configure(self, message: dict[str, Any]) -> None:
+        import torch
+
+        from grader.observe.data import build_dataset
+        from grader.wire import decode_array
+
+        if "settings" in message:
+            self.settings = message["settings"]
+            s = self.settings
+            self.dataset = build_dataset(s["data"], s["input_shape"], s["num_classes"])
+        if "reference_units" in message:
+            self.reference_units = message["reference_units"]
+        if "loop_model_spec" in message:
+            self.loop_model_spec = message["loop_model_spec"]
+        if "forward_inputs" in message:
+            self.forward_inputs = torch.from_numpy(decode_array(message["forward_inputs"]).copy())
+        if "reference_weights" in message:
+            weights = message["reference_weights"]
+            self.reference_weights = None if weights is None else [torch.from_numpy(decode_array(w).copy()) for w in weights]
+
+
+def _probe_body(state: _State, group: str, units: list[dict[str, Any]]) -> Callable[[Callable[[dict[str, Any]], None]], None]:
+    """What the forked child does: run the programs, then the group's probes."""
+
+    def body(emit: Callable[[dict[str, Any]], None]) -> None:
+        from grader.observe.context import ProbeContext
+        from grader.observe.loop_probe import observe_loop
+        from grader.observe.net_probes import observe_net
+        from grader.observe.program import load_program
+
+        assert state.settings is not None
+        reference = None
+        if state.reference_units is not None:
+            reference, ref_notes = load_program(state.reference_units, "__reference__")
+            if ref_notes:
+                emit({"kind": "reference_failed", "notes": ref_notes})
+                return
+        student, notes = load_program(units, "__submission__")
+        emit({"kind": "program", "notes": notes})
+        ctx = ProbeContext(
+            settings=state.settings,
+            student=student,
+            student_files={u["filename"] for u in units},
+            reference=reference,
+            forward_inputs=state.forward_inputs,
+            reference_weights=state.reference_weights,
+            loop_model_spec=state.loop_model_spec,
+            dataset=state.dataset,
+            emit=emit,
+        )
+        (observe_net if group == "net" else observe_loop)(ctx)
+        emit({"kind": "done"})
+
+    return body
+
+
+def _observe(state: _State, message: dict[str, Any]) -> dict[str, Any]:
+    limits = message["limits"]
+    submission_deadline = time.monotonic() + limits["timeout_s"]
+    runs: dict[str, Any] = {}
+    for group in message["groups"]:
+        remaining = submission_deadline - time.monotonic()
+        if remaining <= 0:
+            runs[group] = {**ChildRun(timed_out=True).to_json(), "limit_s": 0.0}
+            continue
+        child_limits = ChildLimits(timeout_s=min(limits["check_timeout_s"], remaining), memory_mb=limits["memory_mb"])
+        run = run_in_child(_probe_body(state, group, message["units"]), child_limits)
+        runs[group] = {**run.to_json(), "limit_s": child_limits.timeout_s}
+    return {"op": "observed", "groups": runs}
+
+
+def _warm_up(threads: int) -> None:
+    """Import and exercise torch once, so forked children start fast (first optimizer use alone
+    costs about a second) and the thread pool is fixed before any fork."""
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = nn.functional.cross_entropy(model(torch.zeros(2, 1, 4, 4)), torch.tensor([0, 1]))
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    import torch.utils.data  # noqa: F401  (DataLoader, used by every probe)
+
+    import grader.observe.context  # noqa: F401
+    import grader.observe.loop_probe  # noqa: F401
+    import grader.observe.net_probes  # noqa: F401
+
+
+def main() -> None:
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
+    # Keep the protocol on a private copy of stdout; anything printed by libraries goes to stderr.
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    threads = int(os.environ.get("GRADER_TORCH_THREADS", "1"))
+    _warm_up(threads)
+    state = _State()
+    protocol.write(json.dumps({"op": "ready", "pid": os.getpid()}) + "\n")
+    for line in sys.stdin:
+        try:
+            message = json.loads(line)
+            op = message.get("op")
+            if op == "shutdown":
+                break
+            if op == "configure":
+                state.configure(message)
+                reply: dict[str, Any] = {"op": "configured"}
+            elif op == "observe":
+                reply = _observe(state, message)
+            else:
+                reply = {"op": "error", "message": f"unknown op {op!r}"}
+        except Exception as exc:  # report and keep serving; the grader decides what to do
+            reply = {"op": "error", "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        protocol.write(json.dumps(reply) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Stage 1, load: find the submissions in a folder and read each one into code cells.
+
+Reads files only; never executes anything a student wrote.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from grader.errors import AmbiguousSubmissionError, InvalidNotebookError, SubmissionError, UnreadableScriptError
+
+SUBMISSION_SUFFIXES = (".ipynb", ".py")
+
+# Jupytext / VS Code "percent" cell markers split a .py script into cells, so a syntax error in
+# one part of a script does not hide the rest.
+_PERCENT_CELL = re.compile(r"^# ?%%")
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One row of the report: a student and the file to grade, or why there is none."""
+
+    student: str
+    path: Path
+    problem: SubmissionError | None = None
+
+
+@dataclass(frozen=True)
+class SourceCell:
+    """A code cell, with where it came from so tracebacks and feedback can point at it."""
+
+    label: str  # "cell 4" for notebooks, the file name for scripts
+    source: str
+    first_line: int = 1  # line of the file where this cell starts (scripts); 1 for notebooks
+    is_notebook: bool = True
+
+    def where(self, line: int) -> str:
+        """Human location of `line` (1-based within this cell)."""
+        if self.is_notebook:
+            return f"{self.label}, line {line}"
+        return f"{self.label}, line {self.first_line + line - 1}"
+
+
+def _ignored(path: Path) -> bool:
+    return path.name.startswith(".") or path.name.startswith("__") or path.name.endswith("~")
+
+
+def discover_submissions(folder: Path, preferred_notebook: str | None = None) -> list[Submission]:
+    """List submissions in `folder`, sorted by student.
+
+    `<student>.ipynb`, `<student>.py`, or `<student>/` holding one notebook (or the one named
+    `preferred_notebook`). Other files, hidden files and checkpoint folders give no row.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SubmissionError(folder, "submissions folder not found")
+    found: list[Submission] = []
+    for entry in sorted(folder.iterdir()):
+        if _ignored(entry):
+            continue
+        if entry.is_file() and entry.suffix in SUBMISSION_SUFFIXES:
+            found.append(Submission(entry.stem, entry))
+        elif entry.is_dir():
+            found.append(_submission_in_folder(entry, preferred_notebook))
+    return sorted(found, key=lambda s: s.student)
+
+
+def _submission_in_folder(folder: Path, preferred_notebook: str | None) -> Submission:
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not any(_ignored(q) for q in p.relative_to(folder).parts)]
+    for suffix in SUBMISSION_SUFFIXES:
+        candidates = [p for p in files if p.suffix == suffix]
+        if len(candidates) == 1:
+            return Submission(folder.name, candidates[0])
+        if len(candidates) > 1:
+            preferred = [p for p in candidates if preferred_notebook and p.name == preferred_notebook]
+            if len(preferred) == 1:
+                return Submission(folder.name, preferred[0])
+            names = ", ".join(str(p.relative_to(folder)) for p in candidates)
+            cause = f"several {suffix} files ({names}) and none is named {preferred_notebook or 'as the assignment'}"
+            return Submission(folder.name, folder, AmbiguousSubmissionError(folder, cause))
+    return Submission(folder.name, folder, SubmissionError(folder, "folder holds no .ipynb or .py file"))
+
+
+def read_cells(path: Path) -> list[SourceCell]:
+    """Code cells of a notebook (any nbformat version, upgraded to v4) or a script."""
+    path = Path(path)
+    if path.suffix == ".py":
+        return _read_script(path)
+    return _read_notebook(path)
+
+
+def _read_notebook(path: Path) -> list[SourceCell]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidNotebookError(path, f"cannot read file: {exc.strerror}") from None
+    if not raw.strip():
+        raise InvalidNotebookError(path, "file is empty")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidNotebookError(path, f"not a notebook: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})") from None
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidNotebookError(
+            path, f"not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
+        ) from None
+    try:
+        notebook = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+        major = int(notebook.get("nbformat", 0))
+        if major < 4:
+            notebook = nbformat.convert(notebook, 4)
+        elif major > 4:
+            raise ValueError(f"nbformat {major} is newer than this grader understands")
+    except Exception as exc:  # nbformat raises many types for structurally wrong notebooks
+        raise InvalidNotebookError(path, f"not a notebook: {exc}") from None
+    cells = notebook.get("cells")
+    if not isinstance(cells, list):
+        raise InvalidNotebookError(path, "not a notebook: it has no list of cells")
+    code: list[SourceCell] = []
+    for number, cell in enumerate(cells, start=1):
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            source = cell.get("source", "")
+            if isinstance(source, list):
+                source = "".join(source)
+            code.append(SourceCell(f"cell {number}", str(source)))
+    return code
+
+
+def _read_script(path: Path) -> list[SourceCell]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableScriptError(path, f"cannot read file: {exc.strerror}") from None
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+        text = raw.decode(encoding)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+        detail = exc.reason if isinstance(exc, UnicodeDecodeError) else str(exc)
+        raise UnreadableScriptError(path, f"not readable as Python source ({detail}); save it as UTF-8") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.splitlines(keepends=True)
+    cells: list[SourceCell] = []
+    start = 0
+    for i, line in enumerate(lines):
+        if _PERCENT_CELL.match(line) and i > start:
+            cells.append(SourceCell(path.name, "".join(lines[start:i]), first_line=start + 1, is_notebook=False))
+            start = i
+    cells.append(SourceCell(path.name, "".join(lines[start:]), first_line=start + 1, is_notebook=False))
+    return cells

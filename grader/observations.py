@@ -1,0 +1,148 @@
+"""What a child reported, validated, in a form the checks can read.
+
+A child's report is untrusted data: each observation is checked against the shape it must have
+before any check looks at it, and one that does not fit is dropped with a note. Nothing here
+imports torch or student code.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+# Minimal type language for the observation schema: a Python type, a tuple of allowed types,
+# ("list", item_spec), ("dict", value_spec), or a dict of required keys -> spec.
+_INT_LIST = ("list", int)
+_LAYER = {"path": str, "type": str, "hyper": ("dict", object), "params": ("dict", _INT_LIST), "trainable": int}
+_TRACE_CALL = {**_LAYER, "output_shape": (list, type(None))}
+_OPT_STR = (str, type(None))
+_OPT_NUM = (float, int, type(None))
+
+SCHEMA: dict[str, dict[str, Any]] = {
+    "program": {"notes": ("list", str)},
+    "reference_failed": {"notes": ("list", str)},
+    "instantiate": {"defined": bool, "is_class": bool, "is_module_class": bool, "error": _OPT_STR},
+    "structure": {"layers": ("list", _LAYER), "parameters": ("list", {"name": str, "shape": _INT_LIST}), "total_trainable": int},
+    "trace": {"batch": int, "ok": bool, "error": _OPT_STR, "calls": ("list", _TRACE_CALL), "output_shape": (list, type(None))},
+    "forward": {
+        "order": ("list", {"name": str, "shape": _INT_LIST}),
+        "loaded": bool,
+        "output": (dict, type(None)),
+        "weights": (list, type(None)),
+        "error": _OPT_STR,
+    },
+    "train": {"initial_loss": _OPT_NUM, "final_loss": _OPT_NUM, "error": _OPT_STR},
+    "loop": {"defined": bool, "callable": bool},
+    "loop_run": {
+        "error": _OPT_STR,
+        "initial_loss": _OPT_NUM,
+        "final_loss": _OPT_NUM,
+        "n_epochs": int,
+        "batches_per_epoch": int,
+        "batches": int,
+        "epochs_started": int,
+        "backward_cleared": ("list", bool),
+        "steps": int,
+        "zero_grad_calls": int,
+        "loss_calls": int,
+    },
+    "done": {},
+}
+
+
+def _fits(value: Any, spec: Any) -> bool:
+    if isinstance(spec, dict):
+        return isinstance(value, dict) and all(k in value and _fits(value[k], s) for k, s in spec.items())
+    if isinstance(spec, tuple) and spec and spec[0] in ("list", "dict"):
+        if spec[0] == "list":
+            return isinstance(value, list) and all(_fits(v, spec[1]) for v in value)
+        return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, spec[1]) for k, v in value.items())
+    if spec is object:
+        return True
+    kinds = spec if isinstance(spec, tuple) else (spec,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
+def validate(observation: dict[str, Any]) -> str | None:
+    """None when the observation has the documented shape, else what is wrong with it."""
+    kind = observation.get("kind")
+    spec = SCHEMA.get(kind)  # type: ignore[arg-type]
+    if spec is None:
+        return f"unknown observation kind {kind!r}"
+    if not _fits(observation, spec):
+        return f"malformed '{kind}' observation"
+    if kind == "loop" and observation["callable"] and not _fits(observation, SCHEMA["loop_run"]):
+        return "malformed 'loop' observation"
+    return None
+
+
+@dataclass
+class GroupObservations:
+    """Everything one child run (the Net checks, or the loop check) reported."""
+
+    by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
+    traces: dict[int, dict[str, Any]] = field(default_factory=dict)
+    failure: str | None = None  # why the child stopped early: timeout, crash, exit
+    problems: list[str] = field(default_factory=list)  # observations that were rejected
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+
+    def get(self, kind: str) -> dict[str, Any] | None:
+        return self.by_kind.get(kind)
+
+    @property
+    def program_notes(self) -> list[str]:
+        program = self.by_kind.get("program")
+        return list(program["notes"]) if program else []
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def read_group(run: dict[str, Any], *, what: str, memory_mb: int) -> GroupObservations:
+    """Validate one child's raw report (sandbox.ChildRun as a dict)."""
+    group = GroupObservations(
+        stdout=str(run.get("stdout", ""))[:100_000],
+        stderr=str(run.get("stderr", ""))[:100_000],
+        seconds=float(run.get("seconds") or 0.0),
+    )
+    for observation in run.get("observations", []):
+        if not isinstance(observation, dict):
+            continue
+        problem = validate(observation)
+        if problem:
+            group.problems.append(problem)
+        elif observation["kind"] == "trace":
+            group.traces[observation["batch"]] = observation
+        else:
+            group.by_kind[observation["kind"]] = observation
+    if "done" not in group.by_kind:
+        group.failure = _failure(run, what=what, memory_mb=memory_mb)
+    if run.get("protocol_error"):
+        group.problems.append(str(run["protocol_error"]))
+    return group
+
+
+def _failure(run: dict[str, Any], *, what: str, memory_mb: int) -> str:
+    if run.get("timed_out"):
+        limit = float(run.get("limit_s") or 0)
+        if limit <= 0:
+            return f"{what} did not run: the submission's time limit was used up"
+        return f"{what} timed out after {limit:.0f} s (an endless loop, or far too much work?)"
+    sig = run.get("signal")
+    if sig:
+        if sig == signal.SIGKILL:
+            return f"{what} was killed (SIGKILL), possibly for using more than {memory_mb} MB of memory"
+        return f"{what} crashed ({_signal_name(sig)})"
+    code = run.get("exit_code")
+    if code == 0:
+        return f"{what} stopped early: the code exited the process (os._exit or similar)"
+    return f"{what} stopped early with exit code {code}"

@@ -1,0 +1,145 @@
+"""Observe the student's training_loop driving a known-good model with instrumented parts.
+
+Counts what the loop does — batches drawn, backward passes, optimizer steps, whether gradients
+were cleared before each backward — and the model's loss before and after. Gradients count as
+cleared when every parameter's `.grad` is None or zero as a new backward pass reaches it, so
+`optimizer.zero_grad()`, `model.zero_grad()` and setting grads to None all count.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from grader.observe.context import ProbeContext, finite_or_none, mean_loss, seed_everything
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.batches = 0
+        self.epochs_started = 0
+        self.backward_cleared: list[bool] = []  # one entry per backward pass
+        self.steps = 0
+        self.zero_grad_calls = 0
+        self.loss_calls = 0
+
+
+class _CountingLoader:
+    """Wraps the DataLoader; counts batches handed out. Other attributes pass through."""
+
+    def __init__(self, loader: Any, counts: _Counts) -> None:
+        self._loader = loader
+        self._counts = counts
+
+    def __iter__(self) -> Iterator[Any]:
+        self._counts.epochs_started += 1
+        for batch in self._loader:
+            self._counts.batches += 1
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+class _CountingLoss(nn.Module):
+    def __init__(self, counts: _Counts) -> None:
+        super().__init__()
+        self._counts = counts
+        self._loss = nn.CrossEntropyLoss()
+
+    def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self._counts.loss_calls += 1
+        return self._loss(outputs, labels)
+
+
+def _counting_sgd(params: list[nn.Parameter], lr: float, counts: _Counts) -> torch.optim.Optimizer:
+    class SGD(torch.optim.SGD):  # named like the real one: students may print it
+        def step(self, closure: Any = None) -> Any:
+            counts.steps += 1
+            return super().step(closure)
+
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            counts.zero_grad_calls += 1
+            super().zero_grad(set_to_none)
+
+    return SGD(params, lr=lr)
+
+
+def _watch_gradients(params: list[nn.Parameter], counts: _Counts) -> None:
+    """Record, per backward pass, whether gradients were cleared before it accumulated.
+
+    Tensor hooks run before the gradient is accumulated into `.grad`, and the output layer's
+    parameters (last registered) are reached first, so the sentinel opens each pass's record.
+    """
+    sentinel = params[-1]
+
+    def before_accumulate(param: nn.Parameter, grad: torch.Tensor) -> None:
+        cleared = param.grad is None or not bool(param.grad.detach().any())
+        if param is sentinel:
+            counts.backward_cleared.append(cleared)
+        elif counts.backward_cleared:
+            counts.backward_cleared[-1] = counts.backward_cleared[-1] and cleared
+
+    for param in params:
+        if param.requires_grad:
+            param.register_hook(partial(before_accumulate, param))
+
+
+def _loop_model(ctx: ProbeContext) -> nn.Module:
+    """The model the student's loop trains: a layer list from the fixtures (selfcheck), else the
+    reference's Net."""
+    seed_everything(ctx.settings["training"]["seed"])
+    if ctx.loop_model_spec:
+        return nn.Sequential(*(getattr(nn, layer["type"])(**layer.get("args", {})) for layer in ctx.loop_model_spec))
+    assert ctx.reference is not None, "no model to exercise training_loop with"
+    return ctx.reference[ctx.settings["model_class"]]()
+
+
+def observe_loop(ctx: ProbeContext) -> None:
+    settings = ctx.settings
+    training = settings["training"]
+    function = ctx.student.get(settings["loop_function"])
+    seen: dict[str, Any] = {"kind": "loop", "defined": function is not None, "callable": callable(function)}
+    if not callable(function):
+        ctx.emit(seen)
+        return
+    counts = _Counts()
+    model = _loop_model(ctx)
+    params = [p for p in model.parameters() if p.requires_grad]
+    _watch_gradients(params, counts)
+    loader = _CountingLoader(ctx.loader(training["seed"]), counts)
+    arguments = {
+        "n_epochs": training["epochs"],
+        "optimizer": _counting_sgd(params, training["learning_rate"], counts),
+        "model": model,
+        "loss_fn": _CountingLoss(counts),
+        "train_loader": loader,
+    }
+    seen["initial_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
+    seen["error"] = None
+    try:
+        function(*(arguments[name] for name in settings["loop_signature"]))
+    except BaseException as exc:
+        seen["error"] = ctx.describe(exc)
+    try:
+        seen["final_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
+    except BaseException as exc:  # the student's loop may have left the model unusable
+        seen["final_loss"] = None
+        seen["error"] = seen["error"] or ctx.describe(exc)
+    seen.update(
+        n_epochs=training["epochs"],
+        batches_per_epoch=len(loader),
+        batches=counts.batches,
+        epochs_started=counts.epochs_started,
+        backward_cleared=counts.backward_cleared,
+        steps=counts.steps,
+        zero_grad_calls=counts.zero_grad_calls,
+        loss_calls=counts.loss_calls,
+    )
+    ctx.emit(seen)

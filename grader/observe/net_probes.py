@@ -1,0 +1,196 @@
+"""Observe the student's network: build it, trace its layers, run it with given weights, train it.
+
+Each observation is emitted as soon as it is made, so a later hang or crash does not lose it.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from grader.observe.context import ProbeContext, encode_tensor, finite_or_none, mean_loss, seed_everything, shape_of
+
+_JSON_SCALARS = (int, float, str, bool, type(None))
+
+
+def observe_net(ctx: ProbeContext) -> None:
+    settings = ctx.settings
+    name = settings["model_class"]
+    net_class = ctx.student.get(name)
+    model = _instantiate(ctx, name, net_class)
+    if model is None:
+        return
+    ctx.emit(_structure(model))
+    traces = {}
+    batches = sorted(set(settings["shape_batch_sizes"]) | {settings["forward"]["batch_size"]})
+    for batch in batches:
+        seed_everything(settings["forward"]["seed"] + batch)
+        sample = torch.randn(batch, *settings["input_shape"])
+        traces[batch] = _trace(ctx, model, sample)
+        ctx.emit({"kind": "trace", "batch": batch, **traces[batch]})
+    ctx.emit(_forward(ctx, model, traces))
+    ctx.emit(_train(ctx, net_class))
+
+
+def _instantiate(ctx: ProbeContext, name: str, net_class: Any) -> nn.Module | None:
+    seen = {"kind": "instantiate", "defined": net_class is not None, "is_class": isinstance(net_class, type)}
+    seen["is_module_class"] = seen["is_class"] and issubclass(net_class, nn.Module)
+    seen["error"] = None
+    if not seen["is_module_class"]:
+        ctx.emit(seen)
+        return None
+    seed_everything(ctx.settings["training"]["seed"])
+    try:
+        model = net_class()
+    except BaseException as exc:
+        seen["error"] = ctx.describe(exc)
+        ctx.emit(seen)
+        return None
+    ctx.emit(seen)
+    return model
+
+
+def _hyperparameters(module: nn.Module) -> dict[str, Any]:
+    """The constructor settings torch itself declares constant for this layer type."""
+    found: dict[str, Any] = {}
+    for key in getattr(type(module), "__constants__", []):
+        value = getattr(module, key, None)
+        if isinstance(value, (tuple, list)) and all(isinstance(v, _JSON_SCALARS) for v in value):
+            found[key] = list(value)
+        elif isinstance(value, _JSON_SCALARS):
+            found[key] = value
+    if "bias" in module._parameters or hasattr(module, "bias"):
+        found["bias"] = getattr(module, "bias", None) is not None
+    return found
+
+
+def _layer(path: str, module: nn.Module) -> dict[str, Any]:
+    own = list(module.named_parameters(recurse=False))
+    return {
+        "path": path,  # "" when the network itself holds parameters directly
+        "type": type(module).__name__,
+        "hyper": _hyperparameters(module),
+        "params": {n: list(p.shape) for n, p in own},
+        "trainable": sum(p.numel() for _, p in own if p.requires_grad),
+    }
+
+
+def _parametrized(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(path, m) for path, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def _structure(model: nn.Module) -> dict[str, Any]:
+    return {
+        "kind": "structure",
+        "layers": [_layer(path, m) for path, m in _parametrized(model)],
+        "parameters": [{"name": n, "shape": list(p.shape), "trainable": p.requires_grad} for n, p in model.named_parameters()],
+        "total_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def _trace(ctx: ProbeContext, model: nn.Module, sample: torch.Tensor) -> dict[str, Any]:
+    """Run forward once with hooks on every parametrized layer; record calls in execution order."""
+    calls: list[dict[str, Any]] = []
+
+    def record(path: str, module: nn.Module, _inputs: Any, output: Any) -> None:
+        calls.append({**_layer(path, module), "output_shape": shape_of(output)})
+
+    handles = [m.register_forward_hook(partial(record, path)) for path, m in _parametrized(model)]
+    result: dict[str, Any] = {"ok": False, "error": None, "calls": calls, "output_shape": None}
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(sample)
+        result["output_shape"] = shape_of(output)
+        result["ok"] = result["output_shape"] is not None
+        if not result["ok"]:
+            result["error"] = f"forward returned {type(output).__name__}, not a tensor"
+    except BaseException as exc:
+        result["error"] = ctx.describe(exc)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return result
+
+
+def _forward_order(model: nn.Module, traces: dict[int, dict[str, Any]], batch: int) -> list[tuple[str, nn.Parameter]]:
+    """Parameters in the order the forward pass first uses their layers, then any others."""
+    preferred = [traces[batch]] + [t for b, t in sorted(traces.items()) if b != batch]
+    best = max(preferred, key=lambda t: (t["ok"], len(t["calls"])))
+    named = dict(model.named_parameters())
+    order: list[str] = []
+    for call in best["calls"]:
+        for pname in call["params"]:
+            full = f"{call['path']}.{pname}" if call["path"] else pname
+            if full in named and full not in order:
+                order.append(full)
+    order += [n for n in named if n not in order]
+    return [(n, named[n]) for n in order]
+
+
+def _forward(ctx: ProbeContext, model: nn.Module, traces: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    batch = ctx.settings["forward"]["batch_size"]
+    order = _forward_order(model, traces, batch)
+    seen: dict[str, Any] = {
+        "kind": "forward",
+        "order": [{"name": n, "shape": list(p.shape)} for n, p in order],
+        "loaded": False,
+        "output": None,
+        "weights": None,
+        "error": None,
+    }
+    weights = ctx.reference_weights
+    if weights is None:
+        seen["weights"] = [encode_tensor(p) for _, p in order]
+    else:
+        if len(weights) != len(order) or any(tuple(w.shape) != tuple(p.shape) for w, (_, p) in zip(weights, order)):
+            return seen
+        with torch.no_grad():
+            for w, (_, p) in zip(weights, order):
+                p.copy_(w)
+    seen["loaded"] = True
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(ctx.forward_inputs.clone())
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"forward returned {type(output).__name__}, not a tensor")
+        seen["output"] = encode_tensor(output)
+    except BaseException as exc:
+        seen["error"] = ctx.describe(exc)
+    return seen
+
+
+def standard_training_loop(n_epochs: int, optimizer: Any, model: nn.Module, loss_fn: Any, train_loader: Any) -> None:
+    """The textbook loop, used when no reference training_loop is at hand (selfcheck)."""
+    for _ in range(n_epochs):
+        for images, labels in train_loader:
+            loss = loss_fn(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+def _train(ctx: ProbeContext, net_class: type) -> dict[str, Any]:
+    """Train a fresh student Net with the reference's (or the standard) loop; record the losses."""
+    training = ctx.settings["training"]
+    seen: dict[str, Any] = {"kind": "train", "initial_loss": None, "final_loss": None, "error": None, "seconds": None}
+    trainer = standard_training_loop
+    if ctx.reference is not None and callable(ctx.reference.get(ctx.settings["loop_function"])):
+        trainer = ctx.reference[ctx.settings["loop_function"]]
+    started = time.perf_counter()
+    try:
+        seed_everything(training["seed"])
+        model = net_class()
+        seen["initial_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
+        optimizer = torch.optim.SGD(model.parameters(), lr=training["learning_rate"])
+        trainer(training["epochs"], optimizer, model, nn.CrossEntropyLoss(), ctx.loader(training["seed"]))
+        seen["final_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
+    except BaseException as exc:
+        seen["error"] = ctx.describe(exc)
+    seen["seconds"] = time.perf_counter() - started
+    return seen

@@ -1,0 +1,57 @@
+"""Per-student feedback as Markdown: score, what to fix and why, notes, extracted code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from grader.report.csv_report import format_points
+from grader.files import safe_file_stem, write_atomically
+from grader.results import INVALID, SubmissionResult
+
+_OUTPUT_TAIL = 3000
+
+
+def feedback_markdown(result: SubmissionResult, title: str) -> str:
+    lines = [f"# {title}: feedback for {result.student}", ""]
+    lines.append(f"Submission: `{Path(result.path).name}`  ")
+    lines.append(f"**Score: {format_points(result.total)} / {format_points(result.max_total)}**")
+    lines.append("")
+    if result.status == INVALID:
+        lines += ["This file could not be graded:", "", f"> {result.error}", ""]
+        return "\n".join(lines) + "\n"
+    lines += ["| Check | Points | Result |", "|---|---:|---|"]
+    for check in result.checks:
+        verdict = "passed" if check.passed else "; ".join(check.reasons).replace("|", "\\|")
+        lines.append(f"| `{check.name}` | {format_points(check.points)} / {format_points(check.max_points)} | {verdict} |")
+    lines.append("")
+    to_fix = [c for c in result.checks if not c.passed]
+    if to_fix:
+        lines += ["## What to fix", ""]
+        for check in to_fix:
+            lost = format_points(check.max_points - check.points)
+            lines.append(f"- **{check.name}** (−{lost}):")
+            lines += [f"  - {reason}" for reason in check.reasons]
+        lines.append("")
+    if result.notes:
+        lines += ["## Notes on your code", ""] + [f"- {note}" for note in result.notes] + [""]
+    if result.extracted_source.strip():
+        lines += [
+            "## The code the grader used",
+            "",
+            "Only imports, definitions and the settings they need are taken from your notebook; "
+            "top-level code (downloads, training, plots) is not run.",
+            "",
+            "```python",
+            result.extracted_source.rstrip(),
+            "```",
+            "",
+        ]
+    failing_output = {k: v for k, v in result.output.items() if k.endswith("stderr")} if to_fix else {}
+    for name, text in failing_output.items():
+        lines += [f"## Output: {name} (last part)", "", "```", text[-_OUTPUT_TAIL:].rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def write_feedback(folder: Path, results: list[SubmissionResult], title: str) -> None:
+    for result in results:
+        write_atomically(folder / f"{safe_file_stem(result.student)}.md", feedback_markdown(result, title))

@@ -1,0 +1,58 @@
+"""Results as plain, serialisable data. Every writer (CSV, feedback, terminal) consumes these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+GRADED = "graded"
+INVALID = "invalid"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    points: float
+    max_points: float
+    public: bool = True
+    reasons: list[str] = field(default_factory=list)  # one per lost point, written for the student
+    error: str | None = None  # set when something went wrong (exception, timeout), not for wrong values
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.points >= self.max_points
+
+    @property
+    def message(self) -> str:
+        return "; ".join(self.reasons) if self.reasons else "passed"
+
+
+@dataclass
+class SubmissionResult:
+    student: str
+    path: str
+    status: str
+    checks: list[CheckResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # short causes, for the CSV `error` column
+    notes: list[str] = field(default_factory=list)  # extraction and execution notes for feedback
+    extracted_source: str = ""
+    output: dict[str, str] = field(default_factory=dict)  # captured stdout/stderr, by child run
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return round(sum(c.points for c in self.checks), 2)
+
+    @property
+    def max_total(self) -> float:
+        return round(sum(c.max_points for c in self.checks), 2)
+
+    @property
+    def error(self) -> str:
+        return "; ".join(dict.fromkeys(self.errors))
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(total=self.total, max_total=self.max_total, error=self.error)
+        return data

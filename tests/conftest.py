@@ -1,0 +1,59 @@
+"""Shared fixtures: the real CIFAR-2 assignment, one worker process for the session, and the
+expectations observed from the real reference solution."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from grader.assignment import Assignment, load_assignment  # noqa: E402
+from grader.commands.reference_check import verified_reference_expectations  # noqa: E402
+from grader.expectations import Expectations  # noqa: E402
+from grader.isolate.client import Worker  # noqa: E402
+from grader.load import Submission  # noqa: E402
+from grader.pipeline import grade_submission  # noqa: E402
+from grader.results import SubmissionResult  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cifar2() -> Assignment:
+    return load_assignment(ROOT / "assignments" / "cifar2")
+
+
+@pytest.fixture(scope="session")
+def reference_worker(cifar2: Assignment):
+    """A worker configured with the real reference, as `grader run` configures it."""
+    with Worker() as worker:
+        expected = verified_reference_expectations(cifar2, worker, ROOT / "reference" / "cifar2.py")
+        yield worker, expected
+
+
+@pytest.fixture
+def grade(reference_worker, cifar2: Assignment, tmp_path: Path):
+    """Grade one file on disk through the whole pipeline, as `grader run` does."""
+    worker, expected = reference_worker
+
+    def _grade(path: Path, student: str | None = None) -> SubmissionResult:
+        return grade_submission(Submission(student or path.stem, path), cifar2, worker, expected)
+
+    return _grade
+
+
+def points(result: SubmissionResult) -> dict[str, float]:
+    return {c.name: c.points for c in result.checks}
+
+
+FULL = {
+    "net.instantiate": 5,
+    "net.layers": 15,
+    "net.shapes": 15,
+    "net.params": 15,
+    "net.forward": 20,
+    "net.trains": 10,
+    "loop.trains": 20,
+}
