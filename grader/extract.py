@@ -171,6 +171,8 @@ def _plain_python(source: str, transformer: TransformerManager) -> tuple[str, in
         text = transformer.transform_cell(source)
     except Exception:  # IPython gives up on some malformed input; let ast report the error
         return source, 0
+    # IPython drops a cell's leading blank lines; put them back so line numbers stay true.
+    text = "\n" * (_leading_blank_lines(source) - _leading_blank_lines(text)) + text
     try:
         tree = ast.parse(text)
     except SyntaxError:
@@ -188,6 +190,15 @@ def _plain_python(source: str, transformer: TransformerManager) -> tuple[str, in
             body, shift = _plain_python(call.args[2].value, transformer)
             return body, shift + 1
     return text, 0
+
+
+def _leading_blank_lines(text: str) -> int:
+    count = 0
+    for line in text.splitlines():
+        if line.strip():
+            break
+        count += 1
+    return count
 
 
 def _lines_with_several_statements(body: list[ast.stmt]) -> set[int]:
@@ -210,7 +221,9 @@ def _bound_names(node: ast.stmt) -> set[str]:
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return {node.name}
     names: set[str] = set()
-    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+    if isinstance(node, ast.AugAssign):
+        return names  # `H *= 2` updates H; it is kept as a patch after H's own binding
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
         for target in _targets(node):
             names |= _target_names(target)
         return names
@@ -242,10 +255,12 @@ def _target_names(target: ast.expr) -> set[str]:
 
 
 def _patched_names(node: ast.stmt) -> set[str]:
-    """Names whose attributes or items a top-level assignment changes: `Net.forward = f`."""
+    """Names a top-level statement changes in place: `Net.forward = f`, `H *= 2`."""
     if not isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
         return set()
     found = set()
+    if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+        found.add(node.target.id)
     for target in _targets(node):
         while isinstance(target, (ast.Attribute, ast.Subscript)):
             target = target.value

@@ -48,8 +48,9 @@ class SourceCell:
         return f"{self.label}, line {self.first_line + line - 1}"
 
 
-def _ignored(path: Path) -> bool:
-    return path.name.startswith(".") or path.name.startswith("__") or path.name.endswith("~")
+def _ignored(name: str) -> bool:
+    """Hidden files, checkpoint and cache folders, editor backups."""
+    return name.startswith(".") or name.startswith("__") or name.endswith("~")
 
 
 def discover_submissions(folder: Path, preferred_notebook: str | None = None) -> list[Submission]:
@@ -63,7 +64,7 @@ def discover_submissions(folder: Path, preferred_notebook: str | None = None) ->
         raise SubmissionError(folder, "submissions folder not found")
     found: list[Submission] = []
     for entry in sorted(folder.iterdir()):
-        if _ignored(entry):
+        if _ignored(entry.name):
             continue
         if entry.is_file() and entry.suffix in SUBMISSION_SUFFIXES:
             found.append(Submission(entry.stem, entry))

@@ -1,0 +1,170 @@
+"""The commands as users type them, in real child processes: `grader run` on a folder (read back
+with pandas), `grader selfcheck` exit codes and output, `grader fixtures`, help texts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import variants as v
+from conftest import FULL, ROOT
+
+EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
+COLUMNS = ["student", "status", "error", "total", "max_total", *FULL]
+
+
+def grader(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "grader", *args], capture_output=True, text=True, cwd=cwd or ROOT, env=env, check=check, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def example_report(tmp_path_factory) -> tuple[pd.DataFrame, Path, subprocess.CompletedProcess[str]]:
+    out = tmp_path_factory.mktemp("report")
+    done = grader("run", str(EXAMPLES), "-o", str(out / "report.csv"))
+    assert done.returncode == 0, done.stderr
+    return pd.read_csv(out / "report.csv", keep_default_na=False), out, done
+
+
+def test_run_writes_one_row_per_submission_with_the_exact_columns(example_report):
+    frame, _, _ = example_report
+    assert list(frame.columns) == COLUMNS
+    # README.txt and bob's notes.txt give no row; bob's folder gives one.
+    assert list(frame.student) == ["alice", "bob", "carol", "dave", "erin", "frank"]
+
+
+def test_run_scores_the_bundled_examples(example_report):
+    frame, _, _ = example_report
+    rows = frame.set_index("student")
+    assert rows.loc["alice", "total"] == 100 and rows.loc["carol", "total"] == 100
+    assert rows.loc["bob", "net.forward"] == 0 and rows.loc["bob", "total"] == 80
+    assert rows.loc["dave"][list(FULL)].tolist() == [5, 7.5, 0, 5, 0, 10, 16]
+    assert rows.loc["erin"][list(FULL)].tolist() == [5, 15, 0, 15, 20, 10, 12]
+    assert "ValueError: batch went missing" in rows.loc["erin", "error"]
+    assert rows.loc["frank", "status"] == "invalid" and "invalid JSON" in rows.loc["frank", "error"]
+    assert rows.loc["frank", "total"] == 0
+    assert (frame.max_total == 100).all()
+    assert (rows.loc[["alice", "bob", "carol", "dave"], "error"] == "").all()
+
+
+def test_run_writes_feedback_for_every_student(example_report):
+    _, out, _ = example_report
+    feedback = out / "feedback"
+    assert sorted(p.name for p in feedback.iterdir()) == [f"{s}.md" for s in ["alice", "bob", "carol", "dave", "erin", "frank"]]
+    dave = (feedback / "dave.md").read_text()
+    assert "**Score: 43.5 / 100**" in dave
+    assert "layer 1 (conv1, Conv2d): expected out_channels=16, got 32" in dave
+    assert "gradients were never cleared: call optimizer.zero_grad() each step" in dave
+    assert "class Net(nn.Module)" in dave  # the extracted code, for the student to see
+    assert "could not be graded" in (feedback / "frank.md").read_text()
+
+
+def test_run_prints_a_class_summary(example_report):
+    _, _, done = example_report
+    assert "6 submissions: mean 66.75, median 78.50 of 100" in done.stderr
+    assert "net.forward" in done.stderr and "3/6 (50%)" in done.stderr
+
+
+def test_run_twice_gives_the_same_csv(example_report, tmp_path):
+    _, out, _ = example_report
+    again = grader("run", str(EXAMPLES), "-o", str(tmp_path / "again.csv"))
+    assert again.returncode == 0
+    assert (tmp_path / "again.csv").read_bytes() == (out / "report.csv").read_bytes()
+
+
+def test_run_on_a_missing_folder_says_so(tmp_path):
+    done = grader("run", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert "nowhere: submissions folder not found" in done.stderr
+
+
+def test_run_with_an_unknown_assignment_lists_the_known_ones(tmp_path):
+    done = grader("run", str(EXAMPLES), "--assignment", "nope")
+    assert done.returncode == 2
+    assert "no assignment 'nope'" in done.stderr and "cifar2" in done.stderr
+
+
+def test_run_with_a_broken_reference_stops_with_a_clear_message(tmp_path):
+    broken = tmp_path / "ref.py"
+    broken.write_text((ROOT / "reference" / "cifar2.py").read_text().replace("torch.tanh(self.fc1(out))", "self.fc1(out).detach()"))
+    done = grader("run", str(EXAMPLES), "-o", str(tmp_path / "r.csv"), "--reference", str(broken))
+    assert done.returncode == 2
+    assert "fails its own check net.trains" in done.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
+# ---------------------------------------------------------------- selfcheck
+
+
+def test_selfcheck_full_marks_exits_0(tmp_path):
+    v.write_notebook(tmp_path / "cifar2_cnn.ipynb", v.notebook_cells())
+    done = grader("selfcheck", "--assignment", "cifar2", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Score on the checks above: 100 / 100" in done.stdout
+
+
+def test_selfcheck_explains_lost_points_and_exits_1(tmp_path):
+    notebook = v.write_notebook(tmp_path / "mine.ipynb", v.notebook_cells(v.NET_RELU, v.LOOP_NO_ZERO_GRAD))
+    done = grader("selfcheck", str(notebook), "--assignment", "cifar2")
+    assert done.returncode == 1
+    assert "check your activation functions" in done.stdout
+    assert "gradients were never cleared" in done.stdout
+    assert "Score on the checks above: 76 / 100" in done.stdout
+
+
+def test_selfcheck_on_an_unusable_notebook_exits_2(tmp_path):
+    notebook = tmp_path / "cifar2_cnn.ipynb"
+    notebook.write_text("not json at all")
+    done = grader("selfcheck", str(notebook))
+    assert done.returncode == 2
+    assert "invalid JSON" in done.stdout + done.stderr
+
+
+def test_selfcheck_without_a_notebook_explains_what_it_looked_for(tmp_path):
+    done = grader("selfcheck", "--assignment", "cifar2", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "no cifar2_cnn.ipynb in" in done.stderr
+
+
+def test_selfcheck_agrees_with_run_on_the_examples(example_report, tmp_path):
+    frame, _, _ = example_report
+    for student, notebook in [("dave", EXAMPLES / "dave.ipynb"), ("erin", EXAMPLES / "erin.ipynb"), ("bob", EXAMPLES / "bob" / "cifar2_cnn.ipynb")]:
+        done = grader("selfcheck", str(notebook), "--assignment", "cifar2")
+        total = frame.set_index("student").loc[student, "total"]
+        assert f"Score on the checks above: {total:g} / 100" in done.stdout, done.stdout
+
+
+# ---------------------------------------------------------------- fixtures and help
+
+
+def test_committed_fixtures_are_current_and_hold_no_reference_source(tmp_path):
+    copy = tmp_path / "cifar2"
+    shutil.copytree(ROOT / "assignments" / "cifar2", copy)
+    (copy / "fixtures.json").unlink()
+    done = grader("fixtures", "--assignment", str(copy), "--reference", str(ROOT / "reference" / "cifar2.py"))
+    assert done.returncode == 0, done.stderr
+    fresh = json.loads((copy / "fixtures.json").read_text())
+    committed_text = (ROOT / "assignments" / "cifar2" / "fixtures.json").read_text()
+    assert fresh == json.loads(committed_text), "run `grader fixtures --assignment cifar2` and commit the result"
+    for source_line in ["def forward", "class Net", "torch.tanh", "max_pool2d", "zero_grad"]:
+        assert source_line not in committed_text
+
+
+def test_help_is_available_for_every_command():
+    assert "grade a folder of submissions" in grader("--help", check=True).stdout
+    for command in ("run", "selfcheck", "fixtures"):
+        assert "--assignment" in grader(command, "--help", check=True).stdout
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).with_name("grader")
+    assert subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout.startswith("grader ")

@@ -1,0 +1,113 @@
+"""Student code runs in limited child processes: a hang, crash, exit or memory blow-up costs only
+the affected checks of that row, with an error naming the cause."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+
+import pytest
+
+import variants as v
+from conftest import FULL, ROOT, points
+from grader.assignment import Limits
+from grader.load import Submission
+from grader.pipeline import grade_submission
+
+NET_ZERO = {n: 0 for n in FULL if n.startswith("net.") and n != "net.instantiate"}
+# Layers and parameter counts are still judged from __init__ when forward never finishes.
+FORWARD_BROKEN = {"net.shapes": 0, "net.forward": 0, "net.trains": 0}
+
+
+@pytest.fixture
+def grade_fast(reference_worker, cifar2, tmp_path):
+    """Grade with short time limits so hangs are cut quickly."""
+    worker, expected = reference_worker
+    quick = dataclasses.replace(cifar2, limits=Limits(timeout_s=12, check_timeout_s=5, memory_mb=1024))
+
+    def _grade(net: str = v.NET, loop: str = v.LOOP, name: str = "student"):
+        path = v.write_notebook(tmp_path / f"{name}.ipynb", v.notebook_cells(net, loop))
+        return grade_submission(Submission(name, path), quick, worker, expected)
+
+    return _grade
+
+
+def test_endless_training_loop_times_out_and_net_checks_still_count(grade_fast):
+    loop = "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n    while True:\n        pass\n"
+    started = time.monotonic()
+    result = grade_fast(loop=loop)
+    assert time.monotonic() - started < 12
+    assert points(result) == {**FULL, "loop.trains": 0}
+    assert "the training_loop check timed out after 5 s" in result.error
+
+
+def test_endless_forward_costs_the_net_checks_only(grade_fast):
+    net = v.NET.replace("out = out.view(-1, 8 * 8 * 8)", "while True:\n            pass")
+    result = grade_fast(net=net)
+    assert points(result) == {**FULL, **FORWARD_BROKEN}
+    assert "the Net checks timed out after 5 s" in result.error
+
+
+def test_sys_exit_in_constructor_is_an_error_not_a_crash(grade_fast):
+    net = v.NET.replace("super().__init__()", "super().__init__()\n        import sys; sys.exit(0)")
+    result = grade_fast(net=net)
+    assert points(result) == {**FULL, **NET_ZERO, "net.instantiate": 0}
+    assert "Net() failed: SystemExit(0)" in result.error
+
+
+def test_os_exit_in_training_loop_stops_only_that_check(grade_fast):
+    loop = "import os\n\ndef training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n    os._exit(0)\n"
+    result = grade_fast(loop=loop)
+    assert points(result) == {**FULL, "loop.trains": 0}
+    assert "the training_loop check stopped early: the code exited the process" in result.error
+
+
+def test_segfault_in_forward_is_reported_as_a_crash(grade_fast):
+    net = v.NET.replace("out = out.view(-1, 8 * 8 * 8)", "import ctypes; ctypes.string_at(0)")
+    result = grade_fast(net=net)
+    assert points(result) == {**FULL, **FORWARD_BROKEN}
+    assert "the Net checks crashed (SIGSEGV)" in result.error
+
+
+def test_memory_cap_stops_a_memory_bomb(grade_fast):
+    net = v.NET.replace("super().__init__()", "super().__init__()\n        self.hog = torch.ones(2 * 1024**3 // 4)")
+    result = grade_fast(net=net)
+    assert points(result)["net.instantiate"] == 0
+    assert points(result)["loop.trains"] == 20
+    assert "Net() failed" in result.error and "alloc" in result.error.lower()
+
+
+def test_processes_started_by_student_code_do_not_outlive_the_check(grade_fast):
+    marker = "31.4159"
+    loop = (
+        "import subprocess\n\ndef training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n"
+        f"    subprocess.Popen(['sleep', '{marker}'])\n    while True:\n        pass\n"
+    )
+    grade_fast(loop=loop)
+    time.sleep(0.2)
+    survivors = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout
+    assert survivors.strip() == ""
+
+
+def test_student_output_and_files_stay_out_of_the_grader(grade_fast, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    loop = (
+        "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n"
+        "    print('{\"net.forward\": 20}')\n"
+        "    open('written_by_student.txt', 'w').write('x')\n" + v.LOOP.split(":\n", 1)[1]
+    )
+    result = grade_fast(loop=loop)
+    assert points(result) == FULL
+    assert not (tmp_path / "written_by_student.txt").exists()
+    assert '{"net.forward": 20}' in result.output["loop stdout"]
+
+
+def test_the_grader_process_never_imports_torch():
+    code = (
+        "import sys, grader.cli, grader.commands.run, grader.commands.selfcheck, grader.pipeline;"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "False"
