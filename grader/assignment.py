@@ -350,11 +350,11 @@ def available_assignments(root: Path | None = None) -> list[Path]:
     return sorted(p.parent for p in root.glob(f"*/{CONFIG_NAME}"))
 
 
-def find_assignment(name_or_path: str | None, *, cwd: Path | None = None) -> Assignment:
+def find_assignment(name_or_path: str | None, *, cwd: Path | None = None, notebook: Path | None = None) -> Assignment:
     """Resolve --assignment: a folder path, a name under the assignments root, or the default.
 
-    Without a name: the assignment in the current folder (a student's copy), else the only one,
-    else the one whose config says `default = true`.
+    Without a name: the assignment in the current folder (a student's copy), else the one whose
+    notebook name is `notebook`'s, else the only one, else the one with `default = true`.
     """
     cwd = cwd or Path.cwd()
     if name_or_path:
@@ -375,6 +375,10 @@ def find_assignment(name_or_path: str | None, *, cwd: Path | None = None) -> Ass
     if len(folders) == 1:
         return load_assignment(folders[0])
     loaded = [load_assignment(f) for f in folders]
+    if notebook is not None:
+        by_notebook = [a for a in loaded if a.notebook == notebook.name]
+        if len(by_notebook) == 1:
+            return by_notebook[0]
     defaults = [a for a in loaded if a.default]
     if len(defaults) == 1:
         return defaults[0]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from grader import __version__
 from grader.assignment import find_assignment
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = Console(stderr=True)
     try:
-        assignment = find_assignment(args.assignment)
+        assignment = find_assignment(args.assignment, notebook=getattr(args, "notebook", None))
         if args.command == "run":
             from grader.commands.run import run
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             make_fixtures(assignment, args.reference, console=err)
             return 0
     except GraderError as exc:
-        err.print(f"[red]grader: error:[/red] {exc}", highlight=False)
+        err.print(f"[red]grader: error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("[red]grader: interrupted[/red]")

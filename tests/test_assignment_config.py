@@ -286,6 +286,11 @@ def test_no_name_and_only_one_assignment_picks_it(tmp_path: Path, monkeypatch: p
     assert find_assignment(None).name == "solo"
 
 
+def test_no_name_picks_the_assignment_whose_notebook_is_being_checked(assignments: Path) -> None:
+    assert find_assignment(None, notebook=Path("somewhere/alpha.ipynb")).name == "alpha"
+    assert find_assignment(None, notebook=Path("unrelated.ipynb")).name == "beta"
+
+
 def test_no_name_and_no_default_asks_to_choose(assignments: Path) -> None:
     beta = assignments / "beta" / "assignment.toml"
     beta.write_text(beta.read_text().replace("default = true\n", ""))

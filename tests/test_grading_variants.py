@@ -69,6 +69,12 @@ WRONG = {
         {"net.layers": 3.75, "net.shapes": 0, "net.params": 7.5, "net.forward": 0},
         "expected padding=1, got 0",
     ),
+    # Layers are aligned, so one extra layer costs only itself in net.layers and net.params.
+    "extra_layer": (
+        v.notebook_cells(v.NET_EXTRA_LAYER),
+        {"net.layers": 12, "net.shapes": 0, "net.params": 8, "net.forward": 0},
+        "layer 4 (fc_extra, Linear) is extra: the reference has 4 layers with parameters",
+    ),
     "avgpool_for_maxpool": (v.notebook_cells(v.NET_AVGPOOL), {"net.forward": 0}, "output differs by up to"),
     "missing_activation": (v.notebook_cells(v.NET_MISSING_ACTIVATION), {"net.forward": 0}, "output differs by up to"),
     "hard_coded_batch_size": (v.notebook_cells(v.NET_HARDCODED_BATCH), {"net.shapes": 0}, "is the batch size hard-coded?"),

@@ -89,10 +89,9 @@ WRONG = {
     "tanh_instead_of_relu": (NET_TANH, LOOP, {"net.forward": 0}),
     # fc1 and fc2 have the wrong size: 3 of 5 layers match, 3 of 5 parameter counts, no weights load.
     "narrow_fc1": (NET_NARROW_FC, LOOP, {"net.layers": 9, "net.shapes": 0, "net.params": 6, "net.forward": 0}),
-    # Layers are compared position by position in forward order, so everything after the missing
-    # BatchNorm2d is shifted: only conv1 matches (1 of 5 layers, 1 of 5 parameter counts, and the
-    # total is 16 short).
-    "no_batchnorm": (NET_NO_BATCHNORM, LOOP, {"net.layers": 3, "net.shapes": 0, "net.params": 2, "net.forward": 0}),
+    # Layers are aligned, so the missing BatchNorm2d costs only itself: 4 of 5 layers and 4 of 5
+    # parameter counts match; the total is 16 short.
+    "no_batchnorm": (NET_NO_BATCHNORM, LOOP, {"net.layers": 12, "net.shapes": 0, "net.params": 8, "net.forward": 0}),
     # Runs, clears and back-propagates every batch, but never steps: 3 of 5 criteria.
     "loop_without_step": (NET, LOOP_NO_STEP, {"loop.trains": 12}),
 }

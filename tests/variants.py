@@ -238,6 +238,9 @@ NET_AVGPOOL = NET.replace("F.max_pool2d", "F.avg_pool2d")
 NET_MISSING_ACTIVATION = NET.replace(
     "out = F.max_pool2d(torch.tanh(self.conv2(out)), 2)", "out = F.max_pool2d(self.conv2(out), 2)"
 )
+NET_EXTRA_LAYER = NET.replace(
+    "self.fc2 = nn.Linear(32, 2)", "self.fc_extra = nn.Linear(32, 32)\n        self.fc2 = nn.Linear(32, 2)"
+).replace("out = self.fc2(out)", "out = self.fc2(torch.tanh(self.fc_extra(out)))")
 NET_HARDCODED_BATCH = NET.replace("out.view(-1, 8 * 8 * 8)", "out.view(64, 8 * 8 * 8)")
 
 # ---------------------------------------------------------------- wrong loops

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from grader.assignment import Assignment
 from grader.errors import GraderError
@@ -43,7 +44,7 @@ def selfcheck(assignment: Assignment, notebook: Path, console: Console | None = 
         configure_for_selfcheck(worker, assignment, expected)
         result = grade_submission(Submission(notebook.stem, notebook), assignment, worker, expected)
     if result.status == INVALID:
-        console.print(f"[red]{notebook}: {result.error}[/red]")
+        console.print(f"[red]{escape(f'{notebook}: {result.error}')}[/red]", soft_wrap=True)
         return UNUSABLE, result
     hidden = sum(not c.public for c in result.checks)
     selfcheck_report(result, console, hidden)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 from typing import Any
 
 import numpy as np
@@ -100,6 +102,32 @@ def _student_layers(group: GroupObservations, assignment: Assignment) -> tuple[l
     return structure["layers"], f" (layers listed in the order __init__ creates them, because forward failed: {error})"
 
 
+def _layer_key(layer: dict[str, Any]) -> str:
+    return json.dumps([layer["type"], _normalized(layer["hyper"])], sort_keys=True)
+
+
+def _align(theirs: list[dict[str, Any]], mine: list[dict[str, Any]]) -> list[tuple[int | None, int | None]]:
+    """Pair reference layers with the student's, so one missing or extra layer does not shift
+    every later comparison. Identical layers pair first (longest common subsequence); between
+    them, the remaining layers pair up in order and the surplus is missing or extra."""
+    pairs: list[tuple[int | None, int | None]] = []
+    matcher = difflib.SequenceMatcher(a=[_layer_key(l) for l in theirs], b=[_layer_key(l) for l in mine], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            pairs += list(zip(range(i1, i2), range(j1, j2)))
+            continue
+        wanted, got = list(range(i1, i2)), list(range(j1, j2))
+        # Prefer pairing layers of the same type (a Conv2d with the wrong channels is still the
+        # Conv2d the reference has there); anything left over is missing or extra.
+        for i in wanted:
+            same_type = next((j for j in got if mine[j]["type"] == theirs[i]["type"]), None)
+            if same_type is not None:
+                got.remove(same_type)
+            pairs.append((i, same_type))
+        pairs += [(None, j) for j in got]
+    return pairs
+
+
 def check_net_layers(student: dict[str, GroupObservations], expected: Expectations, assignment: Assignment) -> Outcome:
     group = _net(student)
     missing = _unavailable(group, "structure")
@@ -109,17 +137,15 @@ def check_net_layers(student: dict[str, GroupObservations], expected: Expectatio
     theirs = expected.layers
     reasons: list[str] = []
     matched = 0
-    for i in range(max(len(mine), len(theirs))):
-        if i >= len(theirs):
-            reasons.append(f"{_label(i, mine[i])} is extra: the reference has {len(theirs)} layers with parameters")
+    for i, j in _align(theirs, mine):
+        if i is None:
+            assert j is not None
+            reasons.append(f"{_label(j, mine[j])} is extra: the reference has {len(theirs)} layers with parameters")
             continue
-        if i >= len(mine):
-            reasons.append(f"layer {i + 1} ({theirs[i]['type']}) is missing: the reference has {len(theirs)} layers with parameters, yours {len(mine)}")
+        if j is None:
+            reasons.append(f"layer {i + 1} of the reference ({theirs[i]['type']}) is missing from your Net")
             continue
-        want, got = theirs[i], mine[i]
-        if want["type"] != got["type"]:
-            reasons.append(f"{_label(i, got)}: expected {want['type']}, got {got['type']}")
-            continue
+        want, got = theirs[i], mine[j]
         want_hyper, got_hyper = _normalized(want["hyper"]), _normalized(got["hyper"])
         wrong = [
             f"{key}={_show(want_hyper[key])}, got {_show(got_hyper.get(key))}"
@@ -127,7 +153,7 @@ def check_net_layers(student: dict[str, GroupObservations], expected: Expectatio
             if want_hyper[key] != got_hyper.get(key)
         ]
         if wrong:
-            reasons.append(f"{_label(i, got)}: expected " + "; expected ".join(wrong))
+            reasons.append(f"{_label(j, got)}: expected " + "; expected ".join(wrong))
         else:
             matched += 1
     total = max(len(mine), len(theirs), 1)
@@ -193,11 +219,14 @@ def check_net_params(student: dict[str, GroupObservations], expected: Expectatio
     mine, _ = _student_layers(group, assignment)
     theirs = expected.layers
     matched = 0
-    for i, want in enumerate(theirs):
-        if i >= len(mine):
-            reasons.append(f"layer {i + 1} ({want['type']}): expected {want['trainable']} parameters, but your Net has no such layer")
-        elif mine[i]["trainable"] != want["trainable"]:
-            reasons.append(f"{_label(i, mine[i])}: expected {want['trainable']} parameters, got {mine[i]['trainable']}")
+    for i, j in _align(theirs, mine):
+        if i is None:
+            assert j is not None
+            reasons.append(f"{_label(j, mine[j])}: {mine[j]['trainable']} parameters in a layer the reference does not have")
+        elif j is None:
+            reasons.append(f"layer {i + 1} of the reference ({theirs[i]['type']}): expected {theirs[i]['trainable']} parameters, but your Net has no such layer")
+        elif mine[j]["trainable"] != theirs[i]["trainable"]:
+            reasons.append(f"{_label(j, mine[j])}: expected {theirs[i]['trainable']} parameters, got {mine[j]['trainable']}")
         else:
             matched += 1
     per_layer = matched / max(len(theirs), len(mine), 1)

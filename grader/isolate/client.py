@@ -98,7 +98,7 @@ class Worker:
             raise WorkerError(f"the worker process died ({self._describe_exit()})") from None
         reply = self._receive(time.monotonic() + timeout)
         if reply.get("op") == "error":
-            raise WorkerError(f"the worker reported: {reply.get('message')}\n{reply.get('traceback', '')}")
+            raise WorkerError(str(reply.get("message")))
         return reply
 
     def _receive(self, deadline: float) -> dict[str, Any]:

@@ -43,7 +43,12 @@ class _State:
         if "settings" in message:
             self.settings = message["settings"]
             s = self.settings
-            self.dataset = build_dataset(s["data"], s["input_shape"], s["num_classes"])
+            try:
+                self.dataset = build_dataset(s["data"], s["input_shape"], s["num_classes"])
+            except Exception as exc:
+                where = s["data"].get("root") or "generated data"
+                detail = str(exc).replace("You can use download=True to download it", "the grader never downloads data")
+                raise RuntimeError(f"could not load the training data ({s['data']['kind']}, {where}): {detail}") from exc
         if "reference_units" in message:
             self.reference_units = message["reference_units"]
         if "loop_model_spec" in message:
@@ -149,7 +154,8 @@ def main() -> None:
             else:
                 reply = {"op": "error", "message": f"unknown op {op!r}"}
         except Exception as exc:  # report and keep serving; the grader decides what to do
-            reply = {"op": "error", "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            traceback.print_exc()  # into the worker's log, which the grader shows if the worker dies
+            reply = {"op": "error", "message": str(exc) or type(exc).__name__}
         protocol.write(json.dumps(reply) + "\n")
 
 

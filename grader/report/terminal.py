@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from grader.report.csv_report import format_points
@@ -18,7 +19,7 @@ def class_summary(results: list[SubmissionResult], console: Console) -> None:
     for r in results:
         style = "red" if r.status != GRADED else ("green" if r.total >= r.max_total else "")
         error = r.error if len(r.error) <= 90 else r.error[:87] + "..."
-        students.add_row(r.student, r.status, f"{format_points(r.total)} / {format_points(r.max_total)}", error, style=style)
+        students.add_row(escape(r.student), r.status, f"{format_points(r.total)} / {format_points(r.max_total)}", escape(error), style=style)
     console.print(students)
     if not results:
         return
@@ -50,7 +51,7 @@ def selfcheck_report(result: SubmissionResult, console: Console, hidden: int) ->
     for check in result.checks:
         if not check.public:
             continue
-        verdict = "[green]passed[/green]" if check.passed else "\n".join(check.reasons)
+        verdict = "[green]passed[/green]" if check.passed else escape("\n".join(check.reasons))
         table.add_row(check.name, f"{format_points(check.points)} / {format_points(check.max_points)}", verdict)
     console.print(table)
     public = [c for c in result.checks if c.public]
@@ -60,4 +61,4 @@ def selfcheck_report(result: SubmissionResult, console: Console, hidden: int) ->
     if hidden:
         console.print(f"{hidden} more check(s) are hidden and graded after you submit.")
     for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}", markup=True, highlight=False)
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)

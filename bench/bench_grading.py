@@ -1,0 +1,167 @@
+"""Benchmark `grader run`: seconds per submission and peak memory of the whole process tree.
+
+Generates a cohort of N submissions (mostly correct, some wrong, one invalid), grades it with
+the real CLI in a child process while sampling the RSS of every process in its tree, and writes
+bench/results.md and bench/results.json with a description of the machine.
+
+    .venv/bin/python bench/bench_grading.py --count 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import variants as v  # noqa: E402  (the test suite's realistic student notebooks)
+
+COHORT = [
+    ("correct", v.notebook_cells()),
+    ("correct_sequential", v.notebook_cells(v.NET_SEQUENTIAL)),
+    ("correct", v.notebook_cells()),
+    ("relu", v.notebook_cells(v.NET_RELU)),
+    ("correct_defaults", v.notebook_cells(v.NET_DEFAULTS)),
+    ("wrong_channels", v.notebook_cells(v.NET_WRONG_CHANNELS)),
+    ("correct", v.notebook_cells()),
+    ("no_zero_grad", v.notebook_cells(loop=v.LOOP_NO_ZERO_GRAD)),
+    ("raises", v.notebook_cells(loop=v.LOOP_RAISES_MID_EPOCH)),
+    ("correct_magics", v.MAGIC_CELLS),
+]
+
+
+def make_cohort(folder: Path, count: int) -> None:
+    for i in range(count):
+        name, cells = COHORT[i % len(COHORT)]
+        v.write_notebook(folder / f"s{i:03d}_{name}.ipynb", cells)
+    if count >= 10:
+        (folder / "zz_invalid.ipynb").write_text('{"cells": [')
+
+
+def _tree_rss_bytes(root: int) -> int:
+    """Sum of RSS over `root` and all its descendants, read from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack += children.get(pid, [])
+    return total
+
+
+def grade_and_measure(folder: Path, out: Path) -> dict[str, float]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(out / "report.csv")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_bytes(proc.pid))
+        time.sleep(0.05)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"grader run failed with exit code {proc.returncode}")
+    return {"wall_s": wall, "peak_rss_mb": peak / 2**20}
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except OSError:
+        memory_kb = 0
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory_gib": f"{memory_kb / 2**20:.1f}",
+        "python": platform.python_version(),
+        "torch": metadata.version("torch"),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=30, help="submissions in the cohort (default 30)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the single-submission case (default 3)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        single = tmp_path / "single"
+        v.write_notebook(single / "alice.ipynb", v.notebook_cells())
+        one = [grade_and_measure(single, tmp_path) for _ in range(args.repeat)]
+        cohort = tmp_path / "cohort"
+        make_cohort(cohort, args.count)
+        rows = len(list(cohort.iterdir()))
+        many = grade_and_measure(cohort, tmp_path)
+
+    single_wall = statistics.median(r["wall_s"] for r in one)
+    marginal = (many["wall_s"] - single_wall) / (rows - 1)
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "single_correct_submission_wall_s": round(single_wall, 2),
+        "cohort_submissions": rows,
+        "cohort_wall_s": round(many["wall_s"], 2),
+        "seconds_per_submission_in_cohort": round(many["wall_s"] / rows, 2),
+        "marginal_seconds_per_submission": round(marginal, 2),
+        "peak_rss_mb_single": round(max(r["peak_rss_mb"] for r in one)),
+        "peak_rss_mb_cohort": round(many["peak_rss_mb"]),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    (args.out / "results.md").write_text(
+        f"""# Grading benchmark ({results['date']})
+
+Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, torch {m['torch']}
+({m['platform']}). One worker (`grader run` default), CPU only.
+
+| measure | value |
+|---|---:|
+| one correct submission, `grader run` wall time incl. process start, worker start and reference check (median of {args.repeat}) | {results['single_correct_submission_wall_s']} s |
+| cohort of {rows} submissions (mostly correct, some wrong, one invalid): total wall time | {results['cohort_wall_s']} s |
+| cohort: seconds per submission (total / count) | {results['seconds_per_submission_in_cohort']} s |
+| marginal seconds per extra submission | {results['marginal_seconds_per_submission']} s |
+| peak RSS of the whole process tree, single submission | {results['peak_rss_mb_single']} MB |
+| peak RSS of the whole process tree, cohort | {results['peak_rss_mb_cohort']} MB |
+
+Reproduce: `.venv/bin/python bench/bench_grading.py --count {args.count}`.
+"""
+    )
+    print((args.out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create .venv and install grader with its test dependencies; re-installs when pyproject.toml changes.
+# Sourced by demo.sh and test.sh, so each of them sets itself up on a fresh machine.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then python=$candidate; break; fi
+  done
+fi
+if ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
+  echo "grader needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "Creating .venv with $("$python" --version) ..." >&2
+  "$python" -m venv .venv
+fi
+stamp=.venv/.grader-installed
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "Installing grader and its dependencies into .venv (torch takes a minute or two) ..." >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[test]'
+  echo "$wanted" > "$stamp"
+fi
