@@ -157,3 +157,15 @@ def test_grading_is_deterministic(grade, tmp_path):
     first, second = grade(path), grade(path)
     assert points(first) == points(second)
     assert [c.details for c in first.checks] == [c.details for c in second.checks]
+
+
+def test_student_folder_submission_gets_full_marks(grade, tmp_path, cifar2):
+    from grader.load import discover_submissions
+
+    folder = tmp_path / "subs" / "grace"
+    v.write_notebook(folder / "cifar2_cnn.ipynb", v.notebook_cells())
+    v.write_notebook(folder / ".ipynb_checkpoints" / "cifar2_cnn-checkpoint.ipynb", v.notebook_cells(v.NET_RELU))
+    (folder / "notes.txt").write_text("my notes")
+    [submission] = discover_submissions(tmp_path / "subs", cifar2.notebook)
+    assert submission.student == "grace" and submission.path.name == "cifar2_cnn.ipynb"
+    assert points(grade(submission.path, student=submission.student)) == FULL

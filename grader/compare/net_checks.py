@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -128,6 +128,38 @@ def _align(theirs: list[dict[str, Any]], mine: list[dict[str, Any]]) -> list[tup
     return pairs
 
 
+def _compare_aligned(
+    theirs: list[dict[str, Any]], mine: list[dict[str, Any]], mismatch: Callable[[dict[str, Any], dict[str, Any]], str | None]
+) -> tuple[int, list[str]]:
+    """Count aligned layer pairs that `mismatch` finds equal; a reason for every other layer."""
+    matched, reasons = 0, []
+    for i, j in _align(theirs, mine):
+        if i is None:
+            assert j is not None
+            reasons.append(f"{_label(j, mine[j])} is extra: the reference has {len(theirs)} layers with parameters")
+        elif j is None:
+            reasons.append(f"layer {i + 1} of the reference ({theirs[i]['type']}) is missing from your Net")
+        else:
+            problem = mismatch(theirs[i], mine[j])
+            if problem:
+                reasons.append(f"{_label(j, mine[j])}: {problem}")
+            else:
+                matched += 1
+    return matched, reasons
+
+
+def _hyperparameter_mismatch(want: dict[str, Any], got: dict[str, Any]) -> str | None:
+    if want["type"] != got["type"]:
+        return f"expected {want['type']}, got {got['type']}"
+    want_hyper, got_hyper = _normalized(want["hyper"]), _normalized(got["hyper"])
+    wrong = [
+        f"{key}={_show(want_hyper[key])}, got {_show(got_hyper.get(key))}"
+        for key in want_hyper
+        if want_hyper[key] != got_hyper.get(key)
+    ]
+    return ("expected " + "; expected ".join(wrong)) if wrong else None
+
+
 def check_net_layers(student: dict[str, GroupObservations], expected: Expectations, assignment: Assignment) -> Outcome:
     group = _net(student)
     missing = _unavailable(group, "structure")
@@ -135,27 +167,7 @@ def check_net_layers(student: dict[str, GroupObservations], expected: Expectatio
         return missing
     mine, note = _student_layers(group, assignment)
     theirs = expected.layers
-    reasons: list[str] = []
-    matched = 0
-    for i, j in _align(theirs, mine):
-        if i is None:
-            assert j is not None
-            reasons.append(f"{_label(j, mine[j])} is extra: the reference has {len(theirs)} layers with parameters")
-            continue
-        if j is None:
-            reasons.append(f"layer {i + 1} of the reference ({theirs[i]['type']}) is missing from your Net")
-            continue
-        want, got = theirs[i], mine[j]
-        want_hyper, got_hyper = _normalized(want["hyper"]), _normalized(got["hyper"])
-        wrong = [
-            f"{key}={_show(want_hyper[key])}, got {_show(got_hyper.get(key))}"
-            for key in want_hyper
-            if want_hyper[key] != got_hyper.get(key)
-        ]
-        if wrong:
-            reasons.append(f"{_label(j, got)}: expected " + "; expected ".join(wrong))
-        else:
-            matched += 1
+    matched, reasons = _compare_aligned(theirs, mine, _hyperparameter_mismatch)
     total = max(len(mine), len(theirs), 1)
     if reasons and note:
         reasons[-1] += note
@@ -218,17 +230,14 @@ def check_net_params(student: dict[str, GroupObservations], expected: Expectatio
         reasons.append(f"total trainable parameters: expected {want_total}, got {got_total}")
     mine, _ = _student_layers(group, assignment)
     theirs = expected.layers
-    matched = 0
-    for i, j in _align(theirs, mine):
-        if i is None:
-            assert j is not None
-            reasons.append(f"{_label(j, mine[j])}: {mine[j]['trainable']} parameters in a layer the reference does not have")
-        elif j is None:
-            reasons.append(f"layer {i + 1} of the reference ({theirs[i]['type']}): expected {theirs[i]['trainable']} parameters, but your Net has no such layer")
-        elif mine[j]["trainable"] != theirs[i]["trainable"]:
-            reasons.append(f"{_label(j, mine[j])}: expected {theirs[i]['trainable']} parameters, got {mine[j]['trainable']}")
-        else:
-            matched += 1
+
+    def count_mismatch(want: dict[str, Any], got: dict[str, Any]) -> str | None:
+        if want["trainable"] == got["trainable"]:
+            return None
+        return f"expected {want['trainable']} parameters, got {got['trainable']}"
+
+    matched, layer_reasons = _compare_aligned(theirs, mine, count_mismatch)
+    reasons += layer_reasons
     per_layer = matched / max(len(theirs), len(mine), 1)
     # A third of the points for the total, two thirds for the per-layer counts.
     return Outcome((1.0 if total_ok else 0.0) / 3 + 2 * per_layer / 3, reasons, details={"total": got_total})
