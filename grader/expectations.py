@@ -23,7 +23,7 @@ from grader.errors import FixturesError, ReferenceSolutionError
 from grader.extract import extract_definitions
 from grader.files import write_atomically
 from grader.isolate.client import Worker
-from grader.load import read_cells
+from grader.load import SourceCell, read_cells
 from grader.observations import GroupObservations, read_group, validate
 from grader.wire import decode_array, encode_array
 
@@ -37,7 +37,6 @@ class Expectations:
     forward_inputs: np.ndarray
     weights: list[np.ndarray]  # the reference's parameters in forward order
     loop_model_spec: list[dict[str, Any]] | None  # None: the loop check trains the reference Net
-    reference_units: list[dict[str, Any]] | None = None  # instructor side only; never written out
 
     @property
     def forward_output(self) -> np.ndarray:
@@ -80,6 +79,17 @@ def read_observed(raw: dict[str, Any], assignment: Assignment) -> dict[str, Grou
     }
 
 
+def reference_helpers(cells: list[SourceCell], assignment: Assignment) -> dict[str, list[dict[str, Any]]]:
+    """What each child group may use from the reference, and nothing more: the Net checks get
+    only the reference's training_loop (to train the student's Net), the loop check only its Net
+    (to be trained by the student's loop). A student's Net therefore never shares a process with
+    the reference Net it could otherwise find in memory and pass off as its own."""
+    return {
+        "net": extract_definitions(cells, [assignment.loop_function]).to_json(),
+        "loop": extract_definitions(cells, [assignment.model_class]).to_json(),
+    }
+
+
 def observe_reference(
     assignment: Assignment, worker: Worker, reference_path: Path, *, loop_model_spec: list[dict[str, Any]] | None = None
 ) -> tuple[Expectations, GroupObservations]:
@@ -99,7 +109,7 @@ def observe_reference(
     inputs = forward_inputs(assignment)
     worker.configure(
         settings=assignment.probe_settings(),
-        reference_units=program.to_json(),
+        reference_helpers=reference_helpers(cells, assignment),
         loop_model_spec=loop_model_spec,
         forward_inputs=encode_array(inputs),
         reference_weights=None,
@@ -125,7 +135,6 @@ def observe_reference(
         forward_inputs=inputs,
         weights=weights,
         loop_model_spec=loop_model_spec,
-        reference_units=program.to_json(),
     )
     return expectations, groups["loop"]
 
@@ -133,7 +142,7 @@ def observe_reference(
 def configure_for_selfcheck(worker: Worker, assignment: Assignment, expectations: Expectations) -> None:
     worker.configure(
         settings=assignment.probe_settings(),
-        reference_units=None,
+        reference_helpers={},
         loop_model_spec=expectations.loop_model_spec,
         forward_inputs=encode_array(expectations.forward_inputs),
         reference_weights=[encode_array(w) for w in expectations.weights],

@@ -111,3 +111,29 @@ def test_the_grader_process_never_imports_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "False"
+
+
+NET_STEALS_REFERENCE = """\
+class Net(nn.Module):
+    def __new__(cls, *args, **kwargs):
+        import gc
+        for thing in gc.get_objects():
+            if isinstance(thing, type) and thing.__name__ == "Net" and thing is not cls and issubclass(thing, nn.Module):
+                return thing()
+        return super().__new__(cls)
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 32 * 32, 2)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+"""
+
+
+def test_a_net_cannot_pass_off_the_reference_net_as_its_own(grade_fast):
+    # The Net checks' child never holds the reference Net (only its training_loop), so there is
+    # nothing to find in memory: the student's own one-layer Net is what gets graded.
+    result = grade_fast(net=NET_STEALS_REFERENCE)
+    assert points(result)["net.forward"] == 0
+    assert points(result)["net.layers"] < 15

@@ -28,7 +28,7 @@ class _State:
 
     def __init__(self) -> None:
         self.settings: dict[str, Any] | None = None
-        self.reference_units: list[dict[str, Any]] | None = None
+        self.reference_helpers: dict[str, list[dict[str, Any]]] = {}  # per group; empty in selfcheck
         self.loop_model_spec: list[dict[str, Any]] | None = None
         self.forward_inputs: Any = None
         self.reference_weights: list[Any] | None = None
@@ -49,8 +49,8 @@ class _State:
                 where = s["data"].get("root") or "generated data"
                 detail = str(exc).replace("You can use download=True to download it", "the grader never downloads data")
                 raise RuntimeError(f"could not load the training data ({s['data']['kind']}, {where}): {detail}") from exc
-        if "reference_units" in message:
-            self.reference_units = message["reference_units"]
+        if "reference_helpers" in message:
+            self.reference_helpers = message["reference_helpers"]
         if "loop_model_spec" in message:
             self.loop_model_spec = message["loop_model_spec"]
         if "forward_inputs" in message:
@@ -71,8 +71,8 @@ def _probe_body(state: _State, group: str, units: list[dict[str, Any]]) -> Calla
 
         assert state.settings is not None
         reference = None
-        if state.reference_units is not None:
-            reference, ref_notes = load_program(state.reference_units, "__reference__")
+        if group in state.reference_helpers:
+            reference, ref_notes = load_program(state.reference_helpers[group], "__reference__")
             if ref_notes:
                 emit({"kind": "reference_failed", "notes": ref_notes})
                 return
