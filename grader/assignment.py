@@ -73,6 +73,7 @@ class Limits:
     timeout_s: float = 60.0
     check_timeout_s: float = 30.0
     memory_mb: int = 4096
+    max_processes: int = 64
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,7 @@ def load_assignment(folder: Path | str) -> Assignment:
         timeout_s=limits_section.get("timeout_s", float, Limits.timeout_s, minimum=1),
         check_timeout_s=limits_section.get("check_timeout_s", float, Limits.check_timeout_s, minimum=1),
         memory_mb=limits_section.get("memory_mb", int, Limits.memory_mb, minimum=256),
+        max_processes=limits_section.get("max_processes", int, Limits.max_processes, minimum=1),
     )
     limits_section.finish()
 

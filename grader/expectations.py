@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,7 @@ def linear_loop_model(assignment: Assignment) -> list[dict[str, Any]]:
 
 
 def worker_limits(assignment: Assignment) -> dict[str, Any]:
-    limits = assignment.limits
-    return {"timeout_s": limits.timeout_s, "check_timeout_s": limits.check_timeout_s, "memory_mb": limits.memory_mb}
+    return asdict(assignment.limits)
 
 
 def read_observed(raw: dict[str, Any], assignment: Assignment) -> dict[str, GroupObservations]:

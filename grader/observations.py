@@ -120,10 +120,18 @@ def read_group(run: dict[str, Any], *, what: str, memory_mb: int) -> GroupObserv
         problem = validate(observation)
         if problem:
             group.problems.append(problem)
-        elif observation["kind"] == "trace":
-            group.traces[observation["batch"]] = observation
-        else:
-            group.by_kind[observation["kind"]] = observation
+            continue
+        kind = observation["kind"]
+        seen = group.traces if kind == "trace" else group.by_kind
+        key = observation["batch"] if kind == "trace" else kind
+        if key in seen:
+            # The probes report each fact once; a second copy can only come from student code
+            # writing to the report pipe. Trust nothing from this child.
+            group.by_kind.clear()
+            group.traces.clear()
+            group.failure = f"{what} could not be trusted: the submission's code wrote to the grader's report channel"
+            return group
+        seen[key] = observation
     if "done" not in group.by_kind:
         group.failure = _failure(run, what=what, memory_mb=memory_mb)
     if run.get("protocol_error"):
@@ -132,6 +140,8 @@ def read_group(run: dict[str, Any], *, what: str, memory_mb: int) -> GroupObserv
 
 
 def _failure(run: dict[str, Any], *, what: str, memory_mb: int) -> str:
+    if run.get("limit_exceeded"):
+        return f"{what} stopped: the code {run['limit_exceeded']}"
     if run.get("timed_out"):
         limit = float(run.get("limit_s") or 0)
         if limit <= 0:

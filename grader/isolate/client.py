@@ -11,18 +11,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from grader.errors import WorkerError
+from grader.isolate.bubblewrap import SandboxStatus, bwrap_command, sandbox_status
 
 _STARTUP_TIMEOUT_S = 120.0
 _REPLY_MARGIN_S = 30.0  # the worker enforces child limits itself; this only catches a stuck worker
 _MAX_REPLY_BYTES = 256 * 1024 * 1024
 
 
+SANDBOX_MODES = ("auto", "bwrap", "none")
+
+
 def worker_environment(threads: int = 1) -> dict[str, str]:
-    env = dict(os.environ)
+    """A minimal environment: nothing of the grader's (tokens, credentials) reaches student code."""
+    env = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "TZ") if key in os.environ}
     env.update(
+        HOME=tempfile.gettempdir(),
         CUDA_VISIBLE_DEVICES="",  # grading runs on the CPU; students' `.to(device)` then means CPU
         OMP_NUM_THREADS=str(threads),
         MKL_NUM_THREADS=str(threads),
@@ -36,9 +43,21 @@ def worker_environment(threads: int = 1) -> dict[str, str]:
 
 
 class Worker:
-    """A started worker process. Use as a context manager so it is always shut down."""
+    """A started worker process. Use as a context manager so it is always shut down.
 
-    def __init__(self, threads: int = 1) -> None:
+    `sandbox`: "auto" runs the worker inside bubblewrap when it works here and falls back to
+    the plain process (with limits) otherwise; "bwrap" requires it; "none" does without.
+    `read_only`: extra folders the sandbox shows (data the assignment reads from disk).
+    """
+
+    def __init__(self, threads: int = 1, *, sandbox: str = "auto", read_only: tuple[Path, ...] = ()) -> None:
+        if sandbox not in SANDBOX_MODES:
+            raise ValueError(f"sandbox must be one of {SANDBOX_MODES}, not {sandbox!r}")
+        status = sandbox_status() if sandbox != "none" else SandboxStatus(False, "turned off (--sandbox none)")
+        if sandbox == "bwrap" and not status.active:
+            raise WorkerError(f"the bubblewrap sandbox is required but unavailable: {status.reason}")
+        self.sandbox = status
+        self._prefix = bwrap_command(read_only) if status.active else []
         self.threads = threads
         self._configuration: list[dict[str, Any]] = []
         self._proc: subprocess.Popen[bytes] | None = None
@@ -55,7 +74,7 @@ class Worker:
     def _start(self) -> None:
         self._buffer = b""
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "grader.isolate.worker"],
+            [*self._prefix, sys.executable, "-m", "grader.isolate.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

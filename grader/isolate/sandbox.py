@@ -1,10 +1,12 @@
 """Run one probe group of one submission in a forked child with limits; collect what it reports.
 
 The child gets its own session (so the whole process group can be killed), an empty scratch
-folder as working directory, stdout/stderr redirected to capture files, a memory cap and a file
-size cap. It reports observations as JSON lines over a private pipe, never over stdout, so
-whatever the student prints cannot be mistaken for a result. On timeout the process group is
-killed with SIGKILL.
+folder as working directory, stdin from /dev/null, stdout and stderr into pipes of which the
+first and last CAPTURE_KEEP bytes are kept (the rest is read and dropped, so a child printing
+without end never blocks), a memory cap, a file size cap, and a process count watchdog. It
+reports observations as JSON lines over a private pipe, never over stdout, so whatever the
+student prints cannot be mistaken for a result. When the child ends, times out or breaks a
+limit, every process it started goes too.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from grader.isolate.bubblewrap import SANDBOX_ENV
+
 MAX_REPORT_BYTES = 64 * 1024 * 1024  # observations a child may send back
-MAX_FILE_BYTES = 64 * 1024 * 1024  # largest file a child may write (stdout capture included)
-CAPTURE_KEEP = 8 * 1024  # bytes kept from the start and from the end of stdout/stderr
+MAX_FILE_BYTES = 64 * 1024 * 1024  # largest file a child may write
+CAPTURE_KEEP = 64 * 1024  # bytes kept from the start and from the end of stdout and of stderr
+_WATCH_INTERVAL_S = 0.05
+REPORT_FD = 3
 _PR_SET_PDEATHSIG = 1
 
 
@@ -32,6 +38,7 @@ _PR_SET_PDEATHSIG = 1
 class ChildLimits:
     timeout_s: float
     memory_mb: int
+    max_processes: int = 64
 
 
 @dataclass
@@ -40,6 +47,7 @@ class ChildRun:
 
     observations: list[dict[str, Any]] = field(default_factory=list)
     timed_out: bool = False
+    limit_exceeded: str | None = None  # which limit ended the child, other than time
     exit_code: int | None = None
     signal: int | None = None
     seconds: float = 0.0
@@ -51,6 +59,31 @@ class ChildRun:
         return self.__dict__.copy()
 
 
+class _Capture:
+    """Keeps the head and the tail of a stream of unknown length."""
+
+    def __init__(self, keep: int = CAPTURE_KEEP) -> None:
+        self.keep = keep
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.keep - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            del self.tail[: max(0, len(self.tail) - self.keep)]
+
+    def text(self) -> str:
+        dropped = self.total - len(self.head) - len(self.tail)
+        middle = f"\n[... {dropped} bytes left out ...]\n".encode() if dropped else b""
+        return bytes(self.head + middle + self.tail).decode("utf-8", errors="replace")
+
+
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent dies, so nothing outlives a run."""
     if sys.platform.startswith("linux"):
@@ -58,6 +91,11 @@ def die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
             pass
+
+
+def sandboxed() -> bool:
+    """True inside the bubblewrap sandbox, where this worker owns /tmp and the PID namespace."""
+    return os.environ.get(SANDBOX_ENV) == "bwrap"
 
 
 def _vm_size_bytes() -> int:
@@ -75,7 +113,12 @@ def _limit_resources(limits: ChildLimits) -> None:
     # The child inherits torch already mapped (~3 GB of address space here), so the cap is
     # counted on top of what is mapped at fork: the student's code may allocate memory_mb more.
     cap = _vm_size_bytes() + limits.memory_mb * 1024 * 1024
-    for name, value in (("RLIMIT_AS", cap), ("RLIMIT_CORE", 0), ("RLIMIT_FSIZE", MAX_FILE_BYTES)):
+    for name, value in (
+        ("RLIMIT_AS", cap),
+        ("RLIMIT_CORE", 0),
+        ("RLIMIT_FSIZE", MAX_FILE_BYTES),
+        ("RLIMIT_NPROC", limits.max_processes),  # enforced for non-root users; the watchdog covers root
+    ):
         limit = getattr(resource, name, None)
         if limit is not None:
             try:
@@ -92,12 +135,70 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _process_table() -> list[tuple[int, int]]:
+    """(pid, session id) of every process this worker can see."""
+    table = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                table.append((int(entry), int(fields[3])))
+            except (OSError, IndexError, ValueError):
+                continue
+    return table
+
+
+def _child_processes(child: int) -> list[int]:
+    """Processes the child is responsible for: its session, and inside the sandbox every process
+    but the sandbox's init and this worker (a process that left the session is still caught)."""
+    me = os.getpid()
+    if sandboxed():
+        return [pid for pid, _ in _process_table() if pid not in (1, me)]
+    return [pid for pid, session in _process_table() if session == child]
+
+
+def _kill_all(child: int) -> None:
+    for target in [child, *_child_processes(child)]:
+        try:
+            os.killpg(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _wipe_private_tmp(keep: set[str]) -> None:
+    """Inside the sandbox /tmp and /dev/shm belong to this worker alone: empty them between
+    children, so nothing one submission writes is seen by the next."""
+    if not sandboxed():
+        return
+    for folder in ("/tmp", "/dev/shm"):
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for name in entries:
+            path = os.path.join(folder, name)
+            if path in keep:
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+
 def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limits: ChildLimits) -> ChildRun:
     """Fork, run `body(emit)` in the child under `limits`, and gather the emitted observations."""
     scratch = tempfile.mkdtemp(prefix="grader-scratch-")
-    capture = tempfile.mkdtemp(prefix="grader-capture-")
-    out_path, err_path = os.path.join(capture, "stdout"), os.path.join(capture, "stderr")
-    read_fd, write_fd = os.pipe()
+    report_r, report_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     started = time.monotonic()
@@ -105,13 +206,18 @@ def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limit
     if pid == 0:  # ---------------------------------------------------------------- child
         code = 0
         try:
-            os.close(read_fd)
+            for fd in (report_r, out_r, err_r):
+                os.close(fd)
             os.setsid()
             die_with_parent()
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
-            os.dup2(os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
-            os.dup2(os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            # The report pipe becomes fd 3 and every other inherited descriptor is closed, the
+            # worker's own channel to the grader above all.
+            os.dup2(report_w, REPORT_FD)
+            os.closerange(REPORT_FD + 1, os.sysconf("SC_OPEN_MAX"))
             os.chdir(scratch)
             _limit_resources(limits)
 
@@ -120,7 +226,7 @@ def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limit
                     line = json.dumps(observation)
                 except (TypeError, ValueError) as exc:
                     line = json.dumps({"kind": "unserializable", "error": str(exc)[:200]})
-                _write_all(write_fd, (line + "\n").encode())
+                _write_all(REPORT_FD, (line + "\n").encode())
 
             body(emit)
         except BaseException:  # anything escaping the probes ends the child; the parent sees the exit code
@@ -132,67 +238,91 @@ def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limit
             finally:
                 os._exit(code)
     # ---------------------------------------------------------------------------- parent
-    os.close(write_fd)
+    for fd in (report_w, out_w, err_w):
+        os.close(fd)
     run = ChildRun()
-    deadline = started + limits.timeout_s
+    report = bytearray()
+    captures = {out_r: _Capture(), err_r: _Capture()}
     try:
-        raw = _read_until(read_fd, deadline, run)
-        status = _wait_until(pid, deadline)
-        if status is None:
-            run.timed_out = True
-            _kill_group(pid)
-            status = os.waitpid(pid, 0)[1]
+        status = _supervise(pid, started + limits.timeout_s, limits, report_r, report, captures, run)
         if os.WIFEXITED(status):
             run.exit_code = os.WEXITSTATUS(status)
         elif os.WIFSIGNALED(status):
             run.signal = os.WTERMSIG(status)
     finally:
-        os.close(read_fd)
-        _kill_group(pid)  # anything the child left running in its session goes too
+        _kill_all(pid)
+        for fd in (report_r, out_r, err_r):
+            os.close(fd)
+        shutil.rmtree(scratch, ignore_errors=True)
+        _wipe_private_tmp(keep=set())
     run.seconds = time.monotonic() - started
-    run.observations = _parse_lines(raw, run)
-    run.stdout = _head_and_tail(out_path)
-    run.stderr = _head_and_tail(err_path)
-    shutil.rmtree(scratch, ignore_errors=True)
-    shutil.rmtree(capture, ignore_errors=True)
+    run.observations = _parse_lines(bytes(report), run)
+    run.stdout = captures[out_r].text()
+    run.stderr = captures[err_r].text()
     return run
 
 
-def _read_until(fd: int, deadline: float, run: ChildRun) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return b"".join(chunks)
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_REPORT_BYTES:
-            run.protocol_error = f"the child sent more than {MAX_REPORT_BYTES // 2**20} MB of observations"
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _wait_until(pid: int, deadline: float) -> int | None:
+def _supervise(
+    pid: int,
+    deadline: float,
+    limits: ChildLimits,
+    report_fd: int,
+    report: bytearray,
+    captures: dict[int, _Capture],
+    run: ChildRun,
+) -> int:
+    """Read the child's pipes until it exits, enforcing the deadline and the process limit.
+    Returns the child's wait status."""
+    open_fds = [report_fd, *captures]
+    next_watch = 0.0
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
+            _drain(open_fds, report_fd, report, captures, run)
             return status
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.005)
+        now = time.monotonic()
+        if now >= deadline:
+            run.timed_out = True
+            _kill_all(pid)
+            return os.waitpid(pid, 0)[1]
+        if now >= next_watch:
+            next_watch = now + _WATCH_INTERVAL_S
+            if len(_child_processes(pid)) > limits.max_processes:
+                run.limit_exceeded = f"started more than {limits.max_processes} processes"
+                _kill_all(pid)
+                return os.waitpid(pid, 0)[1]
+        if open_fds:
+            ready, _, _ = select.select(open_fds, [], [], min(_WATCH_INTERVAL_S, max(0.0, deadline - now)))
+            for fd in ready:
+                if not _read_into(fd, report_fd, report, captures, run):
+                    open_fds.remove(fd)
+        else:
+            time.sleep(0.005)
 
 
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _read_into(fd: int, report_fd: int, report: bytearray, captures: dict[int, _Capture], run: ChildRun) -> bool:
+    """Read one chunk from `fd`; False at end of file."""
+    chunk = os.read(fd, 1 << 16)
+    if not chunk:
+        return False
+    if fd == report_fd:
+        if len(report) + len(chunk) > MAX_REPORT_BYTES:
+            run.protocol_error = f"the child sent more than {MAX_REPORT_BYTES // 2**20} MB of observations"
+        else:
+            report += chunk
+    else:
+        captures[fd].feed(chunk)
+    return True
+
+
+def _drain(open_fds: list[int], report_fd: int, report: bytearray, captures: dict[int, _Capture], run: ChildRun) -> None:
+    """After the child exited: read what is already in the pipes, without waiting on processes
+    it may have left holding them open (they are killed next)."""
+    until = time.monotonic() + 1.0
+    for fd in list(open_fds):
+        while time.monotonic() < until and select.select([fd], [], [], 0)[0]:
+            if not _read_into(fd, report_fd, report, captures, run):
+                break
 
 
 def _parse_lines(raw: bytes, run: ChildRun) -> list[dict[str, Any]]:
@@ -208,20 +338,3 @@ def _parse_lines(raw: bytes, run: ChildRun) -> list[dict[str, Any]]:
         else:
             run.protocol_error = run.protocol_error or "the child sent an observation without a kind"
     return observations
-
-
-def _head_and_tail(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(0)
-            if size <= 2 * CAPTURE_KEEP:
-                data = f.read()
-            else:
-                head = f.read(CAPTURE_KEEP)
-                f.seek(size - CAPTURE_KEEP)
-                data = head + f"\n[... {size - 2 * CAPTURE_KEEP} bytes left out ...]\n".encode() + f.read()
-    except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace")

@@ -104,7 +104,11 @@ def _observe(state: _State, message: dict[str, Any]) -> dict[str, Any]:
         if remaining <= 0:
             runs[group] = {**ChildRun(timed_out=True).to_json(), "limit_s": 0.0}
             continue
-        child_limits = ChildLimits(timeout_s=min(limits["check_timeout_s"], remaining), memory_mb=limits["memory_mb"])
+        child_limits = ChildLimits(
+            timeout_s=min(limits["check_timeout_s"], remaining),
+            memory_mb=limits["memory_mb"],
+            max_processes=limits["max_processes"],
+        )
         run = run_in_child(_probe_body(state, group, message["units"]), child_limits)
         runs[group] = {**run.to_json(), "limit_s": child_limits.timeout_s}
     return {"op": "observed", "groups": runs}

@@ -48,6 +48,8 @@ def describe_exception(exc: BaseException, filenames: set[str]) -> str:
     summary = text[-1] if text else type(exc).__name__
     if isinstance(exc, SystemExit):
         summary = f"SystemExit({exc.code!r}): the code called sys.exit()/exit()"
+    elif isinstance(exc, MemoryError) or "can't allocate memory" in summary:
+        summary = f"out of memory (over the limit): {summary}"
     location = ""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename in filenames:

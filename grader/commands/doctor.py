@@ -1,0 +1,131 @@
+"""`grader doctor`: which isolation layers are active on this machine, and why not.
+
+Each layer is checked for real where that is possible: a probe process is started in exactly
+the sandbox a grading worker gets, and tries to reach a server of the doctor's on 127.0.0.1, to
+read the current folder and home folder, and to count the processes it can see.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from grader import __version__
+from grader.isolate.bubblewrap import bwrap_command, sandbox_status
+
+_PROBE = """
+import json, os, socket, sys
+port, folders = int(sys.argv[1]), sys.argv[2:]
+seen = {"uid": os.getuid(), "processes": len([p for p in os.listdir('/proc') if p.isdigit()])}
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    seen["network"] = True
+except OSError:
+    seen["network"] = False
+seen["visible"] = [f for f in folders if os.path.exists(f)]
+print(json.dumps(seen))
+"""
+
+
+@dataclass
+class Layer:
+    name: str
+    active: bool
+    detail: str
+
+
+def _private_samples() -> list[Path]:
+    """A few files of the current and home folders that the sandbox must not show (the parts
+    of Python's own installation that live there are shown on purpose)."""
+    shown = [Path(a) for a in bwrap_command()[1:] if a.startswith("/")]
+    samples: list[Path] = []
+    for folder in (Path.cwd(), Path.home()):
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError:
+            continue
+        hidden = [e for e in entries if not any(e == s or e in s.parents or s in e.parents for s in shown)]
+        samples += hidden[:5]
+    return samples
+
+
+def _sandbox_probe() -> dict[str, object] | str:
+    """Run the probe inside the worker's sandbox; its findings, or why it could not run."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    folders = [str(p) for p in _private_samples()]
+    try:
+        done = subprocess.run(
+            [*bwrap_command(), sys.executable, "-c", _PROBE, str(server.getsockname()[1]), *folders],
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        server.close()
+    if done.returncode != 0:
+        return (done.stderr.strip().splitlines() or ["no message"])[-1]
+    return json.loads(done.stdout)
+
+
+def isolation_layers() -> list[Layer]:
+    status = sandbox_status()
+    layers = [
+        Layer("own process per check group", hasattr(os, "fork"), "student code never runs in the grader's process"),
+        Layer("wall-clock limits", True, "per check group and per submission; the process group is killed"),
+        Layer("memory limit", hasattr(resource, "RLIMIT_AS"), "RLIMIT_AS: memory_mb on top of what torch maps"),
+        Layer("file size limit", hasattr(resource, "RLIMIT_FSIZE"), "RLIMIT_FSIZE: 64 MB per file"),
+        Layer(
+            "process count limit",
+            True,
+            "watchdog kills the child past limits.max_processes"
+            + ("" if os.geteuid() == 0 else "; RLIMIT_NPROC as well"),
+        ),
+        Layer("clean environment", True, "only PATH, LANG and grader settings reach student code"),
+        Layer("bubblewrap sandbox", status.active, status.reason),
+    ]
+    if not status.active:
+        for name in ("private filesystem view", "no network", "own PID namespace"):
+            layers.append(Layer(name, False, "needs the bubblewrap sandbox"))
+        return layers
+    probe = _sandbox_probe()
+    if isinstance(probe, str):
+        layers.append(Layer("sandbox probe", False, f"the probe failed: {probe}"))
+        return layers
+    visible = probe["visible"]
+    layers.append(
+        Layer("private filesystem view", not visible, "files of the current and home folders are hidden" if not visible else f"visible: {visible}")
+    )
+    layers.append(
+        Layer("no network", not probe["network"], "a server on 127.0.0.1 was unreachable" if not probe["network"] else "reached 127.0.0.1")
+    )
+    layers.append(Layer("own PID namespace", int(probe["processes"]) <= 3, f"{probe['processes']} processes visible inside"))
+    return layers
+
+
+def doctor(console: Console | None = None) -> int:
+    console = console or Console()
+    console.print(f"grader {__version__}, Python {sys.version.split()[0]} ({sys.executable})")
+    layers = isolation_layers()
+    table = Table(title="Isolation of student code")
+    table.add_column("layer")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    for layer in layers:
+        table.add_row(layer.name, "[green]active[/green]" if layer.active else "[red]missing[/red]", escape(layer.detail))
+    console.print(table)
+    missing = [layer.name for layer in layers if not layer.active]
+    if missing:
+        console.print(f"[yellow]Not fully isolated: {', '.join(missing)}.[/yellow] See README, 'Security model'.")
+        return 1
+    console.print("[green]All isolation layers are active.[/green]")
+    return 0

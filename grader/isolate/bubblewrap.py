@@ -1,0 +1,80 @@
+"""The outer isolation layer on Linux: the worker (and so every child it forks) runs inside
+bubblewrap, with a read-only view of just what Python needs, no network, its own PID namespace
+and a private /tmp.
+
+Visible inside: the system's /usr (and the /lib, /bin links into it), a few files of /etc that
+the dynamic loader and Python read, the Python installation, the virtual environment, the
+`grader` package, and data folders the assignment names. Not visible: the submissions folder,
+`reference/`, the report folder, the gradebook, home folders. The sandboxed uid is mapped to the
+invoking user, so files are never readable inside that the user could not read outside.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grader
+
+SANDBOX_ENV = "GRADER_SANDBOX"  # set to "bwrap" inside the sandbox, so the worker may clean its /tmp
+
+TMP_BYTES = 512 * 1024 * 1024
+_SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
+_ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/nsswitch.conf")
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    active: bool
+    reason: str  # why not, or what is in place
+
+
+def _python_paths() -> list[Path]:
+    """Folders the worker's Python needs: its installation, the venv, and the grader package."""
+    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix), Path(grader.__file__).resolve().parent}
+    executable = Path(sys.executable)
+    paths.add(executable.parent)
+    paths.add(executable.resolve().parent.parent)
+    return sorted(p for p in paths if p.exists())
+
+
+def bwrap_command(read_only: list[Path] | tuple[Path, ...] = ()) -> list[str]:
+    """The bwrap argument list that wraps a worker command."""
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    for folder in _SYSTEM_DIRS:
+        if os.path.islink(folder):
+            args += ["--symlink", os.readlink(folder), folder]
+        elif os.path.isdir(folder):
+            args += ["--ro-bind", folder, folder]
+    for path in _ETC_FILES:
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    for path in [*_python_paths(), *(Path(p).resolve() for p in read_only)]:
+        args += ["--ro-bind", str(path), str(path)]
+    # /tmp is memory: cap it, so files written there cannot exhaust the machine's RAM.
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    args += ["--setenv", SANDBOX_ENV, "bwrap", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
+    return args
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_status() -> SandboxStatus:
+    """Whether bubblewrap can run the worker here; the reason when it cannot."""
+    if not sys.platform.startswith("linux"):
+        return SandboxStatus(False, f"bubblewrap is Linux-only (this is {sys.platform})")
+    if shutil.which("bwrap") is None:
+        return SandboxStatus(False, "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
+    probe = [*bwrap_command(), sys.executable, "-c", "import grader.isolate.worker"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return SandboxStatus(False, f"bwrap could not start: {exc}")
+    if done.returncode != 0:
+        detail = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        return SandboxStatus(False, f"bwrap is installed but cannot create a sandbox here: {detail}")
+    return SandboxStatus(True, "bubblewrap: read-only system, private /tmp, no network, own PID namespace")
