@@ -74,7 +74,7 @@ def _tree_rss_bytes(root: int) -> int:
 def grade_and_measure(folder: Path, out: Path) -> dict[str, float]:
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(out / "report.csv")],
+        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(out / "report.csv"), "--force"],  # grade, never reuse
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
@@ -111,51 +111,63 @@ def machine() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=30, help="submissions in the cohort (default 30)")
+    parser.add_argument("--count", type=int, default=20, help="submissions in the cohort (default 20)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the single-submission case (default 3)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench")
     args = parser.parse_args()
 
+    results: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         single = tmp_path / "single"
         v.write_notebook(single / "alice.ipynb", v.notebook_cells())
-        one = [grade_and_measure(single, tmp_path) for _ in range(args.repeat)]
         cohort = tmp_path / "cohort"
         make_cohort(cohort, args.count)
         rows = len(list(cohort.iterdir()))
-        many = grade_and_measure(cohort, tmp_path)
-
-    single_wall = statistics.median(r["wall_s"] for r in one)
-    marginal = (many["wall_s"] - single_wall) / (rows - 1)
-    results = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
-        "single_correct_submission_wall_s": round(single_wall, 2),
-        "cohort_submissions": rows,
-        "cohort_wall_s": round(many["wall_s"], 2),
-        "seconds_per_submission_in_cohort": round(many["wall_s"] / rows, 2),
-        "marginal_seconds_per_submission": round(marginal, 2),
-        "peak_rss_mb_single": round(max(r["peak_rss_mb"] for r in one)),
-        "peak_rss_mb_cohort": round(many["peak_rss_mb"]),
+        for sandbox in ("bwrap", "none"):
+            one = [grade_and_measure(single, tmp_path, sandbox) for _ in range(args.repeat)]
+            many = grade_and_measure(cohort, tmp_path, sandbox)
+            single_wall = statistics.median(r["wall_s"] for r in one)
+            results[sandbox] = {
+                "single_correct_submission_wall_s": round(single_wall, 2),
+                "cohort_submissions": rows,
+                "cohort_wall_s": round(many["wall_s"], 2),
+                "seconds_per_submission_in_cohort": round(many["wall_s"] / rows, 2),
+                "marginal_seconds_per_submission": round((many["wall_s"] - single_wall) / (rows - 1), 3),
+                "peak_rss_mb_single": round(max(r["peak_rss_mb"] for r in one)),
+                "peak_rss_mb_cohort": round(many["peak_rss_mb"]),
+            }
+    sandboxed, plain = results["bwrap"], results["none"]
+    results["sandbox_overhead"] = {
+        "per_submission_s": round(sandboxed["marginal_seconds_per_submission"] - plain["marginal_seconds_per_submission"], 3),
+        "per_run_s": round(sandboxed["single_correct_submission_wall_s"] - plain["single_correct_submission_wall_s"], 2),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
+    rows_md = [
+        ("one correct submission: `grader run` wall time, process start, worker start and reference check included (median of %d)" % args.repeat, "single_correct_submission_wall_s", "s"),
+        (f"cohort of {sandboxed['cohort_submissions']} submissions (mostly correct, some wrong, one invalid): total wall time", "cohort_wall_s", "s"),
+        ("cohort: seconds per submission (total / count)", "seconds_per_submission_in_cohort", "s"),
+        ("marginal seconds per extra submission", "marginal_seconds_per_submission", "s"),
+        ("peak RSS of the whole process tree, single submission", "peak_rss_mb_single", "MB"),
+        ("peak RSS of the whole process tree, cohort", "peak_rss_mb_cohort", "MB"),
+    ]
+    table = "\n".join(f"| {label} | {sandboxed[key]} {unit} | {plain[key]} {unit} |" for label, key, unit in rows_md)
+    overhead = results["sandbox_overhead"]
     (args.out / "results.md").write_text(
         f"""# Grading benchmark ({results['date']})
 
 Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, torch {m['torch']}
-({m['platform']}). One worker (`grader run` default), CPU only.
+({m['platform']}). One worker (`grader run` default), CPU only, every submission graded afresh (`--force`).
 
-| measure | value |
-|---|---:|
-| one correct submission, `grader run` wall time incl. process start, worker start and reference check (median of {args.repeat}) | {results['single_correct_submission_wall_s']} s |
-| cohort of {rows} submissions (mostly correct, some wrong, one invalid): total wall time | {results['cohort_wall_s']} s |
-| cohort: seconds per submission (total / count) | {results['seconds_per_submission_in_cohort']} s |
-| marginal seconds per extra submission | {results['marginal_seconds_per_submission']} s |
-| peak RSS of the whole process tree, single submission | {results['peak_rss_mb_single']} MB |
-| peak RSS of the whole process tree, cohort | {results['peak_rss_mb_cohort']} MB |
+| measure | `--sandbox bwrap` | `--sandbox none` |
+|---|---:|---:|
+{table}
+
+Sandbox overhead: {overhead['per_submission_s']} s per submission (marginal), {overhead['per_run_s']} s per
+`grader run` (starting bubblewrap, probing it once). Differences of a few hundredths of a second are
+within run-to-run noise on this machine.
 
 Reproduce: `.venv/bin/python bench/bench_grading.py --count {args.count}`.
 """

@@ -12,6 +12,7 @@ from rich.markup import escape
 from grader import __version__
 from grader.assignment import find_assignment
 from grader.errors import GraderError
+from grader.isolate.client import SANDBOX_MODES
 
 _EPILOG = """\
 examples:
@@ -19,6 +20,7 @@ examples:
   grader run submissions/ -o out/grades.csv   choose where the report goes
   grader selfcheck                            check my notebook before I submit
   grader fixtures --assignment cifar2         (instructors) refresh the selfcheck fixtures
+  grader doctor                               which isolation layers are active here
 """
 
 
@@ -33,6 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"grader {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    def sandbox_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--sandbox",
+            choices=SANDBOX_MODES,
+            default="auto",
+            help="run student code inside bubblewrap: auto (default: when it works here, else warn and use "
+            "process limits only), bwrap (required), none (off)",
+        )
+
     def assignment_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--assignment",
@@ -45,11 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="grade a folder of submissions into a CSV report (instructors)",
         description="Grade every submission in SUBMISSIONS_DIR: <student>.ipynb, <student>.py, or "
-        "<student>/ holding one notebook. Writes the CSV report and feedback/<student>.md beside it.",
+        "<student>/ holding one notebook. Writes the CSV report and feedback/<student>.md beside it. "
+        "Results are kept in a gradebook as they are graded: after Ctrl-C or a crash, the same command "
+        "resumes where it stopped.",
     )
     run.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR")
     run.add_argument("-o", "--output", type=Path, default=Path("report.csv"), help="CSV report path (default: report.csv)")
     run.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
+    run.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help="gradebook file where every result is stored as it is graded; a later run grades only new or "
+        "changed submissions (default: gradebook.sqlite beside the CSV report)",
+    )
+    run.add_argument("--force", action="store_true", help="grade every submission again, even those already in the gradebook")
+    sandbox_option(run)
     assignment_option(run)
 
     check = commands.add_parser(
@@ -59,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit status: 0 full marks, 1 points lost, 2 the notebook could not be used.",
     )
     check.add_argument("notebook", type=Path, nargs="?", metavar="NOTEBOOK", help="default: the assignment's notebook in this folder, else the only .ipynb here")
+    sandbox_option(check)
     assignment_option(check)
 
     fixtures = commands.add_parser(
@@ -69,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fixtures.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
     assignment_option(fixtures)
+
+    commands.add_parser(
+        "doctor",
+        help="show which isolation layers protect this machine from student code",
+        description="Check each isolation layer for real (the bubblewrap sandbox is probed from inside) and "
+        "say why a missing one is missing. Exit status: 0 all active, 1 otherwise.",
+    )
     return parser
 
 
@@ -76,17 +106,39 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = Console(stderr=True)
     try:
+        if args.command == "doctor":
+            from grader.commands.doctor import doctor
+
+            return doctor()
         assignment = find_assignment(args.assignment, notebook=getattr(args, "notebook", None))
         if args.command == "run":
-            from grader.commands.run import run
+            from grader.commands.run import INTERRUPTED, resume_command, run
 
-            run(assignment, args.submissions, args.output, reference_path=args.reference, console=err)
-            return 0
+            resume = resume_command(
+                args.submissions,
+                args.output,
+                assignment=args.assignment,
+                reference_path=args.reference,
+                gradebook_path=args.db,
+                sandbox=args.sandbox,
+            )
+            summary = run(
+                assignment,
+                args.submissions,
+                args.output,
+                reference_path=args.reference,
+                gradebook_path=args.db,
+                force=args.force,
+                sandbox=args.sandbox,
+                resume_command=resume,
+                console=err,
+            )
+            return INTERRUPTED if summary.interrupted else 0
         if args.command == "selfcheck":
             from grader.commands.selfcheck import find_notebook, selfcheck
 
             notebook = args.notebook or find_notebook(assignment, Path.cwd())
-            code, _ = selfcheck(assignment, notebook)
+            code, _ = selfcheck(assignment, notebook, sandbox=args.sandbox)
             return code
         if args.command == "fixtures":
             from grader.commands.fixtures import make_fixtures

@@ -5,6 +5,10 @@ compare -> score. `grader run` and `grader selfcheck` both grade through `grade_
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
 
 from grader.assignment import Assignment
 from grader.compare import CHECKS
@@ -17,6 +21,21 @@ from grader.results import GRADED, INVALID, SubmissionResult
 from grader.score import score_outcomes, zero_scores
 
 GROUPS = ["net", "loop"]
+
+
+def open_worker(assignment: Assignment, sandbox: str = "auto", console: Console | None = None) -> Worker:
+    """A worker for this assignment: its sandbox also shows the data folder the config names.
+    Says once, on `console`, when student code will run without the bubblewrap sandbox."""
+    data_root = assignment.data.root
+    worker = Worker(sandbox=sandbox, read_only=(Path(data_root),) if data_root else ())
+    if console is not None and not worker.sandbox.active:
+        console.print(
+            f"[yellow]warning:[/yellow] student code runs without the bubblewrap sandbox "
+            f"({escape(worker.sandbox.reason)}); only process limits apply. `grader doctor` explains.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return worker
 
 
 def grade_submission(submission: Submission, assignment: Assignment, worker: Worker, expected: Expectations) -> SubmissionResult:

@@ -1,4 +1,5 @@
-"""Results as plain, serialisable data. Every writer (CSV, feedback, terminal) consumes these."""
+"""Results as plain, serialisable data. Every writer (CSV, feedback, terminal) consumes these,
+and the gradebook stores them as JSON: `from_json(to_json())` gives back an equal result."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ class CheckResult:
     @property
     def message(self) -> str:
         return "; ".join(self.reasons) if self.reasons else "passed"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CheckResult":
+        """The inverse of `asdict`; an unknown field, or a missing required one, raises TypeError."""
+        return cls(**data)
 
 
 @dataclass
@@ -56,3 +62,14 @@ class SubmissionResult:
         data = asdict(self)
         data.update(total=self.total, max_total=self.max_total, error=self.error)
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SubmissionResult":
+        """The inverse of `to_json`. The derived fields it adds (total, max_total, error) are
+        recomputed, not read; an unknown field, or a missing required one, raises TypeError."""
+        fields = {key: value for key, value in data.items() if key not in _DERIVED}
+        fields["checks"] = [CheckResult.from_json(check) for check in fields.get("checks", [])]
+        return cls(**fields)
+
+
+_DERIVED = ("total", "max_total", "error")

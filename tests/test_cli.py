@@ -168,3 +168,53 @@ def test_help_is_available_for_every_command():
 def test_console_script_is_installed():
     exe = Path(sys.executable).with_name("grader")
     assert subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout.startswith("grader ")
+
+
+# ---------------------------------------------------------------- sandbox layers
+
+
+def _without_bwrap(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH has no bwrap, as on a host without bubblewrap."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    return {**os.environ, "PATH": str(bin_dir), "COLUMNS": "200"}
+
+
+def test_doctor_reports_every_layer_active_here():
+    done = grader("doctor")
+    assert done.returncode == 0, done.stdout
+    for layer in ("bubblewrap sandbox", "private filesystem view", "no network", "own PID namespace", "memory limit"):
+        assert layer in done.stdout
+    assert "All isolation layers are active." in done.stdout
+
+
+def test_doctor_without_bubblewrap_says_why_and_exits_1(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "grader", "doctor"], capture_output=True, text=True, cwd=ROOT, env=_without_bwrap(tmp_path))
+    assert done.returncode == 1
+    assert "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)" in done.stdout
+    assert "Not fully isolated" in done.stdout
+
+
+def test_run_without_bubblewrap_falls_back_with_one_warning(tmp_path):
+    folder = tmp_path / "subs"
+    v.write_notebook(folder / "alice.ipynb", v.notebook_cells())
+    v.write_notebook(folder / "bob.ipynb", v.notebook_cells(v.NET_RELU))
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(tmp_path / "r.csv")],
+        capture_output=True, text=True, cwd=ROOT, env=_without_bwrap(tmp_path), timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("warning: student code runs without the bubblewrap sandbox (bwrap is not installed") == 1
+    rows = pd.read_csv(tmp_path / "r.csv").set_index("student")
+    assert rows.loc["alice", "total"] == 100 and rows.loc["bob", "total"] == 80
+
+
+def test_run_that_requires_bubblewrap_refuses_without_it(tmp_path):
+    folder = tmp_path / "subs"
+    v.write_notebook(folder / "alice.ipynb", v.notebook_cells())
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(tmp_path / "r.csv"), "--sandbox", "bwrap"],
+        capture_output=True, text=True, cwd=ROOT, env=_without_bwrap(tmp_path), timeout=300,
+    )
+    assert done.returncode == 2
+    assert "the bubblewrap sandbox is required but unavailable: bwrap is not installed" in done.stderr

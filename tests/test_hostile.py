@@ -112,6 +112,7 @@ def _hostile_folder(folder: Path, port: int) -> dict[str, object]:
             NET_ZERO,
             "could not be trusted: the submission's code wrote to the grader's report channel",
         ),
+        "stderr_warnings": (cells(net_with("import sys, warnings\nwarnings.warn('this is deprecated', UserWarning)\nprint('UserWarning: torch says hi', file=sys.stderr)")), FULL, ""),
         "z_honest": (cells(v.NET_SEQUENTIAL), FULL, ""),
     }
     expected: dict[str, object] = {}
@@ -185,7 +186,7 @@ def test_every_row_is_written_with_the_expected_points(hostile_batch):
 
 def test_honest_rows_are_untouched(hostile_batch):
     frame, _, _, _ = hostile_batch
-    for student in ("a_honest", "z_honest", "nbformat_v3", "big_output", "prints_200mb", "http_request", "writes_outside"):
+    for student in ("a_honest", "z_honest", "nbformat_v3", "big_output", "prints_200mb", "http_request", "writes_outside", "stderr_warnings"):
         assert frame.loc[student, "total"] == 100 and frame.loc[student, "error"] == "", student
 
 
@@ -210,3 +211,13 @@ def test_huge_output_is_kept_short_in_feedback(hostile_batch):
     _, _, root, _ = hostile_batch
     feedback = (root / "out" / "feedback" / "prints_200mb.md").read_text()
     assert len(feedback) < 400_000
+
+
+def test_a_40_mb_output_image_is_graded_fast(grade, tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in v.notebook_cells()])
+    notebook.cells[-1].outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo" + "A" * (40 * 1024 * 1024)})]
+    path = tmp_path / "big.ipynb"
+    nbformat.write(notebook, str(path))
+    result = grade(path)
+    assert result.total == 100
+    assert result.seconds < 10, result.seconds

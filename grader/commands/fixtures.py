@@ -11,15 +11,14 @@ from grader.assignment import Assignment
 from grader.commands.reference_check import verified_reference_expectations
 from grader.errors import ReferenceSolutionError
 from grader.expectations import configure_for_selfcheck, linear_loop_model, load_fixtures, write_fixtures
-from grader.isolate.client import Worker
 from grader.load import Submission
-from grader.pipeline import grade_submission
+from grader.pipeline import grade_submission, open_worker
 
 
 def make_fixtures(assignment: Assignment, reference_path: Path | None = None, console: Console | None = None) -> Path:
     console = console or Console(stderr=True)
     reference_path = reference_path or assignment.default_reference_path()
-    with Worker() as worker:
+    with open_worker(assignment) as worker:
         expected = verified_reference_expectations(
             assignment, worker, reference_path, loop_model_spec=linear_loop_model(assignment)
         )

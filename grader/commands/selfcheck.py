@@ -14,9 +14,8 @@ from rich.markup import escape
 from grader.assignment import Assignment
 from grader.errors import GraderError
 from grader.expectations import configure_for_selfcheck, load_fixtures
-from grader.isolate.client import Worker
 from grader.load import Submission
-from grader.pipeline import grade_submission
+from grader.pipeline import grade_submission, open_worker
 from grader.report.terminal import selfcheck_report
 from grader.results import INVALID, SubmissionResult
 
@@ -35,12 +34,14 @@ def find_notebook(assignment: Assignment, cwd: Path) -> Path:
     raise GraderError(f"no {assignment.notebook} in {cwd} and not exactly one other notebook (found: {found}); name the notebook to check")
 
 
-def selfcheck(assignment: Assignment, notebook: Path, console: Console | None = None) -> tuple[int, SubmissionResult]:
+def selfcheck(
+    assignment: Assignment, notebook: Path, console: Console | None = None, *, sandbox: str = "auto"
+) -> tuple[int, SubmissionResult]:
     console = console or Console()
     expected = load_fixtures(assignment)
     if not notebook.is_file():
         raise GraderError(f"{notebook}: file not found")
-    with Worker() as worker:
+    with open_worker(assignment, sandbox, Console(stderr=True)) as worker:
         configure_for_selfcheck(worker, assignment, expected)
         result = grade_submission(Submission(notebook.stem, notebook), assignment, worker, expected)
     if result.status == INVALID:

@@ -54,10 +54,12 @@ def bwrap_command(read_only: list[Path] | tuple[Path, ...] = ()) -> list[str]:
     for path in _ETC_FILES:
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
+    # /tmp is memory: cap it, so files written there cannot exhaust the machine's RAM. It is
+    # mounted before the binds, so a Python or data folder under /tmp stays visible.
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     for path in [*_python_paths(), *(Path(p).resolve() for p in read_only)]:
         args += ["--ro-bind", str(path), str(path)]
-    # /tmp is memory: cap it, so files written there cannot exhaust the machine's RAM.
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    args += ["--chdir", "/tmp"]
     args += ["--setenv", SANDBOX_ENV, "bwrap", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
     return args
 

@@ -63,7 +63,11 @@ class Worker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
         self._log = tempfile.TemporaryFile()
-        self._start()
+        try:
+            self._start()
+        except BaseException:  # Ctrl-C or a failed start: leave no worker behind
+            self.close()
+            raise
 
     def __enter__(self) -> "Worker":
         return self

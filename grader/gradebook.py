@@ -1,0 +1,214 @@
+"""The gradebook: every finished SubmissionResult, stored in an SQLite file the moment it is graded.
+
+A stored result is keyed by what decided it: the student, the graded file (its path in the
+submissions folder and the sha256 of its bytes) and a fingerprint of the assignment's settings,
+limits and points, the reference solution's bytes and the grader's version. When any of these
+changes, the stored result no longer applies and the submission is graded again.
+
+Each result is committed on its own (WAL journal, full sync), so a `grader run` that is
+interrupted or killed loses at most the submission it was grading, and the next run grades
+only what is new or changed.
+
+This module stores and returns plain results. It never grades, never imports torch or student
+code, and never writes the CSV or feedback: the report writers do, from what it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from grader import __version__
+from grader.assignment import Assignment
+from grader.errors import GraderError, ReferenceSolutionError
+from grader.expectations import settings_fingerprint, worker_limits
+from grader.load import Submission
+from grader.results import SubmissionResult
+
+GRADEBOOK_NAME = "gradebook.sqlite"  # default file, beside the CSV report
+
+# `PRAGMA user_version` holds the schema version. To change the schema, add the statements that
+# bring version N-1 to N under key N and raise SCHEMA_VERSION: older gradebooks are migrated on
+# open, in one transaction.
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """
+        CREATE TABLE results (
+            student        TEXT NOT NULL,
+            source         TEXT NOT NULL,  -- the graded file (or folder), relative to the submissions folder
+            content_hash   TEXT NOT NULL,  -- sha256 of the graded bytes
+            fingerprint    TEXT NOT NULL,  -- grading_fingerprint(): settings, points, reference, grader version
+            status         TEXT NOT NULL,  -- copies of result fields, for people who query the file
+            total          REAL NOT NULL,
+            graded_at      TEXT NOT NULL,  -- UTC, ISO 8601
+            grader_version TEXT NOT NULL,
+            result         TEXT NOT NULL,  -- SubmissionResult.to_json() as JSON
+            PRIMARY KEY (student, source, content_hash, fingerprint)
+        )
+        """,
+    ],
+}
+
+
+class GradebookError(GraderError):
+    """The gradebook file cannot be opened, is not a gradebook, or cannot be written."""
+
+    def __init__(self, path: Path | str, cause: str) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+@dataclass(frozen=True)
+class GradebookKey:
+    """What decided a result: change any part and the stored result no longer applies."""
+
+    student: str
+    source: str
+    content_hash: str
+    fingerprint: str
+
+
+def grading_fingerprint(assignment: Assignment, reference_path: Path) -> str:
+    """Changes when anything that decides a score changes: the settings the probes use, the
+    limits, each check's points and visibility, the reference's bytes, the grader's version."""
+    try:
+        reference = hashlib.sha256(reference_path.read_bytes()).hexdigest()
+    except OSError:
+        raise ReferenceSolutionError(f"{reference_path}: reference solution not found (use --reference PATH)") from None
+    made_of = {
+        "settings": settings_fingerprint(assignment),
+        "limits": worker_limits(assignment),
+        "checks": [[name, check.points, check.public] for name, check in assignment.checks.items()],
+        "reference": reference,
+        "grader": __version__,
+    }
+    return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def submission_key(submission: Submission, submissions_dir: Path, fingerprint: str) -> GradebookKey:
+    try:
+        source = submission.path.relative_to(submissions_dir).as_posix()
+    except ValueError:
+        source = submission.path.as_posix()
+    return GradebookKey(submission.student, source, content_hash(submission.path), fingerprint)
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file's bytes (what `sha256sum` prints). For a folder that gave no file to
+    grade (none, or several): of every file's relative name and bytes, so any change there counts."""
+    digest = hashlib.sha256()
+    try:
+        if not path.is_dir():
+            with open(path, "rb") as f:
+                return hashlib.file_digest(f, "sha256").hexdigest()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            name = file.relative_to(path).as_posix().encode()
+            data = file.read_bytes()
+            digest.update(b"%d:%s%d:" % (len(name), name, len(data)) + data)
+    except OSError as exc:  # graded as unreadable; a file that becomes readable hashes differently
+        return f"unreadable: {exc.strerror}"
+    return digest.hexdigest()
+
+
+class Gradebook:
+    """An open gradebook file. Use as a context manager so it is always closed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise GradebookError(self.path, "is a folder, not a gradebook file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise GradebookError(self.path, f"cannot create its folder: {exc.strerror}") from None
+        try:
+            # isolation_level=None: every statement commits on its own, so each stored result is durable at once.
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise GradebookError(self.path, f"cannot open the gradebook ({exc})") from None
+        try:
+            self._prepare()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def __enter__(self) -> "Gradebook":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def lookup(self, key: GradebookKey) -> SubmissionResult | None:
+        """The stored result for `key`, or None when there is none (or it cannot be read back)."""
+        with _sqlite_errors(self.path, "cannot read the gradebook"):
+            row = self._db.execute(
+                "SELECT result FROM results WHERE student = ? AND source = ? AND content_hash = ? AND fingerprint = ?",
+                (key.student, key.source, key.content_hash, key.fingerprint),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            return SubmissionResult.from_json(json.loads(row[0]))
+        except (ValueError, TypeError, AttributeError):  # a damaged row: the submission is graded again and replaces it
+            return None
+
+    def store(self, key: GradebookKey, result: SubmissionResult) -> None:
+        """Store (or replace) the result for `key`; committed and synced before this returns."""
+        graded_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        document = json.dumps(result.to_json(), ensure_ascii=False)  # insertion order kept: feedback follows it
+        with _sqlite_errors(self.path, "cannot store a result"):
+            self._db.execute(
+                "INSERT OR REPLACE INTO results "
+                "(student, source, content_hash, fingerprint, status, total, graded_at, grader_version, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key.student, key.source, key.content_hash, key.fingerprint, result.status, result.total, graded_at, __version__, document),
+            )
+
+    def _prepare(self) -> None:
+        with _sqlite_errors(self.path, "not a usable SQLite gradebook"):
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            tables = [row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        if version > SCHEMA_VERSION:
+            raise GradebookError(
+                self.path, f"made by a newer grader (gradebook schema {version}, this grader knows {SCHEMA_VERSION}); upgrade grader or choose another --db"
+            )
+        if version == 0 and tables:
+            raise GradebookError(self.path, f"is an SQLite database but not a grader gradebook (it holds tables {', '.join(tables)}); choose another --db")
+        with _sqlite_errors(self.path, "cannot prepare the gradebook"):
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            if version < SCHEMA_VERSION:
+                self._migrate()
+
+    def _migrate(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")  # another run may be creating the same file
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+
+@contextmanager
+def _sqlite_errors(path: Path, what: str) -> Iterator[None]:
+    """Turns an sqlite3 error into a GradebookError naming the file."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise GradebookError(path, f"{what} ({exc})") from None

@@ -1,0 +1,364 @@
+"""The gradebook behind `grader run`: results are stored as they are graded, a second run grades
+only what is new or changed, a killed or interrupted run resumes without regrading, and the CSV
+comes out byte-identical either way. Real `grader run` child processes, real notebooks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import variants as v
+from conftest import ROOT
+
+from grader import gradebook as gradebook_module
+from grader.assignment import load_assignment
+from grader.gradebook import Gradebook, GradebookError, GradebookKey, grading_fingerprint
+from grader.results import CheckResult, SubmissionResult
+
+REFERENCE = ROOT / "reference" / "cifar2.py"
+STUDENTS = ["alice", "bob", "carol", "dave", "erin", "frank"]
+
+
+def grader(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "run", *args], capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=300
+    )
+    return done, time.monotonic() - started
+
+
+def start_grader(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    """`grader run` in the background, with Ctrl-C handled as in a terminal (a shell may have
+    started this test with SIGINT ignored, which the child would inherit)."""
+    with open(log, "wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "grader", "run", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=ROOT,
+            env=_env(),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200"}
+
+
+def stored_rows(db: Path) -> dict[str, tuple[str, str, str]]:
+    """student -> (source, content_hash, graded_at) of the newest row, read without writing."""
+    if not db.exists():
+        return {}
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT student, source, content_hash, graded_at FROM results ORDER BY graded_at").fetchall()
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+    finally:
+        connection.close()
+    return {student: (source, content, graded_at) for student, source, content, graded_at in rows}
+
+
+def wait_for_rows(db: Path, count: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(stored_rows(db)) < count:
+        assert proc.poll() is None, f"grader run ended early with {proc.returncode}"
+        assert time.monotonic() < deadline, f"fewer than {count} results stored after {timeout} s"
+        time.sleep(0.05)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        kids = children.get(stack.pop(), [])
+        found += kids
+        stack += kids
+    return found
+
+
+def wait_until_gone(pids: list[int], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [pid for pid in pids if _running(pid)]
+        if not alive:
+            return
+        assert time.monotonic() < deadline, f"processes outlived grader run: {alive}"
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, waiting to be reaped
+    except OSError:
+        return False
+
+
+def counts(done: subprocess.CompletedProcess[str]) -> str:
+    line = next((line for line in done.stderr.splitlines() if " reused from " in line), "")
+    return line.split(" reused from ")[0].removeprefix("Interrupted: ") + " reused"
+
+
+@pytest.fixture(scope="module")
+def class_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("class") / "submissions"
+    v.write_notebook(folder / "alice.ipynb", v.notebook_cells())
+    v.write_notebook(folder / "bob" / "cifar2_cnn.ipynb", v.notebook_cells(v.NET_RELU))
+    v.write_notebook(folder / "carol.ipynb", v.notebook_cells(loop=v.LOOP_NO_ZERO_GRAD))
+    v.write_notebook(folder / "dave.ipynb", v.notebook_cells(v.NET_SEQUENTIAL))
+    (folder / "erin.ipynb").write_text('{"cells": [')
+    v.write_notebook(folder / "frank.ipynb", v.notebook_cells(v.NET_WRONG_CHANNELS))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first_run(class_folder: Path, tmp_path_factory) -> dict:
+    """One uninterrupted run: the baseline every other run must reproduce byte for byte."""
+    out = tmp_path_factory.mktemp("first")
+    done, seconds = grader(str(class_folder), "-o", str(out / "report.csv"))
+    assert done.returncode == 0, done.stderr
+    assert counts(done) == "6 graded, 0 reused"
+    return {"out": out, "csv": (out / "report.csv").read_bytes(), "rows": stored_rows(out / "gradebook.sqlite"), "seconds": seconds}
+
+
+# ---------------------------------------------------------------- reuse
+
+
+def test_second_run_on_an_unchanged_folder_regrades_nothing(class_folder, first_run):
+    out = first_run["out"]
+    done, seconds = grader(str(class_folder), "-o", str(out / "again.csv"))
+    assert done.returncode == 0, done.stderr
+    assert counts(done) == "0 graded, 6 reused"
+    assert "Checking the reference" not in done.stderr  # no worker, no reference check
+    assert seconds < first_run["seconds"] / 3
+    assert stored_rows(out / "gradebook.sqlite") == first_run["rows"]
+    assert (out / "again.csv").read_bytes() == first_run["csv"]
+    assert list(first_run["rows"]) == STUDENTS and first_run["rows"]["bob"][0] == "bob/cifar2_cnn.ipynb"
+
+
+def test_a_changed_and_a_new_notebook_are_the_only_ones_graded(class_folder, first_run, tmp_path):
+    folder = tmp_path / "submissions"
+    shutil.copytree(class_folder, folder)
+    (tmp_path / "out").mkdir()
+    shutil.copy(first_run["out"] / "gradebook.sqlite", tmp_path / "out" / "gradebook.sqlite")
+    v.write_notebook(folder / "carol.ipynb", v.notebook_cells())  # carol fixed her zero_grad
+    v.write_notebook(folder / "gina.ipynb", v.notebook_cells(v.NET_AVGPOOL))  # a late submission
+
+    done, _ = grader(str(folder), "-o", str(tmp_path / "out" / "report.csv"))
+    assert done.returncode == 0, done.stderr
+    assert counts(done) == "2 graded, 5 reused"
+    rows = stored_rows(tmp_path / "out" / "gradebook.sqlite")
+    unchanged = [s for s in STUDENTS if s != "carol"]
+    assert {s: rows[s] for s in unchanged} == {s: first_run["rows"][s] for s in unchanged}
+    assert rows["carol"][1] != first_run["rows"]["carol"][1]
+    frame = pd.read_csv(tmp_path / "out" / "report.csv", keep_default_na=False).set_index("student")
+    before = pd.read_csv(first_run["out"] / "report.csv", keep_default_na=False).set_index("student")
+    assert list(frame.index) == sorted(STUDENTS + ["gina"])
+    assert frame.loc["carol", "total"] == 100 and before.loc["carol", "total"] == 96
+    assert frame.loc["gina", "net.forward"] == 0
+    assert frame.loc[unchanged].equals(before.loc[unchanged])
+
+
+def test_db_chooses_the_gradebook_and_force_regrades_everything(class_folder, first_run, tmp_path):
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name in ("alice.ipynb", "erin.ipynb"):
+        shutil.copy(class_folder / name, folder / name)
+    book = tmp_path / "books" / "cs101.sqlite"
+    book.parent.mkdir()
+    shutil.copy(first_run["out"] / "gradebook.sqlite", book)
+    out = tmp_path / "out"
+
+    reused, _ = grader(str(folder), "-o", str(out / "report.csv"), "--db", str(book))
+    assert reused.returncode == 0, reused.stderr
+    assert counts(reused) == "0 graded, 2 reused"
+    forced, _ = grader(str(folder), "-o", str(out / "report.csv"), "--db", str(book), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert counts(forced) == "2 graded, 0 reused"
+
+    rows = stored_rows(book)
+    assert all(rows[s][2] > first_run["rows"][s][2] for s in ("alice", "erin"))  # graded again
+    assert rows["alice"][:2] == first_run["rows"]["alice"][:2]  # under the same key: replaced, not added
+    assert not (out / "gradebook.sqlite").exists()
+    frame = pd.read_csv(out / "report.csv", keep_default_na=False)
+    assert frame.set_index("student").total.to_dict() == {"alice": 100, "erin": 0}
+
+
+# ---------------------------------------------------------------- interrupted runs
+
+
+def test_a_killed_run_resumes_without_regrading_what_was_stored(class_folder, first_run, tmp_path):
+    out = tmp_path / "out"
+    db = out / "gradebook.sqlite"
+    proc = start_grader(str(class_folder), "-o", str(out / "report.csv"), log=tmp_path / "killed.log")
+    try:
+        wait_for_rows(db, 2, proc)
+        tree = descendants(proc.pid)
+        assert tree, "the worker should be running"
+    finally:
+        proc.kill()  # SIGKILL: no cleanup of any kind
+        proc.wait()
+    wait_until_gone(tree)  # the worker and its children die with the grader
+    stored = stored_rows(db)
+    assert 2 <= len(stored) < len(STUDENTS)
+    assert not (out / "report.csv").exists()
+
+    done, _ = grader(str(class_folder), "-o", str(out / "report.csv"))
+    assert done.returncode == 0, done.stderr
+    assert counts(done) == f"{len(STUDENTS) - len(stored)} graded, {len(stored)} reused"
+    rows = stored_rows(db)
+    assert {s: rows[s] for s in stored} == stored  # not graded again
+    assert (out / "report.csv").read_bytes() == first_run["csv"]
+    for student in STUDENTS:
+        assert (out / "feedback" / f"{student}.md").read_bytes() == (first_run["out"] / "feedback" / f"{student}.md").read_bytes()
+
+
+def test_ctrl_c_writes_the_report_so_far_and_says_how_to_resume(class_folder, tmp_path):
+    out = tmp_path / "out"
+    db = tmp_path / "books" / "run.sqlite"
+    log = tmp_path / "interrupted.log"
+    proc = start_grader(str(class_folder), "-o", str(out / "report.csv"), "--db", str(db), log=log)
+    try:
+        wait_for_rows(db, 1, proc)
+        tree = descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_until_gone(tree)
+    stderr = log.read_text()
+    command = shlex.join(["grader", "run", str(class_folder), "-o", str(out / "report.csv"), "--db", str(db)])
+    assert f"To resume, run:\n  {command}\n" in stderr
+    stored = stored_rows(db)
+    assert f"Interrupted: {len(stored)} graded, 0 reused from {db}; {len(STUDENTS) - len(stored)} not graded yet." in stderr
+    frame = pd.read_csv(out / "report.csv", keep_default_na=False)
+    assert 1 <= len(frame) < len(STUDENTS)
+    assert list(frame.student) == sorted(stored) == STUDENTS[: len(stored)]
+    assert not (out / "gradebook.sqlite").exists()
+
+
+# ---------------------------------------------------------------- the gradebook file
+
+
+def _tricky_result() -> SubmissionResult:
+    return SubmissionResult(
+        student="zoë",
+        path="/class/zoë.ipynb",
+        status="graded",
+        checks=[
+            CheckResult("net.layers", 7.5, 15.0, True, ["layer 1 (conv1, Conv2d): expected out_channels=16, got 32"], None, {"matched": 1, "layers": 4}),
+            CheckResult("net.trains", 0.0, 10.0, False, ["the loss did not go down"], "timed out", {"initial_loss": 0.1 + 0.2, "final_loss": math.inf}),
+        ],
+        errors=["timed out", "timed out"],
+        notes=["cell 4, line 2: uses `train_loader`, which only top-level code creates"],
+        extracted_source="class Net(nn.Module):\n    pass\n",
+        output={"net stderr": "Traceback ...\n", "loop stdout": "épocha 1\n"},  # not in sorted order
+        seconds=2.0000000000000004,
+    )
+
+
+def test_a_stored_result_survives_its_process_and_round_trips_exactly(tmp_path):
+    original = _tricky_result()
+    key = GradebookKey("zoë", "zoë.ipynb", "ab" * 32, "fingerprint")
+    db = tmp_path / "gradebook.sqlite"
+    store_and_die = (
+        "import json, os, sys\n"
+        "from pathlib import Path\n"
+        "from grader.gradebook import Gradebook, GradebookKey\n"
+        "from grader.results import SubmissionResult\n"
+        "key, result = json.load(sys.stdin)\n"
+        "Gradebook(Path(sys.argv[1])).store(GradebookKey(*key), SubmissionResult.from_json(result))\n"
+        "os.kill(os.getpid(), 9)  # no close, no exit handlers\n"
+    )
+    message = json.dumps([[key.student, key.source, key.content_hash, key.fingerprint], original.to_json()])
+    child = subprocess.run([sys.executable, "-c", store_and_die, str(db)], input=message, text=True, cwd=ROOT, capture_output=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+    with Gradebook(db) as book:
+        restored = book.lookup(key)
+        assert book.lookup(GradebookKey("zoë", "zoë.ipynb", "ab" * 32, "other settings")) is None
+    assert restored == original
+    assert list(restored.output) == ["net stderr", "loop stdout"]  # feedback prints them in this order
+    assert restored.to_json() == original.to_json() and restored.error == "timed out"
+    connection = sqlite3.connect(db)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == gradebook_module.SCHEMA_VERSION
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    connection.close()
+
+
+def test_the_fingerprint_changes_with_points_visibility_reference_and_version(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar2"
+    shutil.copytree(ROOT / "assignments" / "cifar2", folder)
+    config = folder / "assignment.toml"
+    text = config.read_text()
+    reference = tmp_path / "reference.py"
+    reference.write_bytes(REFERENCE.read_bytes())
+
+    def fingerprint_with(new_text: str) -> str:
+        config.write_text(new_text)
+        return grading_fingerprint(load_assignment(folder), reference)
+
+    base = fingerprint_with(text)
+    assert fingerprint_with(text.replace('title = "CIFAR-2', 'title = "Renamed')) == base  # the title decides no score
+    assert fingerprint_with(text.replace('[checks."net.forward"]\npoints = 20', '[checks."net.forward"]\npoints = 25')) != base
+    assert fingerprint_with(text.replace('[checks."net.forward"]\npoints = 20', '[checks."net.forward"]\npoints = 20\npublic = false')) != base
+    assert fingerprint_with(text.replace("epochs = 4", "epochs = 5")) != base
+    assert fingerprint_with(text.replace("timeout_s = 60", "timeout_s = 90")) != base
+    config.write_text(text)
+    reference.write_text(REFERENCE.read_text() + "\n# changed\n")
+    assert grading_fingerprint(load_assignment(folder), reference) != base
+    reference.write_bytes(REFERENCE.read_bytes())
+    monkeypatch.setattr(gradebook_module, "__version__", "99.0")
+    assert grading_fingerprint(load_assignment(folder), reference) != base
+
+
+def test_a_file_that_is_not_a_gradebook_stops_the_run_with_its_name(class_folder, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are my grading notes, not a database\n" * 20)
+    done, _ = grader(str(class_folder), "-o", str(tmp_path / "report.csv"), "--db", str(notes))
+    assert done.returncode == 2
+    assert f"{notes}: not a usable SQLite gradebook (file is not a database)" in done.stderr.replace("\n", "")
+    assert "Checking the reference" not in done.stderr
+    assert notes.read_text() == "these are my grading notes, not a database\n" * 20
+    assert not (tmp_path / "report.csv").exists()
+
+
+def test_an_sqlite_file_of_another_program_or_a_newer_grader_is_refused(tmp_path):
+    other = tmp_path / "other.sqlite"
+    connection = sqlite3.connect(other)
+    connection.execute("CREATE TABLE invoices (id INTEGER)")
+    connection.commit()
+    connection.close()
+    with pytest.raises(GradebookError, match="not a grader gradebook .*invoices"):
+        Gradebook(other)
+
+    newer = tmp_path / "newer.sqlite"
+    Gradebook(newer).close()
+    connection = sqlite3.connect(newer)
+    connection.execute(f"PRAGMA user_version = {gradebook_module.SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(GradebookError, match=f"{newer}: made by a newer grader"):
+        Gradebook(newer)
