@@ -63,3 +63,12 @@ class WorkerError(GraderError):
 
 class ObservationError(GraderError):
     """A child reported an observation that does not have the expected form."""
+
+
+class GradebookError(GraderError):
+    """The gradebook file cannot be opened, is not a gradebook, or cannot be written."""
+
+    def __init__(self, path: Path | str, cause: str) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from grader import __version__
 from grader.assignment import Assignment
-from grader.errors import GraderError, ReferenceSolutionError
+from grader.errors import GradebookError, ReferenceSolutionError
 from grader.expectations import settings_fingerprint, worker_limits
 from grader.load import Submission
 from grader.results import SubmissionResult
@@ -55,15 +55,6 @@ MIGRATIONS: dict[int, list[str]] = {
         """,
     ],
 }
-
-
-class GradebookError(GraderError):
-    """The gradebook file cannot be opened, is not a gradebook, or cannot be written."""
-
-    def __init__(self, path: Path | str, cause: str) -> None:
-        self.path = Path(path)
-        self.cause = cause
-        super().__init__(f"{self.path}: {cause}")
 
 
 @dataclass(frozen=True)
