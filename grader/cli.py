@@ -24,6 +24,13 @@ examples:
 """
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grader",
@@ -71,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         "changed submissions (default: gradebook.sqlite beside the CSV report)",
     )
     run.add_argument("--force", action="store_true", help="grade every submission again, even those already in the gradebook")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="submissions graded in parallel, each by a warm worker process (default: the number of CPU cores)",
+    )
+    run.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="grade on a Dask cluster: a scheduler address (tcp://host:8786), or local:N to start a local "
+        "cluster of N workers (needs pip install 'grader[dask]')",
+    )
     sandbox_option(run)
     assignment_option(run)
 
@@ -121,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                 reference_path=args.reference,
                 gradebook_path=args.db,
                 sandbox=args.sandbox,
+                workers=args.workers,
+                dask=args.dask,
             )
             summary = run(
                 assignment,
@@ -130,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 gradebook_path=args.db,
                 force=args.force,
                 sandbox=args.sandbox,
+                workers=args.workers,
+                dask=args.dask,
                 resume_command=resume,
                 console=err,
             )

@@ -154,6 +154,19 @@ class Gradebook:
         except (ValueError, TypeError, AttributeError):  # a damaged row: the submission is graded again and replaces it
             return None
 
+    def previous_seconds(self, student: str) -> float | None:
+        """How long the student's most recent stored result took to grade (any version of the
+        file, any settings): the best guess of how long grading it again will take."""
+        with _sqlite_errors(self.path, "cannot read the gradebook"):
+            row = self._db.execute(
+                "SELECT result FROM results WHERE student = ? ORDER BY graded_at DESC LIMIT 1", (student,)
+            ).fetchone()
+        try:
+            seconds = json.loads(row[0]).get("seconds") if row else None
+        except (ValueError, AttributeError):
+            return None
+        return float(seconds) if isinstance(seconds, (int, float)) else None
+
     def store(self, key: GradebookKey, result: SubmissionResult) -> None:
         """Store (or replace) the result for `key`; committed and synced before this returns."""
         graded_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")

@@ -155,7 +155,7 @@ def test_second_run_on_an_unchanged_folder_regrades_nothing(class_folder, first_
     assert seconds < first_run["seconds"] / 3
     assert stored_rows(out / "gradebook.sqlite") == first_run["rows"]
     assert (out / "again.csv").read_bytes() == first_run["csv"]
-    assert list(first_run["rows"]) == STUDENTS and first_run["rows"]["bob"][0] == "bob/cifar2_cnn.ipynb"
+    assert sorted(first_run["rows"]) == STUDENTS and first_run["rows"]["bob"][0] == "bob/cifar2_cnn.ipynb"
 
 
 def test_a_changed_and_a_new_notebook_are_the_only_ones_graded(class_folder, first_run, tmp_path):
@@ -256,7 +256,8 @@ def test_ctrl_c_writes_the_report_so_far_and_says_how_to_resume(class_folder, tm
     assert f"Interrupted: {len(stored)} graded, 0 reused from {db}; {len(STUDENTS) - len(stored)} not graded yet." in stderr
     frame = pd.read_csv(out / "report.csv", keep_default_na=False)
     assert 1 <= len(frame) < len(STUDENTS)
-    assert list(frame.student) == sorted(stored) == STUDENTS[: len(stored)]
+    # Workers grade in parallel, slowest first: which ones were done is not alphabetical.
+    assert list(frame.student) == sorted(stored) and set(stored) < set(STUDENTS)
     assert not (out / "gradebook.sqlite").exists()
 
 

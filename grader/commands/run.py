@@ -10,19 +10,46 @@ graded again unless the caller forces it.
 
 from __future__ import annotations
 
+import os
 import shlex
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from grader.assignment import Assignment
 from grader.commands.reference_check import verified_reference_expectations
 from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, grading_fingerprint, submission_key
 from grader.load import Submission, discover_submissions
-from grader.pipeline import grade_submission, open_worker
+from grader.errors import WorkerError
+from grader.isolate.client import Worker
+from grader.expectations import worker_limits
+from grader.isolate.dask_executor import RemoteSettings, connect, map_on_cluster
+from grader.isolate.pool import WorkerPool
+from grader.pipeline import (
+    GROUPS,
+    PreparedSubmission,
+    data_folders,
+    finish,
+    observe,
+    open_worker,
+    prepare,
+    warn_if_unsandboxed,
+)
 from grader.report.csv_report import write_csv
 from grader.report.feedback import write_feedback
 from grader.report.terminal import class_summary
@@ -51,6 +78,8 @@ def run(
     gradebook_path: Path | None = None,
     force: bool = False,
     sandbox: str = "auto",
+    workers: int | None = None,
+    dask: str | None = None,
     resume_command: str | None = None,
     console: Console | None = None,
 ) -> RunSummary:
@@ -72,7 +101,16 @@ def run(
         if pending:
             try:
                 _grade_into(
-                    gradebook, pending, assignment, reference_path, console, total=len(submissions), graded=graded, sandbox=sandbox
+                    gradebook,
+                    pending,
+                    assignment,
+                    reference_path,
+                    console,
+                    total=len(submissions),
+                    graded=graded,
+                    sandbox=sandbox,
+                    workers=workers or os.cpu_count() or 1,
+                    dask=dask,
                 )
             except KeyboardInterrupt:
                 interrupted = True
@@ -94,6 +132,8 @@ def resume_command(
     reference_path: Path | None = None,
     gradebook_path: Path | None = None,
     sandbox: str = "auto",
+    workers: int | None = None,
+    dask: str | None = None,
 ) -> str:
     """The command line that continues a run: the same options without --force, so what the
     interrupted run stored is kept."""
@@ -106,7 +146,39 @@ def resume_command(
         words += ["--assignment", assignment]
     if sandbox != "auto":
         words += ["--sandbox", sandbox]
+    if workers:
+        words += ["--workers", str(workers)]
+    if dask:
+        words += ["--dask", dask]
     return shlex.join(words)
+
+
+class _RateColumn(ProgressColumn):
+    """Submissions per minute, as measured so far."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed * 60:.1f}/min" if task.speed else "-/min", style="progress.data.speed")
+
+
+_PROGRESS_COLUMNS = (
+    TextColumn("[progress.description]{task.description}"),
+    BarColumn(),
+    MofNCompleteColumn(),
+    _RateColumn(),
+    TimeElapsedColumn(),
+    TextColumn("ETA"),
+    TimeRemainingColumn(),
+)
+
+
+def _longest_first(pending: list[tuple[Submission, GradebookKey]], gradebook: Gradebook) -> list[tuple[Submission, GradebookKey]]:
+    """Order the work so the slowest submissions start first and no worker is left alone with
+    the slow tail. A submission is expected to take as long as it took last time; one never
+    graded before is expected to take as long as the median known one."""
+    known = {s.student: gradebook.previous_seconds(s.student) for s, _ in pending}
+    times = sorted(t for t in known.values() if t is not None)
+    typical = times[len(times) // 2] if times else 0.0
+    return sorted(pending, key=lambda item: -(known[item[0].student] or typical))
 
 
 def _grade_into(
@@ -119,28 +191,75 @@ def _grade_into(
     total: int,
     graded: list[GradebookKey],
     sandbox: str,
+    workers: int,
+    dask: str | None,
 ) -> None:
-    """Grade and store each pending submission. `graded` collects the keys as they are stored,
-    so that after an interrupt the caller knows how far this got."""
-    with open_worker(assignment, sandbox, console) as worker:
-        console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
-        expected = verified_reference_expectations(assignment, worker, reference_path)
-        columns = (
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task("grading", total=total, completed=total - len(pending))
-            for submission, key in pending:
-                progress.update(task, description=f"grading {submission.student}")
-                gradebook.store(key, grade_submission(submission, assignment, worker, expected))
-                graded.append(key)
-                progress.advance(task)
-            progress.update(task, description="graded")
+    """Grade and store each pending submission, on a pool of warm workers here or on a Dask
+    cluster. `graded` collects the keys as they are stored, so that after an interrupt the
+    caller knows how far this got."""
+    size = 1 if dask else max(1, min(workers, len(pending)))
+    client = connect(dask) if dask else None  # an unreachable scheduler fails before any work
+    with _closing_cluster(client), WorkerPool(size, lambda threads: open_worker(assignment, sandbox, threads, wait=False)) as pool:
+        try:
+            warn_if_unsandboxed(pool.primary, console)
+            console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
+            expected = verified_reference_expectations(assignment, pool.primary, reference_path)
+            keys = {id(submission): key for submission, key in pending}
+            work = [submission for submission, _ in _longest_first(pending, gradebook)]
+            with Progress(*_PROGRESS_COLUMNS, console=console, transient=False) as progress:
+                where = f"on Dask ({dask})" if dask else f"({size} workers)"
+                task = progress.add_task(f"grading {where}", total=total, completed=total - len(pending))
+                if client is not None:
+                    graded_here = _graded_on_cluster(client, pool.primary, work, assignment, sandbox)
+                else:
+                    pool.share_configuration()
+                    graded_here = _graded_in_pool(pool, work, assignment)
+                for submission, prepared, raw in graded_here:
+                    result = prepared.result if prepared.units is None else finish(prepared, raw, assignment, expected)
+                    gradebook.store(keys[id(submission)], result)
+                    graded.append(keys[id(submission)])
+                    progress.advance(task)
+                progress.update(task, description="graded")
+        except KeyboardInterrupt:
+            pool.kill()  # abandon the submissions in progress at once
+            raise
+
+
+Observed = Iterator[tuple[Submission, PreparedSubmission, "dict[str, Any] | WorkerError"]]
+
+
+def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assignment) -> Observed:
+    def grade_on(worker: Worker, submission: Submission) -> tuple[PreparedSubmission, dict[str, Any] | WorkerError]:
+        prepared = prepare(submission, assignment)
+        return prepared, (observe(prepared, worker, assignment) if prepared.units is not None else {})
+
+    for submission, (prepared, raw) in pool.map_unordered(work, grade_on):
+        yield submission, prepared, raw
+
+
+def _graded_on_cluster(client: Any, local: Worker, work: list[Submission], assignment: Assignment, sandbox: str) -> Observed:
+    settings = RemoteSettings(local.configuration, sandbox, tuple(str(p) for p in data_folders(assignment)))
+    prepared = {id(s): prepare(s, assignment) for s in work}
+    for submission in work:
+        if prepared[id(submission)].units is None:
+            yield submission, prepared[id(submission)], {}
+    observable = [s for s in work if prepared[id(s)].units is not None]
+    units = lambda s: prepared[id(s)].units  # noqa: E731
+    for submission, raw in map_on_cluster(client, settings, observable, units, GROUPS, worker_limits(assignment)):
+        yield submission, prepared[id(submission)], raw
+
+
+@contextmanager
+def _closing_cluster(client: Any) -> Iterator[None]:
+    """Close the Dask client, and the cluster when `local:N` started it."""
+    try:
+        yield
+    finally:
+        if client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def _report(summary: RunSummary, assignment: Assignment, output_csv: Path, gradebook_path: Path, console: Console) -> None:

@@ -15,7 +15,7 @@ from grader.assignment import Assignment
 from grader.errors import GraderError
 from grader.expectations import configure_for_selfcheck, load_fixtures
 from grader.load import Submission
-from grader.pipeline import grade_submission, open_worker
+from grader.pipeline import grade_submission, open_worker, warn_if_unsandboxed
 from grader.report.terminal import selfcheck_report
 from grader.results import INVALID, SubmissionResult
 
@@ -41,7 +41,8 @@ def selfcheck(
     expected = load_fixtures(assignment)
     if not notebook.is_file():
         raise GraderError(f"{notebook}: file not found")
-    with open_worker(assignment, sandbox, Console(stderr=True)) as worker:
+    with open_worker(assignment, sandbox) as worker:
+        warn_if_unsandboxed(worker, Console(stderr=True))
         configure_for_selfcheck(worker, assignment, expected)
         result = grade_submission(Submission(notebook.stem, notebook), assignment, worker, expected)
     if result.status == INVALID:

@@ -48,9 +48,13 @@ class Worker:
     `sandbox`: "auto" runs the worker inside bubblewrap when it works here and falls back to
     the plain process (with limits) otherwise; "bwrap" requires it; "none" does without.
     `read_only`: extra folders the sandbox shows (data the assignment reads from disk).
+    `wait=False` returns as soon as the process is started; call `wait_ready()` before use, so
+    several workers can import torch at the same time.
     """
 
-    def __init__(self, threads: int = 1, *, sandbox: str = "auto", read_only: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self, threads: int = 1, *, sandbox: str = "auto", read_only: tuple[Path, ...] = (), wait: bool = True
+    ) -> None:
         if sandbox not in SANDBOX_MODES:
             raise ValueError(f"sandbox must be one of {SANDBOX_MODES}, not {sandbox!r}")
         status = sandbox_status() if sandbox != "none" else SandboxStatus(False, "turned off (--sandbox none)")
@@ -62,9 +66,12 @@ class Worker:
         self._configuration: list[dict[str, Any]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
+        self._closed = False
         self._log = tempfile.TemporaryFile()
         try:
-            self._start()
+            self._spawn()
+            if wait:
+                self.wait_ready()
         except BaseException:  # Ctrl-C or a failed start: leave no worker behind
             self.close()
             raise
@@ -76,6 +83,12 @@ class Worker:
         self.close()
 
     def _start(self) -> None:
+        self._spawn()
+        self.wait_ready()
+
+    def _spawn(self) -> None:
+        """Start the process. Linux ties PR_SET_PDEATHSIG to the thread that forks, so a worker
+        meant to outlive a helper thread must be spawned from a long-lived thread."""
         self._buffer = b""
         self._proc = subprocess.Popen(
             [*self._prefix, sys.executable, "-m", "grader.isolate.worker"],
@@ -85,6 +98,9 @@ class Worker:
             env=worker_environment(self.threads),
             start_new_session=True,  # Ctrl-C in the terminal reaches the grader, not the worker
         )
+
+    def wait_ready(self) -> None:
+        """Wait until the worker has imported torch, then replay its configuration."""
         ready = self._receive(time.monotonic() + _STARTUP_TIMEOUT_S)
         if ready.get("op") != "ready":
             raise WorkerError(f"worker did not start: {ready}")
@@ -97,6 +113,17 @@ class Worker:
         self._request(message, _STARTUP_TIMEOUT_S)
         self._configuration.append(message)
 
+    @property
+    def configuration(self) -> list[dict[str, Any]]:
+        """The configure messages this worker received, in order."""
+        return list(self._configuration)
+
+    def configure_like(self, other: "Worker") -> None:
+        """Give this worker everything `other` was configured with."""
+        for message in other._configuration:
+            self._request(message, _STARTUP_TIMEOUT_S)
+            self._configuration.append(message)
+
     def observe(self, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
         """Observe one program; returns {group: ChildRun as dict}. Restarts a dead worker once."""
         message = {"op": "observe", "units": units, "groups": groups, "limits": limits}
@@ -104,7 +131,8 @@ class Worker:
         try:
             reply = self._request(message, timeout)
         except WorkerError:
-            self.restart()
+            if not self._closed:  # a worker killed on purpose (Ctrl-C) is not brought back
+                self.restart()
             raise
         return reply["groups"]
 
@@ -152,10 +180,15 @@ class Worker:
         return reply
 
     def _describe_exit(self) -> str:
+        if self._closed:
+            return "stopped by the grader"
         assert self._proc is not None
         code = self._proc.poll()
-        self._log.seek(0)
-        tail = self._log.read()[-2000:].decode("utf-8", errors="replace").strip()
+        try:
+            self._log.seek(0)
+            tail = self._log.read()[-2000:].decode("utf-8", errors="replace").strip()
+        except (OSError, ValueError):
+            tail = ""
         return f"exit code {code}" + (f"; its last output: {tail}" if tail else "")
 
     def _kill(self) -> None:
@@ -166,7 +199,13 @@ class Worker:
                 self._proc.kill()
             self._proc.wait()
 
+    def kill(self) -> None:
+        """Stop the worker at once, even in the middle of a submission (Ctrl-C)."""
+        self._closed = True
+        self._kill()
+
     def close(self) -> None:
+        self._closed = True
         if self._proc is None:
             return
         if self._proc.poll() is None:

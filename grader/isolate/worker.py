@@ -33,6 +33,7 @@ class _State:
         self.forward_inputs: Any = None
         self.reference_weights: list[Any] | None = None
         self.dataset: Any = None
+        self.threads = 1  # torch threads in each child
 
     def configure(self, message: dict[str, Any]) -> None:
         import torch
@@ -64,12 +65,15 @@ def _probe_body(state: _State, group: str, units: list[dict[str, Any]]) -> Calla
     """What the forked child does: run the programs, then the group's probes."""
 
     def body(emit: Callable[[dict[str, Any]], None]) -> None:
+        import torch
+
         from grader.observe.context import ProbeContext
         from grader.observe.loop_probe import observe_loop
         from grader.observe.net_probes import observe_net
         from grader.observe.program import load_program
 
         assert state.settings is not None
+        torch.set_num_threads(state.threads)
         reference = None
         if group in state.reference_helpers:
             reference, ref_notes = load_program(state.reference_helpers[group], "__reference__")
@@ -116,7 +120,7 @@ def _observe(state: _State, message: dict[str, Any]) -> dict[str, Any]:
 
 def _warm_up(threads: int) -> None:
     """Import and exercise torch once, so forked children start fast (first optimizer use alone
-    costs about a second) and the thread pool is fixed before any fork."""
+    costs about a second)."""
     import torch
     from torch import nn
 
@@ -140,9 +144,11 @@ def main() -> None:
     # Keep the protocol on a private copy of stdout; anything printed by libraries goes to stderr.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    threads = int(os.environ.get("GRADER_TORCH_THREADS", "1"))
-    _warm_up(threads)
+    # The worker itself stays single-threaded: an OpenMP pool started before fork() deadlocks
+    # the children. Each child starts its own pool of `threads` (see _probe_body).
+    _warm_up(1)
     state = _State()
+    state.threads = int(os.environ.get("GRADER_TORCH_THREADS", "1"))
     protocol.write(json.dumps({"op": "ready", "pid": os.getpid()}) + "\n")
     for line in sys.stdin:
         try:
