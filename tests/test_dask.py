@@ -27,10 +27,9 @@ def _run(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_a_local_dask_cluster_grades_like_the_local_workers_and_shares_the_gradebook(tmp_path):
     on_dask = _run(tmp_path / "dask" / "report.csv", "--dask", "local:2")
     assert on_dask.returncode == 0, on_dask.stderr[-3000:]
-    assert "grading on Dask (local:2)" in on_dask.stderr or "6 graded, 0 reused" in on_dask.stderr
-    here = _run(tmp_path / "here" / "report.csv", "--workers", "2")
-    assert here.returncode == 0, here.stderr[-3000:]
-    assert (tmp_path / "dask" / "report.csv").read_bytes() == (tmp_path / "here" / "report.csv").read_bytes()
+    assert "6 graded, 0 reused" in on_dask.stderr
+    # The same bytes as a run on local workers (test_cli checks the committed file against one).
+    assert (tmp_path / "dask" / "report.csv").read_bytes() == (EXAMPLES.parent / "expected_report.csv").read_bytes()
     # The same gradebook, read by the local executor: nothing is graded again.
     resumed = _run(tmp_path / "dask" / "report.csv", "--workers", "1")
     assert "0 graded, 6 reused" in resumed.stderr

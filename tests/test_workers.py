@@ -29,13 +29,13 @@ def _run(folder: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[st
     )
 
 
-def test_one_and_two_workers_give_byte_identical_reports(tmp_path):
+def test_one_worker_gives_the_same_report_as_several(tmp_path):
+    # expected_report.csv was written by the default run (one worker per core; test_cli checks
+    # that a run still matches it). One worker, with more torch threads per child, matches too.
     one = _run(EXAMPLES, tmp_path / "one" / "report.csv", "--workers", "1")
-    two = _run(EXAMPLES, tmp_path / "two" / "report.csv", "--workers", "2")
-    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
-    assert (tmp_path / "one" / "report.csv").read_bytes() == (tmp_path / "two" / "report.csv").read_bytes()
-    assert "grading (2 workers)" in two.stderr or "graded" in two.stderr
-    assert "/min" in two.stderr  # the progress bar shows the rate
+    assert one.returncode == 0, one.stderr
+    assert (tmp_path / "one" / "report.csv").read_bytes() == (EXAMPLES.parent / "expected_report.csv").read_bytes()
+    assert "/min" in one.stderr  # the progress bar shows the rate
 
 
 def test_workers_must_be_a_positive_number(tmp_path):
