@@ -3,7 +3,6 @@ each variant earns exactly the points pinned here."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
-import variants as v
 from conftest import ROOT
 from grader.commands.run import _longest_first
 from grader.gradebook import Gradebook, GradebookKey

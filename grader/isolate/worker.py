@@ -118,13 +118,13 @@ def _observe(state: _State, message: dict[str, Any]) -> dict[str, Any]:
     return {"op": "observed", "groups": runs}
 
 
-def _warm_up(threads: int) -> None:
-    """Import and exercise torch once, so forked children start fast (first optimizer use alone
-    costs about a second)."""
+def _warm_up() -> None:
+    """Import and exercise torch once, single-threaded, so forked children start fast (first
+    optimizer use alone costs about a second)."""
     import torch
     from torch import nn
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loss = nn.functional.cross_entropy(model(torch.zeros(2, 1, 4, 4)), torch.tensor([0, 1]))
@@ -146,7 +146,7 @@ def main() -> None:
     os.dup2(2, 1)
     # The worker itself stays single-threaded: an OpenMP pool started before fork() deadlocks
     # the children. Each child starts its own pool of `threads` (see _probe_body).
-    _warm_up(1)
+    _warm_up()
     state = _State()
     state.threads = int(os.environ.get("GRADER_TORCH_THREADS", "1"))
     protocol.write(json.dumps({"op": "ready", "pid": os.getpid()}) + "\n")
