@@ -1,0 +1,813 @@
+"""Throughput of `grader run --workers N`, against grading the same cohort in fresh Jupyter kernels.
+
+Generates a cohort of N submissions (mostly correct, some wrong, a few whose training_loop never
+ends), then measures, on this machine:
+
+- `grader run --workers W` for each W asked (default 1 and 2): submissions per minute, median
+  per-submission wall time, scaling ratio, peak memory of the whole process tree (RSS, and PSS,
+  which counts pages shared by forked processes once), sampled from /proc;
+- the checks alone: grader's probes run in-process on a correct submission in one warm process
+  with torch imported; per-submission overhead = median per-submission wall time of correct
+  submissions - the checks' own time (their CPU time at one torch thread; their wall time at as
+  many threads as `grader run` gave its workers, read from the workers' environment in /proc);
+- "the notebook way" (bench/notebook_way.py): each notebook executed top to bottom in a fresh
+  Jupyter kernel with nbclient, like Otter-Grader or nbgrader, with the grader's synthetic data
+  and training budget, then grader's own checks run in that kernel and scored by grader.compare;
+  the totals must agree with `grader run` on the correct notebooks;
+- RSS of a bare `python -c "import torch"`, the unit of the memory target.
+
+It writes throughput.md and throughput.json (with the machine description) into --out.
+
+    .venv/bin/python bench/bench_throughput.py                        # 100 submissions, the full run
+    .venv/bin/python bench/bench_throughput.py --count 6 --notebook-sample 2 --out /tmp/tp
+
+Needs, beyond grader's own dependencies: ipykernel (the kernels) and matplotlib (the lecture
+notebooks import it; a kernel stops the import cell at the first missing module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(ROOT))
+
+import notebook_way  # noqa: E402
+import variants as v  # noqa: E402  (the test suite's realistic student notebooks)
+from bench_grading import machine  # noqa: E402
+
+# ---------------------------------------------------------------- the cohort
+
+# The lecture's loop with the epoch counter never advanced: trains until something stops it.
+LOOP_ENDLESS = """\
+def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):
+    epoch = 1
+    while epoch <= n_epochs:
+        loss_train = 0.0
+        for imgs, labels in train_loader:
+            outputs = model(imgs)
+            loss = loss_fn(outputs, labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_train += loss.item()
+        print('{} Epoch {}, Training loss {}'.format(
+            datetime.datetime.now(), epoch, loss_train / len(train_loader)))
+"""
+
+CORRECT, WRONG, TIMEOUT = "correct", "wrong", "times_out"
+# One cycle of 20: 12 correct, 7 wrong, 1 endless loop. The first six hold every category, so a
+# tiny cohort still exercises each path.
+CYCLE: list[tuple[str, str, list[str]]] = [
+    ("correct", CORRECT, v.notebook_cells()),
+    ("relu", WRONG, v.notebook_cells(v.NET_RELU)),
+    ("endless_loop", TIMEOUT, v.notebook_cells(loop=LOOP_ENDLESS)),
+    ("correct_sequential", CORRECT, v.notebook_cells(v.NET_SEQUENTIAL)),
+    ("no_zero_grad", WRONG, v.notebook_cells(loop=v.LOOP_NO_ZERO_GRAD)),
+    ("correct_magics", CORRECT, v.MAGIC_CELLS),
+    ("correct", CORRECT, v.notebook_cells()),
+    ("correct_modules", CORRECT, v.notebook_cells(v.NET_MODULES)),
+    ("wrong_channels", WRONG, v.notebook_cells(v.NET_WRONG_CHANNELS)),
+    ("correct_defaults", CORRECT, v.notebook_cells(v.NET_DEFAULTS)),
+    ("correct_across_cells", CORRECT, v.ACROSS_CELLS),
+    ("raises", WRONG, v.notebook_cells(loop=v.LOOP_RAISES_MID_EPOCH)),
+    ("correct_reshape", CORRECT, v.notebook_cells(v.NET_RESHAPE)),
+    ("correct_device", CORRECT, v.notebook_cells(loop=v.DEVICE_LOOP)),
+    ("avgpool", WRONG, v.notebook_cells(v.NET_AVGPOOL)),
+    ("correct", CORRECT, v.notebook_cells()),
+    ("no_step", WRONG, v.notebook_cells(loop=v.LOOP_NO_STEP)),
+    ("correct_sequential", CORRECT, v.notebook_cells(v.NET_SEQUENTIAL)),
+    ("hardcoded_batch", WRONG, v.notebook_cells(v.NET_HARDCODED_BATCH)),
+    ("correct_magics", CORRECT, v.MAGIC_CELLS),
+]
+CATEGORIES = (CORRECT, WRONG, TIMEOUT)
+
+
+def make_cohort(folder: Path, count: int) -> list[dict[str, str]]:
+    entries = []
+    for i in range(count):
+        variant, category, cells = CYCLE[i % len(CYCLE)]
+        student = f"s{i:03d}_{variant}"
+        v.write_notebook(folder / f"{student}.ipynb", cells)
+        entries.append({"student": student, "variant": variant, "category": category})
+    return entries
+
+
+def write_assignment_copy(folder: Path, check_timeout_s: int) -> Path:
+    """assignments/cifar2 with a shorter per-check time limit, so an endless loop costs seconds."""
+    shutil.copytree(ROOT / "assignments" / "cifar2", folder)
+    config = folder / "assignment.toml"
+    text, n = re.subn(r"(?m)^check_timeout_s\s*=\s*\d+", f"check_timeout_s = {check_timeout_s}", config.read_text())
+    if n != 1:
+        raise SystemExit(f"{config}: no check_timeout_s line to shorten")
+    config.write_text(text)
+    return folder
+
+
+# ---------------------------------------------------------------- memory, from /proc
+
+
+def _processes() -> tuple[dict[int, list[int]], dict[int, int]]:
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * page
+    return children, rss
+
+
+def _pss_bytes(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            items = f.read().split(b"\0")
+    except OSError:
+        return {}
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in items if b"=" in item)
+
+
+def tree_memory(root: int, *, include_root: bool = True) -> tuple[int, int, int, set[int]]:
+    """(RSS, PSS, process count, pids) over `root`'s descendants (and `root` itself unless told not).
+    RSS counts a page shared by forked processes once per process; PSS splits it between them."""
+    children, rss = _processes()
+    stack = [root] if include_root else list(children.get(root, []))
+    total_rss = total_pss = 0
+    seen: set[int] = set()
+    while stack:
+        pid = stack.pop()
+        if pid not in rss:
+            continue
+        seen.add(pid)
+        total_rss += rss[pid]
+        pss = _pss_bytes(pid)
+        total_pss += rss[pid] if pss is None else pss
+        stack += children.get(pid, [])
+    return total_rss, total_pss, len(seen), seen
+
+
+class MemorySampler:
+    """Samples the memory of a process tree in a background thread; keeps the peaks."""
+
+    def __init__(self, root: int, *, include_root: bool = True, interval_s: float = 0.1) -> None:
+        self.root, self.include_root, self.interval_s = root, include_root, interval_s
+        self.peak_rss = self.peak_pss = self.peak_processes = 0
+        self.torch_threads: set[str] = set()  # GRADER_TORCH_THREADS of the worker processes seen
+        self._seen: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss, pss, count, pids = tree_memory(self.root, include_root=self.include_root)
+            for pid in pids - self._seen:
+                self._seen.add(pid)
+                threads = _environ(pid).get("GRADER_TORCH_THREADS")
+                if threads:
+                    self.torch_threads.add(threads)
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            self.peak_processes = max(self.peak_processes, count)
+            self._stop.wait(self.interval_s)
+
+
+def torch_import_rss_mb(repeat: int = 3) -> float:
+    """Peak RSS of `python -c "import torch"` (CPU only, one thread), median of `repeat` runs."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    code = "import torch, resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    runs = [int(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout) for _ in range(repeat)]
+    return statistics.median(runs) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def load_average() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+# ---------------------------------------------------------------- grader run
+
+
+def grader_has_workers_option() -> bool:
+    help_text = subprocess.run([sys.executable, "-m", "grader", "run", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    return "--workers" in help_text
+
+
+def grade_with_grader(cohort: Path, out: Path, assignment_dir: Path, workers: int, *, pass_workers: bool, sandbox: str) -> dict[str, Any]:
+    out.mkdir(parents=True)
+    command = [
+        sys.executable, "-m", "grader", "run", str(cohort), "-o", str(out / "report.csv"),
+        "--force", "--assignment", str(assignment_dir), "--reference", str(ROOT / "reference" / "cifar2.py"),
+        "--sandbox", sandbox,
+    ]  # fmt: skip
+    if pass_workers:
+        command += ["--workers", str(workers)]
+    log = out / "grader.log"
+    load_before = load_average()
+    started_epoch, started = time.time(), time.perf_counter()
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(command, stdout=stderr, stderr=stderr, cwd=ROOT)
+        with MemorySampler(proc.pid) as memory:
+            proc.wait()
+    wall = time.perf_counter() - started
+    log_text = log.read_text(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"`{' '.join(command)}` failed with exit code {proc.returncode}:\n{log_text[-3000:]}")
+    rows = _read_report(out / "report.csv")
+    _add_gradebook_timings(rows, out / "gradebook.sqlite")
+    return {
+        "command": " ".join(command[2:]).replace(str(ROOT) + "/", ""),
+        "workers": workers,
+        "workers_option_passed": pass_workers,
+        "sandbox_active": "without the bubblewrap sandbox" not in log_text,
+        "wall_s": wall,
+        "started_epoch": started_epoch,
+        "peak_rss_mb": memory.peak_rss / 2**20,
+        "peak_pss_mb": memory.peak_pss / 2**20,
+        "peak_processes": memory.peak_processes,
+        "worker_torch_threads": sorted(memory.torch_threads),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "rows": rows,
+    }
+
+
+def _read_report(path: Path) -> dict[str, dict[str, Any]]:
+    with open(path, newline="") as f:
+        return {
+            row["student"]: {"status": row["status"], "error": row["error"], "total": float(row["total"]), "max_total": float(row["max_total"])}
+            for row in csv.DictReader(f)
+        }
+
+
+def _add_gradebook_timings(rows: dict[str, dict[str, Any]], gradebook: Path) -> None:
+    """Each result's own grading time (`seconds`) and when it was stored (`graded_at`)."""
+    try:
+        with sqlite3.connect(gradebook) as db:
+            stored = db.execute("SELECT student, graded_at, result FROM results").fetchall()
+    except sqlite3.Error:
+        return
+    for student, graded_at, result in stored:
+        if student in rows:
+            rows[student]["seconds"] = json.loads(result).get("seconds")
+            rows[student]["graded_at"] = datetime.fromisoformat(graded_at).timestamp()
+
+
+# ---------------------------------------------------------------- the checks alone and the notebook way
+
+
+def reference_expectations(assignment_dir: Path) -> tuple[Any, Any, float]:
+    """What `grader run` computes before grading: the reference observed and verified."""
+    from grader.assignment import find_assignment
+    from grader.commands.reference_check import verified_reference_expectations
+    from grader.isolate.client import Worker
+
+    started = time.perf_counter()
+    assignment = find_assignment(str(assignment_dir))
+    with Worker(sandbox="none") as worker:
+        expected = verified_reference_expectations(assignment, worker, ROOT / "reference" / "cifar2.py")
+    return assignment, expected, time.perf_counter() - started
+
+
+def time_checks_alone(config: Path, notebook: Path, repeat: int, threads: int = 1) -> dict[str, Any]:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONHASHSEED": "0"}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "notebook_way.py"), "time-checks", str(config), str(notebook), "--repeat", str(repeat), "--threads", str(threads)],
+        check=False, env=env, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"timing the checks in-process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def choose_sample(entries: list[dict[str, str]], k: int | None) -> list[dict[str, str]]:
+    """All entries, or k of them spread over the categories (one of each of the largest first,
+    the rest in proportion to their size), evenly spaced within each category."""
+    if k is None or k >= len(entries):
+        return list(entries)
+    by_category = {c: [e for e in entries if e["category"] == c] for c in CATEGORIES}
+    order = sorted((c for c in CATEGORIES if by_category[c]), key=lambda c: -len(by_category[c]))
+    take = {c: 0 for c in order}
+    for c in order[:k]:
+        take[c] = 1
+    left = k - sum(take.values())
+    while left > 0:
+        c = max((c for c in order if take[c] < len(by_category[c])), key=lambda c: len(by_category[c]) / (take[c] + 1))
+        take[c] += 1
+        left -= 1
+    chosen = []
+    for c in order:
+        members = by_category[c]
+        chosen += [members[int(i * len(members) / take[c])] for i in range(take[c])]
+    return sorted(chosen, key=lambda e: e["student"])
+
+
+def grade_the_notebook_way(
+    cohort: Path, sample: list[dict[str, str]], work: Path, config: Path, assignment: Any, expected: Any
+) -> dict[str, Any]:
+    limits = assignment.limits
+    env = notebook_way.kernel_environment(work)
+    (work / "ipython").mkdir(parents=True, exist_ok=True)
+    (work / "jupyter").mkdir(parents=True, exist_ok=True)
+    os.environ["JUPYTER_RUNTIME_DIR"] = env["JUPYTER_RUNTIME_DIR"]  # connection files are written by this process
+    notebooks: dict[str, dict[str, Any]] = {}
+    load_before = load_average()
+    with MemorySampler(os.getpid(), include_root=False) as memory:  # the kernels (and their shells), not this process
+        for entry in sample:
+            student = entry["student"]
+            outcome = notebook_way.execute_notebook(
+                cohort / f"{student}.ipynb",
+                config,
+                work / student,
+                epochs=assignment.training.epochs,
+                cell_timeout_s=limits.check_timeout_s,
+                notebook_timeout_s=limits.timeout_s,
+                env=env,
+            )
+            if outcome["status"] == "harness_error":
+                raise SystemExit(f"the notebook way failed on {student}: {outcome['error']}")
+            score = notebook_way.score_observations(outcome, assignment, expected, limits.check_timeout_s)
+            notebooks[student] = {
+                "category": entry["category"],
+                "seconds": outcome["seconds"],
+                "timed_out": bool(outcome["timed_out_cells"]) or outcome["kernel_died"],
+                "timed_out_cells": outcome["timed_out_cells"],
+                "kernel_died": outcome["kernel_died"],
+                "total": score["total"],
+                "max_total": score["max_total"],
+                "checks": score["checks"],
+            }
+            print(f"  notebook way: {student}: {outcome['seconds']:.1f} s, total {score['total']}"
+                  + (f", timed out in {outcome['timed_out_cells']}" if outcome["timed_out_cells"] else ""), file=sys.stderr)
+    return {
+        "notebooks": notebooks,
+        "peak_rss_mb": memory.peak_rss / 2**20,
+        "peak_pss_mb": memory.peak_pss / 2**20,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+    }
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _median(values: list[float]) -> float | None:
+    values = [x for x in values if x is not None]
+    return statistics.median(values) if values else None
+
+
+def _r(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def summarize_grader_run(run: dict[str, Any], entries: list[dict[str, str]], torch_mb: float) -> dict[str, Any]:
+    rows = run["rows"]
+    n = len(rows)
+    correct = [e["student"] for e in entries if e["category"] == CORRECT]
+    seconds = [rows[s].get("seconds") for s in rows]
+    stored = sorted((r["graded_at"], s) for s, r in rows.items() if r.get("graded_at") is not None)
+    steady = None
+    intervals_correct: list[float] = []
+    if len(stored) >= 2:
+        steady = (len(stored) - 1) / (stored[-1][0] - stored[0][0]) * 60
+        for (before, _), (after, student) in zip(stored, stored[1:]):
+            if student in correct:
+                intervals_correct.append(after - before)
+    workers = run["workers"]
+    return {
+        "workers": workers,
+        "workers_option_passed": run["workers_option_passed"],
+        "command": run["command"],
+        "sandbox_active": run["sandbox_active"],
+        "submissions": n,
+        "wall_s": _r(run["wall_s"]),
+        "submissions_per_minute": _r(n / run["wall_s"] * 60),
+        "steady_submissions_per_minute": _r(steady),
+        "startup_s": _r(stored[0][0] - run["started_epoch"] - (rows[stored[0][1]].get("seconds") or 0)) if stored else None,
+        "median_submission_s": _r(_median(seconds), 3),
+        "median_correct_submission_s": _r(_median([rows[s].get("seconds") for s in correct if s in rows]), 3),
+        "median_interval_correct_s": _r(_median(intervals_correct), 3),
+        "timed_out": sum("timed out" in r["error"] for r in rows.values()),
+        "correct_at_full_marks": f"{sum(rows[s]['total'] >= rows[s]['max_total'] for s in correct if s in rows)}/{len(correct)}",
+        "peak_rss_mb": round(run["peak_rss_mb"]),
+        "peak_pss_mb": round(run["peak_pss_mb"]),
+        "peak_processes": run["peak_processes"],
+        "worker_torch_threads": "/".join(run["worker_torch_threads"]) or "unknown",
+        "peak_rss_above_torch_imports_mb": round(run["peak_rss_mb"] - workers * torch_mb),
+        "load_average_before": run["load_average_before"],
+        "load_average_after": run["load_average_after"],
+    }
+
+
+def summarize_notebook_way(nb: dict[str, Any], entries: list[dict[str, str]], reference_s: float) -> dict[str, Any]:
+    done = nb["notebooks"]
+    counts = {c: sum(e["category"] == c for e in entries) for c in CATEGORIES}
+    all_mean = statistics.mean(r["seconds"] for r in done.values())
+    per_category: dict[str, Any] = {}
+    estimated = 0.0
+    for c in CATEGORIES:
+        times = [r["seconds"] for r in done.values() if r["category"] == c]
+        mean = statistics.mean(times) if times else all_mean
+        per_category[c] = {"in_cohort": counts[c], "executed": len(times), "mean_s": _r(mean), "mean_from": c if times else "all executed notebooks"}
+        estimated += mean * counts[c]
+    n = len(entries)
+    extrapolated = len(done) < n
+    return {
+        "executed": len(done),
+        "of": n,
+        "extrapolated": extrapolated,
+        "per_category": per_category,
+        "median_notebook_s": _r(statistics.median(r["seconds"] for r in done.values())),
+        "mean_notebook_s_cohort_mix": _r(estimated / n),
+        "cohort_kernel_s": _r(estimated),
+        "cohort_kernel_s_measured": None if extrapolated else _r(sum(r["seconds"] for r in done.values())),
+        "reference_setup_s": _r(reference_s),
+        "submissions_per_minute": _r(n / estimated * 60),
+        "timed_out": sum(r["timed_out"] for r in done.values()),
+        "peak_rss_mb": round(nb["peak_rss_mb"]),
+        "peak_pss_mb": round(nb["peak_pss_mb"]),
+        "load_average_before": nb["load_average_before"],
+        "load_average_after": nb["load_average_after"],
+    }
+
+
+def agreement(nb: dict[str, Any], grader_rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    compared = []
+    for student, r in sorted(nb["notebooks"].items()):
+        g = grader_rows[student]["total"]
+        compared.append({"student": student, "category": r["category"], "grader_total": g, "notebook_total": r["total"], "agree": abs(g - r["total"]) < 0.01})
+    correct = [c for c in compared if c["category"] == CORRECT]
+    return {
+        "compared": len(compared),
+        "agree": sum(c["agree"] for c in compared),
+        "correct_compared": len(correct),
+        "correct_agree": sum(c["agree"] for c in correct),
+        "disagreements": [c for c in compared if not c["agree"]],
+    }
+
+
+def checks_own_time(results: dict[str, Any], threads: str) -> tuple[float, str] | None:
+    """The checks' own time per submission, for workers with `threads` torch threads: CPU time of
+    the checks alone at one thread (= their torch work), or their wall time at as many threads as
+    the workers had (CPU time then counts the threads' waiting too)."""
+    if threads == "1":
+        return results["checks_alone"]["cpu_s"], "CPU time of the checks alone, 1 thread"
+    alone = results.get("checks_alone_more_threads", {}).get(threads)
+    if alone:
+        return alone["wall_s"], f"wall time of the checks alone, {threads} threads"
+    return None
+
+
+def verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("met" if ok else "**NOT met**")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100, help="submissions in the cohort (default 100)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="`grader run --workers` values to measure (default 1 2)")
+    parser.add_argument("--skip-notebook-way", action="store_true", help="do not execute notebooks in Jupyter kernels")
+    parser.add_argument("--notebook-sample", type=int, metavar="K", help="execute only K notebooks the notebook way (spread over correct, "
+                        "wrong and timing-out ones) and extrapolate the cohort's time from their per-category means")
+    parser.add_argument("--check-timeout", type=int, default=10, help="check_timeout_s of the assignment copy, and the per-cell limit "
+                        "of the notebook way (default 10; cifar2 itself has 30; at 5 the reference's own Net checks can time out on "
+                        "a busy 2-core machine, which stops `grader run`)")
+    parser.add_argument("--check-repeat", type=int, default=7, help="runs of the checks alone, in-process (default 7, after a warm-up)")
+    parser.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "none"), help="passed to grader run (default auto)")
+    parser.add_argument("--out", type=Path, default=BENCH, help="where throughput.md and throughput.json go (default bench/)")
+    args = parser.parse_args()
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "arguments": {k: (str(val) if isinstance(val, Path) else val) for k, val in vars(args).items()},
+        "load_average_at_start": load_average(),
+    }
+    has_workers = grader_has_workers_option()
+    results["grader_run_has_workers_option"] = has_workers
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+        tmp_path = Path(tmp)
+        assignment_dir = write_assignment_copy(tmp_path / "cifar2", args.check_timeout)
+        cohort = tmp_path / "cohort"
+        entries = make_cohort(cohort, args.count)
+        results["cohort"] = {
+            "submissions": len(entries),
+            **{c: sum(e["category"] == c for e in entries) for c in CATEGORIES},
+            "variants": sorted({e["variant"] for e in entries}),
+            "check_timeout_s": args.check_timeout,
+        }
+        print(f"cohort: {results['cohort']}", file=sys.stderr)
+
+        torch_mb = torch_import_rss_mb()
+        results["torch_import_rss_mb"] = round(torch_mb)
+        print(f"python -c 'import torch': {torch_mb:.0f} MB RSS", file=sys.stderr)
+
+        assignment, expected, reference_s = reference_expectations(assignment_dir)
+        results["cohort"]["training_epochs"] = assignment.training.epochs
+        config = notebook_way.write_config(tmp_path / "checks.json", assignment, expected, ROOT / "reference" / "cifar2.py")
+        checks = time_checks_alone(config, cohort / f"{entries[0]['student']}.ipynb", args.check_repeat)
+        results["checks_alone"] = {
+            "submission": entries[0]["student"],
+            "repeat": checks["repeat"],
+            "torch_threads": checks["torch_threads"],
+            **{key: round(value, 3) for key, value in checks["median"].items()},
+        }
+        print(f"checks alone (in-process, median of {checks['repeat']}): {checks['median']['wall_s']:.3f} s wall, "
+              f"{checks['median']['cpu_s']:.3f} s CPU", file=sys.stderr)
+
+        runs: dict[int, dict[str, Any]] = {}
+        skipped: dict[str, str] = {}
+        for workers in args.workers:
+            if not has_workers and workers != 1:
+                skipped[str(workers)] = "`grader run` has no --workers option yet"
+                continue
+            print(f"grader run --workers {workers} ...", file=sys.stderr)
+            runs[workers] = grade_with_grader(cohort, tmp_path / f"run-w{workers}", assignment_dir, workers, pass_workers=has_workers, sandbox=args.sandbox)
+        results["grader_run"] = {str(w): summarize_grader_run(run, entries, torch_mb) for w, run in runs.items()}
+        # Workers with more than one torch thread: the checks alone with as many, for a like-for-like wall time.
+        more_threads = sorted({int(t) for run in runs.values() for t in run["worker_torch_threads"] if t.isdigit() and int(t) > 1})
+        results["checks_alone_more_threads"] = {}
+        for threads in more_threads:
+            timed = time_checks_alone(config, cohort / f"{entries[0]['student']}.ipynb", args.check_repeat, threads)
+            results["checks_alone_more_threads"][str(threads)] = {key: round(value, 3) for key, value in timed["median"].items()}
+        for summary in results["grader_run"].values():
+            own = checks_own_time(results, summary["worker_torch_threads"])
+            summary["checks_own_s"] = None if own is None else own[0]
+            summary["checks_own_measure"] = None if own is None else own[1]
+            median = summary["median_correct_submission_s"]
+            summary["overhead_s"] = None if (own is None or median is None) else round(median - own[0], 3)
+        results["grader_run_skipped"] = skipped
+        results["grader_run_per_submission"] = {
+            str(w): {
+                student: {"total": row["total"], "seconds": _r(row.get("seconds"), 3), "timed_out": "timed out" in row["error"]}
+                for student, row in sorted(run["rows"].items())
+            }
+            for w, run in runs.items()
+        }
+        for w, summary in results["grader_run"].items():
+            print(f"  workers {w}: {summary['submissions_per_minute']} submissions/min, median {summary['median_submission_s']} s, "
+                  f"peak RSS {summary['peak_rss_mb']} MB", file=sys.stderr)
+
+        notebook_figures = None
+        if not args.skip_notebook_way:
+            sample = choose_sample(entries, args.notebook_sample)
+            print(f"notebook way: {len(sample)} of {len(entries)} notebooks in fresh kernels ...", file=sys.stderr)
+            nb = grade_the_notebook_way(cohort, sample, tmp_path / "kernels", config, assignment, expected)
+            notebook_figures = summarize_notebook_way(nb, entries, reference_s)
+            results["notebook_way"] = notebook_figures
+            base = runs.get(1) or next(iter(runs.values()), None)
+            results["agreement"] = agreement(nb, base["rows"]) if base else None
+            results["notebook_way_per_notebook"] = nb["notebooks"]
+
+    results["targets"] = targets(results, torch_mb)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "throughput.md").write_text(markdown(results))
+    print((args.out / "throughput.md").read_text())
+    check = results.get("agreement")
+    if check and check["correct_agree"] != check["correct_compared"]:
+        raise SystemExit(f"the notebook way and grader run disagree on correct notebooks: {check['disagreements']}")
+
+
+def targets(results: dict[str, Any], torch_mb: float) -> list[dict[str, Any]]:
+    runs = results["grader_run"]
+    one, two = runs.get("1"), runs.get("2")
+    checks_cpu = results["checks_alone"]["cpu_s"]
+    rows: list[dict[str, Any]] = []
+
+    overhead = one.get("overhead_s") if one else None
+    measured = None
+    if overhead is not None:
+        median = one["median_correct_submission_s"]
+        measured = f"{overhead:.3f} s = {median:.3f} s per correct submission - {one['checks_own_s']:.3f} s ({one['checks_own_measure']})"
+        if one["worker_torch_threads"] != "1":
+            measured += (f"; the worker's children had {one['worker_torch_threads']} torch threads, so the 1-thread CPU time "
+                         f"({checks_cpu:.3f} s) is not comparable: {median - checks_cpu:.3f} s against it")
+        else:
+            checks_wall = results["checks_alone"]["wall_s"]
+            measured += f"; against their wall time in-process ({checks_wall:.3f} s) {median - checks_wall:.3f} s"
+    rows.append({
+        "target": "per-submission overhead (median, correct submissions, 1 worker) <= 0.3 s",
+        "measured": measured,
+        "value": _r(overhead, 3),
+        "met": None if overhead is None else overhead <= 0.3,
+    })
+    scaling = scaling_steady = None
+    if one and two:
+        scaling = two["submissions_per_minute"] / one["submissions_per_minute"]
+        if one["steady_submissions_per_minute"] and two["steady_submissions_per_minute"]:
+            scaling_steady = two["steady_submissions_per_minute"] / one["steady_submissions_per_minute"]
+    rows.append({
+        "target": "2 workers >= 1.7x the throughput of 1 (whole run, start to end)",
+        "measured": None if scaling is None else f"{scaling:.2f}x ({two['submissions_per_minute']} vs {one['submissions_per_minute']} submissions/min; "
+        + (f"steady state, first to last result: {scaling_steady:.2f}x)" if scaling_steady else "no steady-state figure)"),
+        "value": _r(scaling),
+        "met": None if scaling is None else scaling >= 1.7,
+    })
+    nb = results.get("notebook_way")
+    for label, run in (("1 worker", one), ("2 workers", two)):
+        ratio = run["submissions_per_minute"] / nb["submissions_per_minute"] if (nb and run) else None
+        # Both ways pay for the checks' own torch work: with zero overhead, W workers finish W
+        # submissions per "checks' own time", and can be at most this much faster than the kernels.
+        own = (run or {}).get("checks_own_s") or checks_cpu
+        ceiling = nb["mean_notebook_s_cohort_mix"] / own if nb else None
+        threads = (run or {}).get("worker_torch_threads", "1")
+        rows.append({
+            "target": f">= 10x the throughput of the notebook way (grader {label} vs one kernel at a time)",
+            "measured": None if ratio is None else f"{ratio:.1f}x ({run['submissions_per_minute']} vs {nb['submissions_per_minute']} submissions/min"
+            + (", notebook way extrapolated from a sample" if nb["extrapolated"] else "")
+            + f"; both ways run the same checks ({own:.2f} s per submission with {threads} torch thread(s) per worker), so even with "
+            f"zero overhead {label} could reach at most {ceiling * run['workers']:.1f}x: a notebook takes "
+            f"{nb['mean_notebook_s_cohort_mix']:.1f} s on average, with one thread)",
+            "value": _r(ratio, 1),
+            "met": None if ratio is None else ratio >= 10,
+        })
+    for w, run in sorted(runs.items()):
+        limit = int(w) * torch_mb + 1024
+        per_worker_limit = int(w) * (torch_mb + 1024)
+        rows.append({
+            "target": f"peak RSS of the whole tree, {w} worker(s) <= {w} x torch import + 1 GB = {limit:.0f} MB",
+            "measured": f"{run['peak_rss_mb']} MB RSS ({run['peak_rss_above_torch_imports_mb']} MB above {w} x {torch_mb:.0f} MB); "
+            f"PSS {run['peak_pss_mb']} MB. Read per worker ({w} x (torch import + 1 GB) = {per_worker_limit:.0f} MB): "
+            + ("met" if run["peak_rss_mb"] <= per_worker_limit else "not met"),
+            "value": run["peak_rss_mb"],
+            "met": run["peak_rss_mb"] <= limit,
+        })
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    cohort = results["cohort"]
+    runs = results["grader_run"]
+    lines = [
+        f"# Throughput benchmark ({results['date']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, torch {m['torch']} ({m['platform']}).",
+        f"Load average (1, 5, 15 min) at start: {', '.join(f'{x:.2f}' for x in results['load_average_at_start'])} "
+        "(other work on the machine slows every figure below).",
+        "",
+        f"Cohort: {cohort['submissions']} generated notebooks (tests/variants.py): {cohort[CORRECT]} correct, {cohort[WRONG]} wrong, "
+        f"{cohort[TIMEOUT]} whose training_loop never ends. Graded with a copy of assignments/cifar2 whose "
+        f"`check_timeout_s` is {cohort['check_timeout_s']} s (30 s in cifar2), CPU only, every run `--force`; torch threads per worker "
+        "as `grader run` chooses them (see the table).",
+        "",
+        "## `grader run`",
+        "",
+    ]
+    if not results["grader_run_has_workers_option"]:
+        lines += ["**`grader run` had no `--workers` option when this ran: the 1-worker figures are the default single worker; "
+                  "other counts were not measured.**", ""]
+    measures = [
+        ("submissions per minute (whole run: process start, worker start, reference check included)", "submissions_per_minute", ""),
+        ("submissions per minute, steady state (first result stored to last)", "steady_submissions_per_minute", ""),
+        ("whole run wall time", "wall_s", " s"),
+        ("start-up: process start to the first submission's grading", "startup_s", " s"),
+        ("median per-submission wall time, all submissions (each result's own grading time)", "median_submission_s", " s"),
+        ("median per-submission wall time, correct submissions", "median_correct_submission_s", " s"),
+        ("median time between stored results, correct submissions (bookkeeping included)", "median_interval_correct_s", " s"),
+        ("the checks' own time per submission (see below)", "checks_own_s", " s"),
+        ("per-submission overhead: median correct submission - the checks' own time", "overhead_s", " s"),
+        ("submissions timed out", "timed_out", ""),
+        ("correct submissions at full marks", "correct_at_full_marks", ""),
+        ("peak RSS, whole process tree", "peak_rss_mb", " MB"),
+        ("peak PSS, whole process tree (shared pages counted once)", "peak_pss_mb", " MB"),
+        ("peak processes in the tree", "peak_processes", ""),
+        ("torch threads per worker (GRADER_TORCH_THREADS seen in /proc)", "worker_torch_threads", ""),
+        ("bubblewrap sandbox active", "sandbox_active", ""),
+        ("load average before / after", None, ""),
+    ]
+    keys = sorted(runs, key=int)
+    lines.append("| measure | " + " | ".join(f"`--workers {k}`" for k in keys) + " |")
+    lines.append("|---|" + "---:|" * len(keys))
+    for label, key, unit in measures:
+        if key is None:
+            cells = [" / ".join(f"{x[0]:.2f}" if x else "?" for x in (runs[k]["load_average_before"], runs[k]["load_average_after"])) for k in keys]
+        else:
+            cells = [f"{runs[k][key]}{unit}" if runs[k].get(key) is not None else "n/a" for k in keys]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for w, why in results["grader_run_skipped"].items():
+        lines.append(f"\n`--workers {w}`: not measured ({why}).")
+    threads = {k: runs[k]["worker_torch_threads"] for k in keys}
+    if len(set(threads.values())) > 1:
+        lines += ["", "**Not like for like:** the runs' workers had different numbers of torch threads ("
+                  + ", ".join(f"`--workers {k}`: {t}" for k, t in threads.items())
+                  + "), so the scaling ratio compares thread settings as well as worker counts."]
+    c = results["checks_alone"]
+    lines += [
+        "",
+        f"Checks alone: grader's probes (Net checks and training_loop check, programs loaded) run in-process on `{c['submission']}`, "
+        f"in one warm process with torch imported and {c['torch_threads']} thread, no fork, sandbox or JSON: median of {c['repeat']} runs "
+        f"{c['wall_s']} s wall, **{c['cpu_s']} s CPU** (Net checks {c['net_cpu_s']} s, training_loop check {c['loop_cpu_s']} s). "
+        "That CPU time is the checks' own time for workers with one torch thread.",
+    ]
+    for threads, t in results.get("checks_alone_more_threads", {}).items():
+        lines.append(f"The same with {threads} torch threads, as a `grader run` worker's children had: {t['wall_s']} s wall, {t['cpu_s']} s CPU; "
+                     f"for those workers the checks' own time is this wall time. Per-submission overhead = median per-submission wall "
+                     "time of correct submissions - the checks' own time.")
+    lines += [
+        "",
+        f"`python -c \"import torch\"`: {results['torch_import_rss_mb']} MB peak RSS (the unit of the memory target). RSS summed over a "
+        "tree counts pages that forked children share with their worker once per process, so it overstates; PSS splits them.",
+    ]
+    nb = results.get("notebook_way")
+    if nb:
+        lines += [
+            "",
+            "## The notebook way (nbclient, a fresh kernel per notebook, one at a time)",
+            "",
+            "Each notebook runs top to bottom in a fresh `python3` kernel (CUDA hidden, one torch thread), its CIFAR-10 download replaced "
+            f"by the grader's synthetic data and `n_epochs=100` by the grader's {cohort['training_epochs']} epochs; then two "
+            "appended cells run grader's own probes in the kernel, and grader.compare + grader.score score what they observed. Each cell "
+            f"has the check time limit ({cohort['check_timeout_s']} s), a cell past it is interrupted and the notebook goes on. Time per "
+            "notebook: kernel start to kernel shutdown.",
+            "",
+        ]
+        if nb["extrapolated"]:
+            lines += [f"**Extrapolated**: {nb['executed']} of {nb['of']} notebooks were executed; the cohort's time is each category's mean "
+                      "time x its count in the cohort (a category with none executed takes the mean of all executed).", ""]
+        lines += ["| category | in cohort | executed | mean seconds per notebook |", "|---|---:|---:|---:|"]
+        for cat, row in nb["per_category"].items():
+            lines.append(f"| {cat} | {row['in_cohort']} | {row['executed']} | {row['mean_s']} s" + ("" if row["mean_from"] == cat else " (mean of all executed)") + " |")
+        lines += [
+            "",
+            f"- submissions per minute: **{nb['submissions_per_minute']}** (cohort kernel time {nb['cohort_kernel_s']} s"
+            + (", extrapolated" if nb["extrapolated"] else "") + f"; median notebook {nb['median_notebook_s']} s)",
+            f"- not counted above: computing the expected values from the reference once, {nb['reference_setup_s']} s (grader counts its own in the whole run)",
+            f"- notebooks timed out: {nb['timed_out']} of {nb['executed']} executed",
+            f"- peak RSS of the kernel: {nb['peak_rss_mb']} MB (PSS {nb['peak_pss_mb']} MB)",
+        ]
+        a = results.get("agreement")
+        if a:
+            lines.append(f"- totals agree with `grader run`: {a['agree']} of {a['compared']} executed notebooks; correct ones: "
+                         f"{a['correct_agree']} of {a['correct_compared']} (must be all)")
+            for d in a["disagreements"]:
+                lines.append(f"  - {d['student']} ({d['category']}): grader {d['grader_total']}, notebook way {d['notebook_total']}")
+    lines += ["", "## Targets", "", "| target | measured | |", "|---|---|---|"]
+    for t in results["targets"]:
+        lines.append(f"| {t['target']} | {t['measured'] or 'not measured'} | {verdict(t['met'])} |")
+    a = results["arguments"]
+    reproduce = f".venv/bin/python bench/bench_throughput.py --count {a['count']} --workers {' '.join(map(str, a['workers']))}"
+    if a["skip_notebook_way"]:
+        reproduce += " --skip-notebook-way"
+    if a["notebook_sample"] is not None:
+        reproduce += f" --notebook-sample {a['notebook_sample']}"
+    if a["check_timeout"] != 10:
+        reproduce += f" --check-timeout {a['check_timeout']}"
+    if a["sandbox"] != "auto":
+        reproduce += f" --sandbox {a['sandbox']}"
+    lines += ["", f"Reproduce: `{reproduce}` (needs ipykernel and matplotlib in .venv).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
