@@ -75,7 +75,7 @@ def grade_and_measure(folder: Path, out: Path, sandbox: str) -> dict[str, float]
     started = time.perf_counter()
     proc = subprocess.Popen(
         # --force: grade everything, never reuse results stored by an earlier run
-        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(out / "report.csv"), "--force", "--sandbox", sandbox],
+        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(out / "report.csv"), "--force", "--sandbox", sandbox, "--workers", "1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
@@ -169,7 +169,7 @@ def main() -> None:
         f"""# Grading benchmark ({results['date']})
 
 Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, torch {m['torch']}
-({m['platform']}). One worker (`grader run` default), CPU only, every submission graded afresh (`--force`).
+({m['platform']}). One worker (`--workers 1`), CPU only, every submission graded afresh (`--force`).
 
 | measure | `--sandbox bwrap` | `--sandbox none` |
 |---|---:|---:|
