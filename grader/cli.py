@@ -133,28 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from grader.commands.run import INTERRUPTED, resume_command, run
 
-            resume = resume_command(
-                args.submissions,
-                args.output,
-                assignment=args.assignment,
-                reference_path=args.reference,
-                gradebook_path=args.db,
-                sandbox=args.sandbox,
-                workers=args.workers,
-                dask=args.dask,
+            # The options a resumed run must repeat (all but --force).
+            options = dict(
+                reference_path=args.reference, gradebook_path=args.db, sandbox=args.sandbox, workers=args.workers, dask=args.dask
             )
+            resume = resume_command(args.submissions, args.output, assignment=args.assignment, **options)
             summary = run(
-                assignment,
-                args.submissions,
-                args.output,
-                reference_path=args.reference,
-                gradebook_path=args.db,
-                force=args.force,
-                sandbox=args.sandbox,
-                workers=args.workers,
-                dask=args.dask,
-                resume_command=resume,
-                console=err,
+                assignment, args.submissions, args.output, force=args.force, resume_command=resume, console=err, **options
             )
             return INTERRUPTED if summary.interrupted else 0
         if args.command == "selfcheck":

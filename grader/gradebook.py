@@ -57,6 +57,11 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 
+def gradebook_timestamp() -> str:
+    """Now, as the gradebook records it: UTC, ISO 8601 with milliseconds (sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
 @dataclass(frozen=True)
 class GradebookKey:
     """What decided a result: change any part and the stored result no longer applies."""
@@ -167,9 +172,18 @@ class Gradebook:
             return None
         return float(seconds) if isinstance(seconds, (int, float)) else None
 
+    def graded_since(self, key: GradebookKey, since: str) -> bool:
+        """Whether the result for `key` was stored at `since` (a gradebook_timestamp) or later."""
+        with _sqlite_errors(self.path, "cannot read the gradebook"):
+            row = self._db.execute(
+                "SELECT graded_at FROM results WHERE student = ? AND source = ? AND content_hash = ? AND fingerprint = ?",
+                (key.student, key.source, key.content_hash, key.fingerprint),
+            ).fetchone()
+        return row is not None and row[0] >= since
+
     def store(self, key: GradebookKey, result: SubmissionResult) -> None:
         """Store (or replace) the result for `key`; committed and synced before this returns."""
-        graded_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        graded_at = gradebook_timestamp()
         document = json.dumps(result.to_json(), ensure_ascii=False)  # insertion order kept: feedback follows it
         with _sqlite_errors(self.path, "cannot store a result"):
             self._db.execute(

@@ -4,6 +4,23 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# System packages: bubblewrap (the sandbox for student code; its tests need it) and procps
+# (pgrep, used by the tests). Installed when we may (root with apt-get); otherwise said plainly.
+need=()
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v pgrep >/dev/null 2>&1 || need+=(procps)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing ${need[*]} ..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "${need[@]}" >/dev/null \
+      || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+  else
+    echo "note: ${need[*]} missing; install it (Debian/Ubuntu: sudo apt-get install ${need[*]}). Without bubblewrap" \
+      "student code runs with process limits only, and the sandbox tests fail." >&2
+  fi
+fi
+
 python=${PYTHON:-}
 if [ -z "$python" ]; then
   for candidate in python3.11 python3; do

@@ -33,7 +33,14 @@ from rich.text import Text
 
 from grader.assignment import Assignment
 from grader.commands.reference_check import verified_reference_expectations
-from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, grading_fingerprint, submission_key
+from grader.gradebook import (
+    GRADEBOOK_NAME,
+    Gradebook,
+    GradebookKey,
+    gradebook_timestamp,
+    grading_fingerprint,
+    submission_key,
+)
 from grader.load import Submission, discover_submissions
 from grader.errors import WorkerError
 from grader.isolate.client import Worker
@@ -94,8 +101,8 @@ def run(
     submissions = discover_submissions(submissions_dir, assignment.notebook)
     fingerprint = grading_fingerprint(assignment, reference_path)
     keys = [submission_key(s, submissions_dir, fingerprint) for s in submissions]
-    graded: list[GradebookKey] = []
     interrupted = False
+    started = gradebook_timestamp()
     with Gradebook(gradebook_path) as gradebook:
         pending = [(s, key) for s, key in zip(submissions, keys) if force or gradebook.lookup(key) is None]
         if pending:
@@ -107,7 +114,6 @@ def run(
                     reference_path,
                     console,
                     total=len(submissions),
-                    graded=graded,
                     sandbox=sandbox,
                     workers=workers or os.cpu_count() or 1,
                     dask=dask,
@@ -115,8 +121,11 @@ def run(
             except KeyboardInterrupt:
                 interrupted = True
         stored = [gradebook.lookup(key) for key in keys]
+        # Counted from the gradebook, not in the loop: Ctrl-C may land between storing a result
+        # and any bookkeeping after it.
+        graded = sum(gradebook.graded_since(key, started) for key in keys)
     results = [result for result in stored if result is not None]
-    summary = RunSummary(results, len(graded), len(results) - len(graded), len(submissions) - len(results), interrupted)
+    summary = RunSummary(results, graded, len(results) - graded, len(submissions) - len(results), interrupted)
     _report(summary, assignment, output_csv, gradebook_path, console)
     if interrupted and resume_command:
         console.print("To resume, run:")
@@ -189,14 +198,12 @@ def _grade_into(
     console: Console,
     *,
     total: int,
-    graded: list[GradebookKey],
     sandbox: str,
     workers: int,
     dask: str | None,
 ) -> None:
     """Grade and store each pending submission, on a pool of warm workers here or on a Dask
-    cluster. `graded` collects the keys as they are stored, so that after an interrupt the
-    caller knows how far this got."""
+    cluster."""
     size = 1 if dask else max(1, min(workers, len(pending)))
     client = connect(dask) if dask else None  # an unreachable scheduler fails before any work
     with _closing_cluster(client), WorkerPool(size, lambda threads: open_worker(assignment, sandbox, threads, wait=False)) as pool:
@@ -217,7 +224,6 @@ def _grade_into(
                 for submission, prepared, raw in graded_here:
                     result = prepared.result if prepared.units is None else finish(prepared, raw, assignment, expected)
                     gradebook.store(keys[id(submission)], result)
-                    graded.append(keys[id(submission)])
                     progress.advance(task)
                 progress.update(task, description="graded")
         except KeyboardInterrupt:
