@@ -12,6 +12,7 @@ limit, every process it started goes too.
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -201,6 +202,10 @@ def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limit
     err_r, err_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    # Move every object the worker holds (torch's above all) out of the garbage collector's
+    # reach: a full collection in the child would otherwise touch them all and copy most of the
+    # worker's heap on write (measured: 0.27 s for a child that collects, 0.03 s frozen).
+    gc.freeze()
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # ---------------------------------------------------------------- child
