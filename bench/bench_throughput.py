@@ -57,21 +57,8 @@ from bench_grading import machine  # noqa: E402
 # ---------------------------------------------------------------- the cohort
 
 # The lecture's loop with the epoch counter never advanced: trains until something stops it.
-LOOP_ENDLESS = """\
-def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):
-    epoch = 1
-    while epoch <= n_epochs:
-        loss_train = 0.0
-        for imgs, labels in train_loader:
-            outputs = model(imgs)
-            loss = loss_fn(outputs, labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            loss_train += loss.item()
-        print('{} Epoch {}, Training loss {}'.format(
-            datetime.datetime.now(), epoch, loss_train / len(train_loader)))
-"""
+LOOP_ENDLESS = v.LOOP.replace("    for epoch in range(1, n_epochs + 1):", "    epoch = 1\n    while epoch <= n_epochs:")
+assert LOOP_ENDLESS != v.LOOP, "tests/variants.py LOOP changed: update LOOP_ENDLESS"
 
 CORRECT, WRONG, TIMEOUT = "correct", "wrong", "times_out"
 # One cycle of 20: 12 correct, 7 wrong, 1 endless loop. The first six hold every category, so a
