@@ -34,17 +34,24 @@ def find_notebook(assignment: Assignment, cwd: Path) -> Path:
     raise GraderError(f"no {assignment.notebook} in {cwd} and not exactly one other notebook (found: {found}); name the notebook to check")
 
 
+def check_submission(assignment: Assignment, submission: Submission, *, sandbox: str = "auto") -> SubmissionResult:
+    """Grade one submission against the assignment's fixtures, on one warm worker. Hidden checks
+    are graded too (their results are in the returned checks, marked `public=False`); callers
+    decide what to show."""
+    expected = load_fixtures(assignment)
+    with open_worker(assignment, sandbox) as worker:
+        warn_if_unsandboxed(worker, Console(stderr=True))
+        configure_for_selfcheck(worker, assignment, expected)
+        return grade_submission(submission, assignment, worker, expected)
+
+
 def selfcheck(
     assignment: Assignment, notebook: Path, console: Console | None = None, *, sandbox: str = "auto"
 ) -> tuple[int, SubmissionResult]:
     console = console or Console()
-    expected = load_fixtures(assignment)
     if not notebook.is_file():
         raise GraderError(f"{notebook}: file not found")
-    with open_worker(assignment, sandbox) as worker:
-        warn_if_unsandboxed(worker, Console(stderr=True))
-        configure_for_selfcheck(worker, assignment, expected)
-        result = grade_submission(Submission(notebook.stem, notebook), assignment, worker, expected)
+    result = check_submission(assignment, Submission(notebook.stem, notebook), sandbox=sandbox)
     if result.status == INVALID:
         console.print(f"[red]{escape(f'{notebook}: {result.error}')}[/red]", soft_wrap=True)
         return UNUSABLE, result
