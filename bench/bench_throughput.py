@@ -3,9 +3,11 @@
 Generates a cohort of N submissions (mostly correct, some wrong, a few whose training_loop never
 ends), then measures, on this machine:
 
-- `grader run --workers W` for each W asked (default 1 and 2): submissions per minute, median
-  per-submission wall time, scaling ratio, peak memory of the whole process tree (RSS, and PSS,
-  which counts pages shared by forked processes once), sampled from /proc;
+- `grader run --workers W [--threads T]` for each setting asked (default: 1 worker with 1 torch
+  thread, 1 worker with grader's default threads, 2 workers): submissions per minute, median
+  per-submission wall time, scaling ratio (like for like: 1 thread per worker on both sides),
+  peak memory of the whole process tree (RSS, and PSS, which counts pages shared by forked
+  processes once), sampled from /proc;
 - the checks alone: grader's probes run in-process on a correct submission in one warm process
   with torch imported; per-submission overhead = median per-submission wall time of correct
   submissions - the checks' own time (their CPU time at one torch thread; their wall time at as
@@ -224,7 +226,31 @@ def grader_has_workers_option() -> bool:
     return "--workers" in help_text
 
 
-def grade_with_grader(cohort: Path, out: Path, assignment_dir: Path, workers: int, *, pass_workers: bool, sandbox: str) -> dict[str, Any]:
+def run_setting(text: str) -> str:
+    """`W` or `WxT` (argparse type): W workers, T torch threads per worker."""
+    parse_run_setting(text)
+    return text
+
+
+def parse_run_setting(text: str) -> tuple[int, int | None]:
+    workers, _, threads = text.partition("x")
+    try:
+        w, t = int(workers), (int(threads) if threads else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected W or WxT (workers, threads), got {text!r}") from None
+    if w < 1 or (t is not None and t < 1):
+        raise argparse.ArgumentTypeError(f"workers and threads must be at least 1, got {text!r}")
+    return w, t
+
+
+def run_options(setting: str) -> str:
+    workers, threads = parse_run_setting(setting)
+    return f"--workers {workers}" + (f" --threads {threads}" if threads else "")
+
+
+def grade_with_grader(
+    cohort: Path, out: Path, assignment_dir: Path, workers: int, *, threads: int | None, pass_workers: bool, sandbox: str
+) -> dict[str, Any]:
     out.mkdir(parents=True)
     command = [
         sys.executable, "-m", "grader", "run", str(cohort), "-o", str(out / "report.csv"),
@@ -233,6 +259,8 @@ def grade_with_grader(cohort: Path, out: Path, assignment_dir: Path, workers: in
     ]  # fmt: skip
     if pass_workers:
         command += ["--workers", str(workers)]
+    if threads:
+        command += ["--threads", str(threads)]
     log = out / "grader.log"
     load_before = load_average()
     started_epoch, started = time.time(), time.perf_counter()
@@ -249,6 +277,7 @@ def grade_with_grader(cohort: Path, out: Path, assignment_dir: Path, workers: in
     return {
         "command": " ".join(command[2:]).replace(str(ROOT) + "/", ""),
         "workers": workers,
+        "threads_option": threads,
         "workers_option_passed": pass_workers,
         "sandbox_active": "without the bubblewrap sandbox" not in log_text,
         "wall_s": wall,
@@ -407,6 +436,7 @@ def summarize_grader_run(run: dict[str, Any], entries: list[dict[str, str]], tor
     workers = run["workers"]
     return {
         "workers": workers,
+        "threads_option": run["threads_option"],
         "workers_option_passed": run["workers_option_passed"],
         "command": run["command"],
         "sandbox_active": run["sandbox_active"],
@@ -499,7 +529,9 @@ def verdict(ok: bool | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100, help="submissions in the cohort (default 100)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="`grader run --workers` values to measure (default 1 2)")
+    parser.add_argument("--workers", type=run_setting, nargs="+", default=["1x1", "1", "2"], metavar="W[xT]",
+                        help="`grader run` settings to measure: W workers, optionally xT torch threads per worker (--threads T); "
+                        "without xT, grader's default (cores / W). Default: 1x1 1 2")
     parser.add_argument("--skip-notebook-way", action="store_true", help="do not execute notebooks in Jupyter kernels")
     parser.add_argument("--notebook-sample", type=int, metavar="K", help="execute only K notebooks the notebook way (spread over correct, "
                         "wrong and timing-out ones) and extrapolate the cohort's time from their per-category means")
@@ -551,15 +583,18 @@ def main() -> None:
         print(f"checks alone (in-process, median of {checks['repeat']}): {checks['median']['wall_s']:.3f} s wall, "
               f"{checks['median']['cpu_s']:.3f} s CPU", file=sys.stderr)
 
-        runs: dict[int, dict[str, Any]] = {}
+        runs: dict[str, dict[str, Any]] = {}
         skipped: dict[str, str] = {}
-        for workers in args.workers:
+        for setting in args.workers:
+            workers, threads = parse_run_setting(setting)
             if not has_workers and workers != 1:
-                skipped[str(workers)] = "`grader run` has no --workers option yet"
+                skipped[setting] = "`grader run` has no --workers option yet"
                 continue
-            print(f"grader run --workers {workers} ...", file=sys.stderr)
-            runs[workers] = grade_with_grader(cohort, tmp_path / f"run-w{workers}", assignment_dir, workers, pass_workers=has_workers, sandbox=args.sandbox)
-        results["grader_run"] = {str(w): summarize_grader_run(run, entries, torch_mb) for w, run in runs.items()}
+            print(f"grader run {run_options(setting)} ...", file=sys.stderr)
+            runs[setting] = grade_with_grader(
+                cohort, tmp_path / f"run-{setting}", assignment_dir, workers, threads=threads, pass_workers=has_workers, sandbox=args.sandbox
+            )
+        results["grader_run"] = {w: summarize_grader_run(run, entries, torch_mb) for w, run in runs.items()}
         # Workers with more than one torch thread: the checks alone with as many, for a like-for-like wall time.
         more_threads = sorted({int(t) for run in runs.values() for t in run["worker_torch_threads"] if t.isdigit() and int(t) > 1})
         results["checks_alone_more_threads"] = {}
@@ -591,7 +626,7 @@ def main() -> None:
             nb = grade_the_notebook_way(cohort, sample, tmp_path / "kernels", config, assignment, expected)
             notebook_figures = summarize_notebook_way(nb, entries, reference_s)
             results["notebook_way"] = notebook_figures
-            base = runs.get(1) or next(iter(runs.values()), None)
+            base = runs.get("1") or next(iter(runs.values()), None)
             results["agreement"] = agreement(nb, base["rows"]) if base else None
             results["notebook_way_per_notebook"] = nb["notebooks"]
 
@@ -605,64 +640,79 @@ def main() -> None:
         raise SystemExit(f"the notebook way and grader run disagree on correct notebooks: {check['disagreements']}")
 
 
+def _label(setting: str, run: dict[str, Any]) -> str:
+    return f"`{run_options(setting)}` ({run['worker_torch_threads']} torch thread(s) per worker)"
+
+
+def _one_worker(runs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The 1-worker run to compare with: one torch thread if measured (like for like with 2
+    workers on 2 cores, and with the checks' 1-thread CPU time), else grader's default."""
+    for setting in ("1x1", "1"):
+        if setting in runs:
+            return setting, runs[setting]
+    return None
+
+
 def targets(results: dict[str, Any], torch_mb: float) -> list[dict[str, Any]]:
     runs = results["grader_run"]
-    one, two = runs.get("1"), runs.get("2")
+    one = _one_worker(runs)
+    two = next(((k, runs[k]) for k in ("2", "2x1") if k in runs), None)
     checks_cpu = results["checks_alone"]["cpu_s"]
     rows: list[dict[str, Any]] = []
 
-    overhead = one.get("overhead_s") if one else None
-    measured = None
-    if overhead is not None:
-        median = one["median_correct_submission_s"]
-        measured = f"{overhead:.3f} s = {median:.3f} s per correct submission - {one['checks_own_s']:.3f} s ({one['checks_own_measure']})"
-        if one["worker_torch_threads"] != "1":
-            measured += (f"; the worker's children had {one['worker_torch_threads']} torch threads, so the 1-thread CPU time "
-                         f"({checks_cpu:.3f} s) is not comparable: {median - checks_cpu:.3f} s against it")
-        else:
-            checks_wall = results["checks_alone"]["wall_s"]
-            measured += f"; against their wall time in-process ({checks_wall:.3f} s) {median - checks_wall:.3f} s"
+    overhead = measured = None
+    if one and one[1].get("overhead_s") is not None:
+        setting, run = one
+        overhead = run["overhead_s"]
+        median = run["median_correct_submission_s"]
+        measured = f"{overhead:.3f} s with {_label(setting, run)} = {median:.3f} s per correct submission - {run['checks_own_s']:.3f} s ({run['checks_own_measure']})"
+        for other, r in runs.items():
+            if other != setting and r["workers"] == 1 and r.get("overhead_s") is not None:
+                measured += f"; with {_label(other, r)}: {r['overhead_s']:.3f} s ({r['checks_own_measure']})"
     rows.append({
         "target": "per-submission overhead (median, correct submissions, 1 worker) <= 0.3 s",
         "measured": measured,
         "value": _r(overhead, 3),
         "met": None if overhead is None else overhead <= 0.3,
     })
-    scaling = scaling_steady = None
+    scaling = None
     if one and two:
-        scaling = two["submissions_per_minute"] / one["submissions_per_minute"]
-        if one["steady_submissions_per_minute"] and two["steady_submissions_per_minute"]:
-            scaling_steady = two["steady_submissions_per_minute"] / one["steady_submissions_per_minute"]
+        scaling = two[1]["submissions_per_minute"] / one[1]["submissions_per_minute"]
+        text = f"{scaling:.2f}x: {_label(*two)} {two[1]['submissions_per_minute']} vs {_label(*one)} {one[1]['submissions_per_minute']} submissions/min"
+        if one[1]["steady_submissions_per_minute"] and two[1]["steady_submissions_per_minute"]:
+            text += f" (steady state, first to last result: {two[1]['steady_submissions_per_minute'] / one[1]['steady_submissions_per_minute']:.2f}x)"
+        for other, r in runs.items():
+            if other != one[0] and r["workers"] == 1:
+                text += f"; against {_label(other, r)}: {two[1]['submissions_per_minute'] / r['submissions_per_minute']:.2f}x"
     rows.append({
         "target": "2 workers >= 1.7x the throughput of 1 (whole run, start to end)",
-        "measured": None if scaling is None else f"{scaling:.2f}x ({two['submissions_per_minute']} vs {one['submissions_per_minute']} submissions/min; "
-        + (f"steady state, first to last result: {scaling_steady:.2f}x)" if scaling_steady else "no steady-state figure)"),
+        "measured": None if scaling is None else text,
         "value": _r(scaling),
         "met": None if scaling is None else scaling >= 1.7,
     })
     nb = results.get("notebook_way")
-    for label, run in (("1 worker", one), ("2 workers", two)):
-        ratio = run["submissions_per_minute"] / nb["submissions_per_minute"] if (nb and run) else None
+    for setting, run in runs.items():
+        ratio = run["submissions_per_minute"] / nb["submissions_per_minute"] if nb else None
         # Both ways pay for the checks' own torch work: with zero overhead, W workers finish W
         # submissions per "checks' own time", and can be at most this much faster than the kernels.
-        own = (run or {}).get("checks_own_s") or checks_cpu
-        ceiling = nb["mean_notebook_s_cohort_mix"] / own if nb else None
-        threads = (run or {}).get("worker_torch_threads", "1")
+        own = run.get("checks_own_s") or checks_cpu
+        ceiling = nb["mean_notebook_s_cohort_mix"] / own * run["workers"] if nb else None
         rows.append({
-            "target": f">= 10x the throughput of the notebook way (grader {label} vs one kernel at a time)",
+            "target": f">= 10x the throughput of the notebook way (grader `{run_options(setting)}` vs one kernel at a time)",
             "measured": None if ratio is None else f"{ratio:.1f}x ({run['submissions_per_minute']} vs {nb['submissions_per_minute']} submissions/min"
             + (", notebook way extrapolated from a sample" if nb["extrapolated"] else "")
-            + f"; both ways run the same checks ({own:.2f} s per submission with {threads} torch thread(s) per worker), so even with "
-            f"zero overhead {label} could reach at most {ceiling * run['workers']:.1f}x: a notebook takes "
+            + f"; both ways run the same checks ({own:.2f} s per submission with {run['worker_torch_threads']} torch thread(s) per worker), "
+            f"so even with zero overhead this setting could reach at most {ceiling:.1f}x: a notebook takes "
             f"{nb['mean_notebook_s_cohort_mix']:.1f} s on average, with one thread)",
             "value": _r(ratio, 1),
             "met": None if ratio is None else ratio >= 10,
         })
-    for w, run in sorted(runs.items()):
-        limit = int(w) * torch_mb + 1024
-        per_worker_limit = int(w) * (torch_mb + 1024)
+    for setting, run in runs.items():
+        w = run["workers"]
+        limit = w * torch_mb + 1024
+        per_worker_limit = w * (torch_mb + 1024)
         rows.append({
-            "target": f"peak RSS of the whole tree, {w} worker(s) <= {w} x torch import + 1 GB = {limit:.0f} MB",
+            "target": f"peak RSS of the whole tree, `{run_options(setting)}` <= {w} x torch import + 1 GB = {limit:.0f} MB",
             "measured": f"{run['peak_rss_mb']} MB RSS ({run['peak_rss_above_torch_imports_mb']} MB above {w} x {torch_mb:.0f} MB); "
             f"PSS {run['peak_pss_mb']} MB. Read per worker ({w} x (torch import + 1 GB) = {per_worker_limit:.0f} MB): "
             + ("met" if run["peak_rss_mb"] <= per_worker_limit else "not met"),
@@ -686,7 +736,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Cohort: {cohort['submissions']} generated notebooks (tests/variants.py): {cohort[CORRECT]} correct, {cohort[WRONG]} wrong, "
         f"{cohort[TIMEOUT]} whose training_loop never ends. Graded with a copy of assignments/cifar2 whose "
         f"`check_timeout_s` is {cohort['check_timeout_s']} s (30 s in cifar2), CPU only, every run `--force`; torch threads per worker "
-        "as `grader run` chooses them (see the table).",
+        "as `grader run` chooses them (cores / workers) or as `--threads` sets them (see the table).",
         "",
         "## `grader run`",
         "",
@@ -713,8 +763,8 @@ def markdown(results: dict[str, Any]) -> str:
         ("bubblewrap sandbox active", "sandbox_active", ""),
         ("load average before / after", None, ""),
     ]
-    keys = sorted(runs, key=int)
-    lines.append("| measure | " + " | ".join(f"`--workers {k}`" for k in keys) + " |")
+    keys = list(runs)
+    lines.append("| measure | " + " | ".join(f"`{run_options(k)}`" for k in keys) + " |")
     lines.append("|---|" + "---:|" * len(keys))
     for label, key, unit in measures:
         if key is None:
@@ -723,12 +773,12 @@ def markdown(results: dict[str, Any]) -> str:
             cells = [f"{runs[k][key]}{unit}" if runs[k].get(key) is not None else "n/a" for k in keys]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for w, why in results["grader_run_skipped"].items():
-        lines.append(f"\n`--workers {w}`: not measured ({why}).")
+        lines.append(f"\n`{run_options(w)}`: not measured ({why}).")
     threads = {k: runs[k]["worker_torch_threads"] for k in keys}
     if len(set(threads.values())) > 1:
-        lines += ["", "**Not like for like:** the runs' workers had different numbers of torch threads ("
-                  + ", ".join(f"`--workers {k}`: {t}" for k, t in threads.items())
-                  + "), so the scaling ratio compares thread settings as well as worker counts."]
+        lines += ["", "Torch threads per worker differ between runs ("
+                  + ", ".join(f"`{run_options(k)}`: {t}" for k, t in threads.items())
+                  + "); the scaling target compares runs with one thread per worker when both were measured."]
     c = results["checks_alone"]
     lines += [
         "",

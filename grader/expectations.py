@@ -127,7 +127,8 @@ def observe_reference(
         error = forward and forward["error"]
         raise ReferenceSolutionError(f"{reference_path}: the reference Net did not produce an output ({error})")
     weights = [decode_array(w, what="reference weights") for w in forward["weights"]]
-    worker.configure(reference_weights=[encode_array(w) for w in weights])
+    # The reference, now known to run, warms the worker up for the students' children.
+    worker.configure(reference_weights=[encode_array(w) for w in weights], rehearsal=program.to_json())
     expectations = Expectations(
         origin=str(reference_path),
         net=net,

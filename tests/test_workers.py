@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 
 
-from conftest import ROOT
-from grader.commands.run import _longest_first
+from conftest import FULL, ROOT, points
+from grader.commands.run import _longest_first, resume_command
 from grader.gradebook import Gradebook, GradebookKey
 from grader.isolate.client import Worker
 from grader.isolate.pool import WorkerPool, threads_per_worker
 from grader.load import Submission
+from grader.pipeline import grade_submission
 from grader.results import SubmissionResult
+from variants import notebook_cells, write_notebook
 
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
 
@@ -47,6 +49,39 @@ def test_threads_per_worker_never_oversubscribe_the_cores():
     assert threads_per_worker(2, cores=2) == 1
     assert threads_per_worker(4, cores=2) == 1
     assert threads_per_worker(3, cores=8) == 2
+
+
+class _StartedWorker:
+    """Stands in for a Worker where only the pool's bookkeeping is under test."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def wait_ready(self) -> None: ...
+    def close(self) -> None: ...
+    def kill(self) -> None: ...
+
+
+def test_threads_option_overrides_the_threads_per_worker(tmp_path):
+    with WorkerPool(2, _StartedWorker, threads=3) as pool:  # type: ignore[arg-type]
+        assert [w.threads for w in pool.workers] == [3, 3]
+    with WorkerPool(2, _StartedWorker) as pool:  # type: ignore[arg-type]
+        assert [w.threads for w in pool.workers] == [threads_per_worker(2)] * 2
+    assert "--threads 1" in resume_command(Path("subs"), Path("r.csv"), workers=1, threads=1)
+    done = _run(EXAMPLES, tmp_path / "r.csv", "--threads", "0")
+    assert done.returncode == 2 and "must be at least 1" in done.stderr
+
+
+def test_a_rehearsal_that_fails_costs_nothing_but_time(reference_worker, cifar2, tmp_path):
+    # The worker rehearses the reference in its own process to warm torch up for the children;
+    # a rehearsal that raises (here: a malformed program unit) must leave the worker grading as before.
+    worker, expected = reference_worker
+    broken = [{"filename": "rehearsal", "line": 1}]
+    notebook = write_notebook(tmp_path / "good.ipynb", notebook_cells())
+    with Worker(sandbox="none") as fresh:
+        fresh.configure_like(worker)
+        fresh.configure(rehearsal=broken)
+        assert points(grade_submission(Submission("good", notebook), cifar2, fresh, expected)) == FULL
 
 
 def test_a_pool_runs_every_job_once_on_its_workers():

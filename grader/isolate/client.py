@@ -66,6 +66,7 @@ class Worker:
         self._configuration: list[dict[str, Any]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
+        self._unanswered = 0  # configure messages sent by configure_like(wait=False), not yet answered
         self._closed = False
         self._log = tempfile.TemporaryFile()
         try:
@@ -90,6 +91,7 @@ class Worker:
         """Start the process. Linux ties PR_SET_PDEATHSIG to the thread that forks, so a worker
         meant to outlive a helper thread must be spawned from a long-lived thread."""
         self._buffer = b""
+        self._unanswered = 0
         self._proc = subprocess.Popen(
             [*self._prefix, sys.executable, "-m", "grader.isolate.worker"],
             stdin=subprocess.PIPE,
@@ -118,11 +120,22 @@ class Worker:
         """The configure messages this worker received, in order."""
         return list(self._configuration)
 
-    def configure_like(self, other: "Worker") -> None:
-        """Give this worker everything `other` was configured with."""
+    def configure_like(self, other: "Worker", *, wait: bool = True) -> None:
+        """Give this worker everything `other` was configured with. With `wait=False` the
+        messages are only sent: call `wait_configured()` later, so that several workers apply
+        them (the rehearsal included, about a second of torch work) at the same time."""
         for message in other._configuration:
-            self._request(message, _STARTUP_TIMEOUT_S)
+            self._send(message)
             self._configuration.append(message)
+            self._unanswered += 1
+        if wait:
+            self.wait_configured()
+
+    def wait_configured(self) -> None:
+        """Wait for the replies to configuration sent with `configure_like(..., wait=False)`."""
+        while self._unanswered:
+            self._unanswered -= 1
+            self._reply(time.monotonic() + _STARTUP_TIMEOUT_S)
 
     def observe(self, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
         """Observe one program; returns {group: ChildRun as dict}. Restarts a dead worker once."""
@@ -141,13 +154,19 @@ class Worker:
         self._start()
 
     def _request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self._send(message)
+        return self._reply(time.monotonic() + timeout)
+
+    def _send(self, message: dict[str, Any]) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         try:
             self._proc.stdin.write((json.dumps(message) + "\n").encode())
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise WorkerError(f"the worker process died ({self._describe_exit()})") from None
-        reply = self._receive(time.monotonic() + timeout)
+
+    def _reply(self, deadline: float) -> dict[str, Any]:
+        reply = self._receive(deadline)
         if reply.get("op") == "error":
             raise WorkerError(str(reply.get("message")))
         return reply

@@ -29,11 +29,12 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 class WorkerPool(Generic[Job, Outcome]):
     """`size` workers started by `start(threads)`; use as a context manager."""
 
-    def __init__(self, size: int, start: Callable[[int], Worker]) -> None:
-        """`start(threads)` must return a Worker created with `wait=False`, from this thread."""
+    def __init__(self, size: int, start: Callable[[int], Worker], threads: int | None = None) -> None:
+        """`start(threads)` must return a Worker created with `wait=False`, from this thread.
+        `threads`: torch threads per child; default `threads_per_worker(size)`."""
         if size < 1:
             raise ValueError("a pool needs at least one worker")
-        threads = threads_per_worker(size)
+        threads = threads or threads_per_worker(size)
         self.workers: list[Worker] = []
         try:
             # All processes start first, then import torch at the same time.
@@ -58,7 +59,9 @@ class WorkerPool(Generic[Job, Outcome]):
     def share_configuration(self) -> None:
         """Give every worker the configuration the primary received (settings, reference, weights)."""
         for worker in self.workers[1:]:
-            worker.configure_like(self.primary)
+            worker.configure_like(self.primary, wait=False)
+        for worker in self.workers[1:]:
+            worker.wait_configured()
 
     def map_unordered(self, jobs: Iterable[Job], work: Callable[[Worker, Job], Outcome]) -> Iterator[tuple[Job, Outcome]]:
         """Run `work(worker, job)` for every job, on whichever worker is free, in the order given;
