@@ -13,14 +13,17 @@ from grader import __version__
 from grader.assignment import find_assignment
 from grader.errors import GraderError
 from grader.isolate.client import SANDBOX_MODES
+from grader.report.formats import DEFAULT_FORMATS, FORMATS, parse_formats
 
 _EPILOG = """\
 examples:
   grader run submissions/                     grade every notebook into report.csv + feedback/
   grader run submissions/ -o out/grades.csv   choose where the report goes
+  grader run submissions/ --format csv,json,gradescope   also report.json and gradescope/<student>.json
   grader selfcheck                            check my notebook before I submit
   grader fixtures --assignment cifar2         (instructors) refresh the selfcheck fixtures
   grader doctor                               which isolation layers are active here
+  grader gradescope cifar2 -o autograder.zip  (instructors) the Gradescope autograder bundle
 """
 
 
@@ -28,6 +31,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
 
 
@@ -85,10 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="submissions graded in parallel, each by a warm worker process (default: the number of CPU cores)",
     )
     run.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="torch threads for each submission's checks (default: CPU cores / workers, at least 1); "
+        "more threads than cores slows every worker down",
+    )
+    run.add_argument(
         "--dask",
         metavar="ADDRESS",
         help="grade on a Dask cluster: a scheduler address (tcp://host:8786), or local:N to start a local "
         "cluster of N workers (needs pip install 'grader[dask]')",
+    )
+    run.add_argument(
+        "--format",
+        action="append",
+        metavar="FORMAT",
+        help=f"reports to write beside the CSV path, repeatable or a comma list: {', '.join(FORMATS)} "
+        f"(default: {','.join(DEFAULT_FORMATS)}); gradescope writes gradescope/<student>.json, Gradescope's results.json",
     )
     sandbox_option(run)
     assignment_option(run)
@@ -97,9 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
         "selfcheck",
         help="check your own notebook before submitting (students)",
         description="Run the public checks on NOTEBOOK and explain every lost point. "
-        "Exit status: 0 full marks, 1 points lost, 2 the notebook could not be used.",
+        "Exit status: 0 full marks (with --min-score: at least that score), 1 points lost, 2 the notebook "
+        "could not be used. Under GitHub Actions it also appends the table to $GITHUB_STEP_SUMMARY and "
+        "annotates the notebook with one ::error per failed check. Hidden checks are never shown, only counted.",
     )
     check.add_argument("notebook", type=Path, nargs="?", metavar="NOTEBOOK", help="default: the assignment's notebook in this folder, else the only .ipynb here")
+    check.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table (default), or json: the results document on stdout (the table then goes to stderr)",
+    )
+    check.add_argument("-o", "--output", type=Path, metavar="PATH", help="with --format json: write the document to PATH instead of stdout")
+    check.add_argument("--junit", type=Path, metavar="PATH", help="also write JUnit XML, one test case per public check (for CI)")
+    check.add_argument(
+        "--min-score",
+        type=_non_negative_float,
+        metavar="POINTS",
+        help="exit 0 when the public checks' score is at least POINTS, else 1 (default: 0 only at full marks)",
+    )
     sandbox_option(check)
     assignment_option(check)
 
@@ -111,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fixtures.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
     assignment_option(fixtures)
+
+    gradescope = commands.add_parser(
+        "gradescope",
+        help="build the Gradescope autograder bundle for an assignment (instructors)",
+        description="Write a zip to upload as a Gradescope autograder: setup.sh, run_autograder, the grader's "
+        "source, the assignment folder and the reference solution (which ships only in this bundle). Each "
+        "submission is graded as `grader run` grades it, into Gradescope's results.json.",
+    )
+    gradescope.add_argument("assignment", metavar="ASSIGNMENT", help="assignment name (a folder under assignments/) or path to a folder with assignment.toml")
+    gradescope.add_argument("-o", "--output", type=Path, default=Path("autograder.zip"), help="bundle path (default: autograder.zip)")
+    gradescope.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
 
     commands.add_parser(
         "doctor",
@@ -135,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
 
             # The options a resumed run must repeat (all but --force).
             options = dict(
-                reference_path=args.reference, gradebook_path=args.db, sandbox=args.sandbox, workers=args.workers, dask=args.dask
+                reference_path=args.reference,
+                gradebook_path=args.db,
+                sandbox=args.sandbox,
+                workers=args.workers,
+                threads=args.threads,
+                dask=args.dask,
+                formats=parse_formats(args.format),
             )
             resume = resume_command(args.submissions, args.output, assignment=args.assignment, **options)
             summary = run(
@@ -144,14 +204,24 @@ def main(argv: list[str] | None = None) -> int:
             return INTERRUPTED if summary.interrupted else 0
         if args.command == "selfcheck":
             from grader.commands.selfcheck import find_notebook, selfcheck
+            from grader.commands.selfcheck_outputs import SelfcheckOutputs
 
+            if args.output and args.format != "json":
+                raise GraderError("--output needs --format json (the table is printed; --junit writes XML)")
             notebook = args.notebook or find_notebook(assignment, Path.cwd())
-            code, _ = selfcheck(assignment, notebook, sandbox=args.sandbox)
+            outputs = SelfcheckOutputs.from_environment(junit=args.junit, json_format=args.format == "json", output=args.output)
+            console = Console(stderr=True) if outputs.json_to_stdout else Console()
+            code, _ = selfcheck(assignment, notebook, console, sandbox=args.sandbox, min_score=args.min_score, outputs=outputs)
             return code
         if args.command == "fixtures":
             from grader.commands.fixtures import make_fixtures
 
             make_fixtures(assignment, args.reference, console=err)
+            return 0
+        if args.command == "gradescope":
+            from grader.commands.gradescope import build_bundle
+
+            build_bundle(assignment, args.output, args.reference, console=err)
             return 0
     except GraderError as exc:
         err.print(f"[red]grader: error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -7,17 +7,22 @@ imports torch or student code.
 
 from __future__ import annotations
 
+import math
 import signal
 from dataclasses import dataclass, field
 from typing import Any
 
 # Minimal type language for the observation schema: a Python type, a tuple of allowed types,
-# ("list", item_spec), ("dict", value_spec), or a dict of required keys -> spec.
+# ("list", item_spec), ("list", item_spec, max_length), ("dict", value_spec), a dict of required
+# keys -> spec, or _FINITE_OR_NONE.
+_FINITE_OR_NONE = "finite number or null"  # JSON lets NaN and Infinity through; this does not
+MAX_LOSS_POINTS = 64  # points of a loss curve; the probes average neighbours to stay within it
 _INT_LIST = ("list", int)
 _LAYER = {"path": str, "type": str, "hyper": ("dict", object), "params": ("dict", _INT_LIST), "trainable": int}
 _TRACE_CALL = {**_LAYER, "output_shape": (list, type(None))}
 _OPT_STR = (str, type(None))
 _OPT_NUM = (float, int, type(None))
+_LOSS_CURVE = {"losses": ("list", _FINITE_OR_NONE, MAX_LOSS_POINTS), "loss_stride": int}  # per training batch
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "program": {"notes": ("list", str)},
@@ -32,7 +37,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "weights": (list, type(None)),
         "error": _OPT_STR,
     },
-    "train": {"initial_loss": _OPT_NUM, "final_loss": _OPT_NUM, "error": _OPT_STR},
+    "train": {"initial_loss": _OPT_NUM, "final_loss": _OPT_NUM, "error": _OPT_STR, **_LOSS_CURVE},
     "loop": {"defined": bool, "callable": bool},
     "loop_run": {
         "error": _OPT_STR,
@@ -46,6 +51,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "steps": int,
         "zero_grad_calls": int,
         "loss_calls": int,
+        **_LOSS_CURVE,
     },
     "done": {},
 }
@@ -54,9 +60,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
 def _fits(value: Any, spec: Any) -> bool:
     if isinstance(spec, dict):
         return isinstance(value, dict) and all(k in value and _fits(value[k], s) for k, s in spec.items())
+    if spec is _FINITE_OR_NONE:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
     if isinstance(spec, tuple) and spec and spec[0] in ("list", "dict"):
         if spec[0] == "list":
-            return isinstance(value, list) and all(_fits(v, spec[1]) for v in value)
+            longest = spec[2] if len(spec) > 2 else math.inf
+            return isinstance(value, list) and len(value) <= longest and all(_fits(v, spec[1]) for v in value)
         return isinstance(value, dict) and all(isinstance(k, str) and _fits(v, spec[1]) for k, v in value.items())
     if spec is object:
         return True

@@ -58,6 +58,27 @@ class SubmissionResult:
     def error(self) -> str:
         return "; ".join(dict.fromkeys(self.errors))
 
+    @property
+    def hidden_checks(self) -> int:
+        """How many checks are graded but not shown before submission (`public = false`)."""
+        return sum(not c.public for c in self.checks)
+
+    def public_view(self) -> "SubmissionResult":
+        """What a student may see before submitting: the public checks only, no error that only a
+        hidden check gave, and no output of a child run that served hidden checks only, so totals
+        and causes reveal nothing about hidden checks."""
+        view = SubmissionResult.from_json(self.to_json())
+        hidden_errors = {c.error for c in view.checks if not c.public and c.error}
+        public_errors = {c.error for c in view.checks if c.public and c.error}
+        view.checks = [c for c in view.checks if c.public]
+        view.errors = [e for e in view.errors if e not in hidden_errors or e in public_errors]
+        # Output is keyed "<group> stdout", a child run's problems are noted as "<group>: ...";
+        # a check's group is its name's prefix ("loop.trains").
+        hidden_groups = {c.name.split(".", 1)[0] for c in self.checks} - {c.name.split(".", 1)[0] for c in view.checks}
+        view.output = {key: text for key, text in view.output.items() if key.split(" ", 1)[0] not in hidden_groups}
+        view.notes = [note for note in view.notes if note.split(": ", 1)[0] not in hidden_groups]
+        return view
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(total=self.total, max_total=self.max_total, error=self.error)

@@ -4,11 +4,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# System packages: bubblewrap (the sandbox for student code; its tests need it) and procps
-# (pgrep, used by the tests). Installed when we may (root with apt-get); otherwise said plainly.
+# System packages: bubblewrap (the sandbox for student code; its tests need it), procps
+# (pgrep, used by the tests) and chromium (headless, the HTML report's browser tests). Installed
+# when we may (root with apt-get); otherwise said plainly.
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "Installing ${need[*]} ..." >&2
@@ -17,7 +19,7 @@ if [ ${#need[@]} -gt 0 ]; then
       || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
   else
     echo "note: ${need[*]} missing; install it (Debian/Ubuntu: sudo apt-get install ${need[*]}). Without bubblewrap" \
-      "student code runs with process limits only, and the sandbox tests fail." >&2
+      "student code runs with process limits only, and the sandbox tests fail; without chromium the browser tests are skipped." >&2
   fi
 fi
 

@@ -15,6 +15,7 @@ import pytest
 
 import variants as v
 from conftest import FULL, ROOT
+from grader.report.formats import DEFAULT_FORMATS
 
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
 COLUMNS = ["student", "status", "error", "total", "max_total", *FULL]
@@ -30,7 +31,8 @@ def grader(*args: str, cwd: Path | None = None, check: bool = False) -> subproce
 @pytest.fixture(scope="module")
 def example_report(tmp_path_factory) -> tuple[pd.DataFrame, Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("report")
-    done = grader("run", str(EXAMPLES), "-o", str(out / "report.csv"))
+    formats = ",".join((*DEFAULT_FORMATS, "json", "gradescope"))  # the other formats of the same results
+    done = grader("run", str(EXAMPLES), "-o", str(out / "report.csv"), "--format", formats)
     assert done.returncode == 0, done.stderr
     return pd.read_csv(out / "report.csv", keep_default_na=False), out, done
 
@@ -59,13 +61,34 @@ def test_run_scores_the_bundled_examples(example_report):
 def test_run_writes_feedback_for_every_student(example_report):
     _, out, _ = example_report
     feedback = out / "feedback"
-    assert sorted(p.name for p in feedback.iterdir()) == [f"{s}.md" for s in ["alice", "bob", "carol", "dave", "erin", "frank"]]
+    students = ["alice", "bob", "carol", "dave", "erin", "frank"]
+    assert sorted(p.name for p in feedback.iterdir()) == sorted(f"{s}.{kind}" for s in students for kind in ("md", "html"))
+    assert (out / "report.html").is_file()  # the class report (tests/test_html_report.py)
     dave = (feedback / "dave.md").read_text()
     assert "**Score: 43.5 / 100**" in dave
     assert "layer 1 (conv1, Conv2d): expected out_channels=16, got 32" in dave
     assert "gradients were never cleared: call optimizer.zero_grad() each step" in dave
     assert "class Net(nn.Module)" in dave  # the extracted code, for the student to see
     assert "could not be graded" in (feedback / "frank.md").read_text()
+
+
+def test_run_formats_write_json_and_gradescope_results_from_the_same_results(example_report):
+    frame, out, _ = example_report
+    document = json.loads((out / "report.json").read_text())
+    assert document["assignment"] == "cifar2"
+    assert [(s["student"], s["total"]) for s in document["submissions"]] == list(zip(frame.student, frame.total))
+    students = ["alice", "bob", "carol", "dave", "erin", "frank"]
+    assert sorted(p.name for p in (out / "gradescope").iterdir()) == [f"{s}.json" for s in students]
+    for student, total in zip(frame.student, frame.total):
+        results = json.loads((out / "gradescope" / f"{student}.json").read_text())
+        assert results["score"] == total == pytest.approx(sum(t["score"] for t in results["tests"]))
+        assert [(t["name"], t["max_score"]) for t in results["tests"]] == list(FULL.items())
+        assert {t["visibility"] for t in results["tests"]} == {"visible"}  # cifar2 hides no check
+    alice = json.loads((out / "gradescope" / "alice.json").read_text())
+    assert alice["score"] == 100 and {(t["status"], t["output"]) for t in alice["tests"]} == {("passed", "passed")}
+    frank = json.loads((out / "gradescope" / "frank.json").read_text())
+    assert frank["score"] == 0 and "could not be graded" in frank["output"] and "invalid JSON" in frank["output"]
+    assert {t["status"] for t in frank["tests"]} == {"failed"}
 
 
 def test_run_prints_a_class_summary(example_report):
@@ -108,7 +131,7 @@ def test_selfcheck_full_marks_exits_0(tmp_path):
     v.write_notebook(tmp_path / "cifar2_cnn.ipynb", v.notebook_cells())
     done = grader("selfcheck", "--assignment", "cifar2", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Score on the checks above: 100 / 100" in done.stdout
+    assert "Score on the 7 checks above: 100 / 100" in done.stdout
 
 
 def test_selfcheck_explains_lost_points_and_exits_1(tmp_path):
@@ -117,7 +140,7 @@ def test_selfcheck_explains_lost_points_and_exits_1(tmp_path):
     assert done.returncode == 1
     assert "check your activation functions" in done.stdout
     assert "gradients were never cleared" in done.stdout
-    assert "Score on the checks above: 76 / 100" in done.stdout
+    assert "Score on the 7 checks above: 76 / 100" in done.stdout
 
 
 def test_selfcheck_on_an_unusable_notebook_exits_2(tmp_path):
@@ -139,7 +162,7 @@ def test_selfcheck_agrees_with_run_on_the_examples(example_report, tmp_path):
     for student, notebook in [("dave", EXAMPLES / "dave.ipynb"), ("erin", EXAMPLES / "erin.ipynb"), ("bob", EXAMPLES / "bob" / "cifar2_cnn.ipynb")]:
         done = grader("selfcheck", str(notebook), "--assignment", "cifar2")
         total = frame.set_index("student").loc[student, "total"]
-        assert f"Score on the checks above: {total:g} / 100" in done.stdout, done.stdout
+        assert f"Score on the 7 checks above: {total:g} / 100" in done.stdout, done.stdout
 
 
 # ---------------------------------------------------------------- fixtures and help

@@ -262,6 +262,6 @@ def test_starter_notebooks_read_like_course_notebooks(starter):
     assert kinds[0] == "markdown" and kinds[-1] == "code"
     code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
     assert "# TODO" in code and "raise NotImplementedError" in code
-    assert notebook.cells[-1].source.startswith(f"!grader selfcheck {starter.name}")
+    assert notebook.cells[-1].source.startswith("from grader import selfcheck\nselfcheck(")
     assert "grader selfcheck" in notebook.cells[-2].source and notebook.cells[-2].cell_type == "markdown"
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")

@@ -57,8 +57,7 @@ from grader.pipeline import (
     prepare,
     warn_if_unsandboxed,
 )
-from grader.report.csv_report import write_csv
-from grader.report.feedback import write_feedback
+from grader.report.formats import DEFAULT_FORMATS, write_reports
 from grader.report.terminal import class_summary
 from grader.results import SubmissionResult
 
@@ -86,7 +85,9 @@ def run(
     force: bool = False,
     sandbox: str = "auto",
     workers: int | None = None,
+    threads: int | None = None,
     dask: str | None = None,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
     resume_command: str | None = None,
     console: Console | None = None,
 ) -> RunSummary:
@@ -116,6 +117,7 @@ def run(
                     total=len(submissions),
                     sandbox=sandbox,
                     workers=workers or os.cpu_count() or 1,
+                    threads=threads,
                     dask=dask,
                 )
             except KeyboardInterrupt:
@@ -126,7 +128,7 @@ def run(
         graded = sum(gradebook.graded_since(key, started) for key in keys)
     results = [result for result in stored if result is not None]
     summary = RunSummary(results, graded, len(results) - graded, len(submissions) - len(results), interrupted)
-    _report(summary, assignment, output_csv, gradebook_path, console)
+    _report(summary, assignment, output_csv, gradebook_path, console, formats)
     if interrupted and resume_command:
         console.print("To resume, run:")
         console.print(f"  {resume_command}", markup=False, highlight=False, soft_wrap=True)
@@ -142,7 +144,9 @@ def resume_command(
     gradebook_path: Path | None = None,
     sandbox: str = "auto",
     workers: int | None = None,
+    threads: int | None = None,
     dask: str | None = None,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
 ) -> str:
     """The command line that continues a run: the same options without --force, so what the
     interrupted run stored is kept."""
@@ -157,8 +161,12 @@ def resume_command(
         words += ["--sandbox", sandbox]
     if workers:
         words += ["--workers", str(workers)]
+    if threads:
+        words += ["--threads", str(threads)]
     if dask:
         words += ["--dask", dask]
+    if formats != DEFAULT_FORMATS:
+        words += ["--format", ",".join(formats)]
     return shlex.join(words)
 
 
@@ -200,13 +208,15 @@ def _grade_into(
     total: int,
     sandbox: str,
     workers: int,
+    threads: int | None,
     dask: str | None,
 ) -> None:
     """Grade and store each pending submission, on a pool of warm workers here or on a Dask
     cluster."""
     size = 1 if dask else max(1, min(workers, len(pending)))
     client = connect(dask) if dask else None  # an unreachable scheduler fails before any work
-    with _closing_cluster(client), WorkerPool(size, lambda threads: open_worker(assignment, sandbox, threads, wait=False)) as pool:
+    start = lambda n: open_worker(assignment, sandbox, n, wait=False)  # noqa: E731
+    with _closing_cluster(client), WorkerPool(size, start, threads) as pool:
         try:
             warn_if_unsandboxed(pool.primary, console)
             console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
@@ -217,7 +227,7 @@ def _grade_into(
                 where = f"on Dask ({dask})" if dask else f"({size} workers)"
                 task = progress.add_task(f"grading {where}", total=total, completed=total - len(pending))
                 if client is not None:
-                    graded_here = _graded_on_cluster(client, pool.primary, work, assignment, sandbox)
+                    graded_here = _graded_on_cluster(client, pool.primary, work, assignment, sandbox, threads or 1)
                 else:
                     pool.share_configuration()
                     graded_here = _graded_in_pool(pool, work, assignment)
@@ -243,8 +253,10 @@ def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assign
         yield submission, prepared, raw
 
 
-def _graded_on_cluster(client: Any, local: Worker, work: list[Submission], assignment: Assignment, sandbox: str) -> Observed:
-    settings = RemoteSettings(local.configuration, sandbox, tuple(str(p) for p in data_folders(assignment)))
+def _graded_on_cluster(
+    client: Any, local: Worker, work: list[Submission], assignment: Assignment, sandbox: str, threads: int
+) -> Observed:
+    settings = RemoteSettings(local.configuration, sandbox, tuple(str(p) for p in data_folders(assignment)), threads)
     prepared = {id(s): prepare(s, assignment) for s in work}
     for submission in work:
         if prepared[id(submission)].units is None:
@@ -268,14 +280,15 @@ def _closing_cluster(client: Any) -> Iterator[None]:
                 cluster.close()
 
 
-def _report(summary: RunSummary, assignment: Assignment, output_csv: Path, gradebook_path: Path, console: Console) -> None:
-    feedback_dir = output_csv.parent / "feedback"
-    write_csv(output_csv, summary.results, list(assignment.checks))
-    write_feedback(feedback_dir, summary.results, assignment.title)
+def _report(
+    summary: RunSummary, assignment: Assignment, output_csv: Path, gradebook_path: Path, console: Console, formats: tuple[str, ...]
+) -> None:
+    written = write_reports(formats, summary.results, output_csv, assignment)
     class_summary(summary.results, console)
     counts = f"{summary.graded} graded, {summary.reused} reused from {gradebook_path}"
     if summary.interrupted:
         console.print(f"[yellow]Interrupted[/yellow]: {escape(counts)}; {summary.not_graded} not graded yet.", highlight=False, soft_wrap=True)
     else:
         console.print(counts, markup=False, highlight=False, soft_wrap=True)
-    console.print(f"Report: {output_csv}\nFeedback: {feedback_dir}/", markup=False, highlight=False, soft_wrap=True)
+    shown = [f"{path}/" if path.is_dir() else str(path) for path in written]
+    console.print(f"Report: {', '.join(shown)}", markup=False, highlight=False, soft_wrap=True)

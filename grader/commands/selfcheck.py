@@ -1,7 +1,8 @@
 """`grader selfcheck [NOTEBOOK]`: a student checks their own notebook before submitting.
 
 Uses the assignment's fixtures file instead of the reference solution, which students do not
-have. Exit status: 0 full marks on the public checks, 1 otherwise, 2 unusable input.
+have. Exit status: 0 full marks on the public checks (with --min-score: at least that score), 1
+otherwise, 2 unusable input.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from grader.assignment import Assignment
+from grader.commands.selfcheck_outputs import SelfcheckOutputs
 from grader.errors import GraderError
 from grader.expectations import configure_for_selfcheck, load_fixtures
 from grader.load import Submission
-from grader.pipeline import grade_submission, open_worker, warn_if_unsandboxed
+from grader.pipeline import finish, observe, open_worker, prepare, warn_if_unsandboxed
+from grader.report.csv_report import format_points
+from grader.report.selfcheck_summary import summarize
 from grader.report.terminal import selfcheck_report
 from grader.results import INVALID, SubmissionResult
 
@@ -39,23 +43,61 @@ def check_submission(assignment: Assignment, submission: Submission, *, sandbox:
     are graded too (their results are in the returned checks, marked `public=False`); callers
     decide what to show."""
     expected = load_fixtures(assignment)
+    prepared = prepare(submission, assignment)
+    if prepared.units is None:  # unreadable: already scored, no worker (nor torch import) needed
+        return prepared.result
     with open_worker(assignment, sandbox) as worker:
         warn_if_unsandboxed(worker, Console(stderr=True))
         configure_for_selfcheck(worker, assignment, expected)
-        return grade_submission(submission, assignment, worker, expected)
+        return finish(prepared, observe(prepared, worker, assignment), assignment, expected)
 
 
 def selfcheck(
-    assignment: Assignment, notebook: Path, console: Console | None = None, *, sandbox: str = "auto"
+    assignment: Assignment,
+    notebook: Path,
+    console: Console | None = None,
+    *,
+    sandbox: str = "auto",
+    min_score: float | None = None,
+    outputs: SelfcheckOutputs | None = None,
 ) -> tuple[int, SubmissionResult]:
+    """Grade `notebook`, print the table, write `outputs` (JUnit, JSON, GitHub), and return the
+    exit status: with `min_score`, 0 when the public checks' score reaches it, else 1; without,
+    0 at full marks on the public checks, else 1; 2 for a notebook that could not be used."""
     console = console or Console()
     if not notebook.is_file():
         raise GraderError(f"{notebook}: file not found")
     result = check_submission(assignment, Submission(notebook.stem, notebook), sandbox=sandbox)
+    requirement = min_score_sentence(result, min_score)
     if result.status == INVALID:
         console.print(f"[red]{escape(f'{notebook}: {result.error}')}[/red]", soft_wrap=True)
-        return UNUSABLE, result
-    hidden = sum(not c.public for c in result.checks)
-    selfcheck_report(result, console, hidden)
-    public = [c for c in result.checks if c.public]
-    return (FULL_MARKS if all(c.passed for c in public) else NOT_FULL_MARKS), result
+        code = UNUSABLE
+    else:
+        selfcheck_report(summarize(result), console)
+        if requirement:
+            console.print(requirement, highlight=False, markup=False)
+        code = exit_status(result, min_score)
+    if outputs:
+        outputs.write(result, assignment, notebook, requirement=requirement)
+    return code, result
+
+
+def exit_status(result: SubmissionResult, min_score: float | None) -> int:
+    public = result.public_view()
+    if public.status == INVALID:
+        return UNUSABLE
+    if min_score is not None:
+        return FULL_MARKS if public.total >= min_score else NOT_FULL_MARKS
+    return FULL_MARKS if all(c.passed for c in public.checks) else NOT_FULL_MARKS
+
+
+def min_score_sentence(result: SubmissionResult, min_score: float | None) -> str:
+    """What --min-score asked and whether the public checks' score reaches it."""
+    if min_score is None or result.status == INVALID:
+        return ""
+    public = result.public_view()
+    verdict = "reached" if public.total >= min_score else "not reached"
+    sentence = f"Required score: {format_points(min_score)} of the {format_points(public.max_total)} public points: {verdict}."
+    if min_score > public.max_total:
+        sentence += " (More than the public checks can give: this requirement cannot be met.)"
+    return sentence

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from grader.assignment import Assignment
-from grader.compare.net_checks import loss_drop_problem
+from grader.compare.net_checks import loss_curves, loss_drop_problem
 from grader.compare.outcome import Outcome
 from grader.expectations import Expectations
 from grader.observations import GroupObservations
@@ -28,11 +28,15 @@ def check_loop_trains(student: dict[str, GroupObservations], expected: Expectati
     failures = _criteria_failures(seen, name, assignment.training.min_loss_drop)
     passed = [c for c in CRITERIA if c not in failures]
     error = f"{name} raised {seen['error']}" if seen["error"] else None
+    counts = {"passed": passed, "batches": seen["batches"], "backward": len(seen["backward_cleared"]), "steps": seen["steps"]}
+    curves = loss_curves(seen, expected)
+    if expected.loop_model_spec is not None:  # the loop trained a stand-in model, not the reference Net
+        curves = {k: v for k, v in curves.items() if not k.startswith("reference_")}
     return Outcome(
         len(passed) / len(CRITERIA),
         list(dict.fromkeys(failures[c] for c in CRITERIA if c in failures)),
         error=error,
-        details={"passed": passed, "batches": seen["batches"], "backward": len(seen["backward_cleared"]), "steps": seen["steps"]},
+        details={**counts, **curves},
     )
 
 

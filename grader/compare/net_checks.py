@@ -298,6 +298,17 @@ def loss_drop_problem(initial: float | None, final: float | None, min_drop: floa
     return f"{initial:.3f} before training, {final:.3f} after; it needs to reach {target:.3f} or less"
 
 
+def loss_curves(seen: dict[str, Any], expected: Expectations) -> dict[str, Any]:
+    """Details for the report's loss plots: the loss of every training batch of this run, and of
+    the reference Net trained by the reference loop on the same data (absent in selfcheck, whose
+    fixtures hold no training run). Plots only: no points depend on them."""
+    curves: dict[str, Any] = {"losses": seen["losses"], "loss_stride": seen["loss_stride"]}
+    reference = expected.net.get("train")
+    if reference is not None:
+        curves.update(reference_losses=reference["losses"], reference_loss_stride=reference["loss_stride"])
+    return curves
+
+
 def check_net_trains(student: dict[str, GroupObservations], expected: Expectations, assignment: Assignment) -> Outcome:
     group = _net(student)
     missing = _unavailable(group, "train")
@@ -305,10 +316,11 @@ def check_net_trains(student: dict[str, GroupObservations], expected: Expectatio
         return missing
     seen = group.get("train")
     assert seen is not None
+    curves = loss_curves(seen, expected)
     if seen["error"]:
-        return Outcome.failed(f"training your Net failed: {seen['error']}", error=f"training failed: {seen['error']}")
+        return Outcome.failed(f"training your Net failed: {seen['error']}", error=f"training failed: {seen['error']}", **curves)
     problem = loss_drop_problem(seen["initial_loss"], seen["final_loss"], assignment.training.min_loss_drop)
-    details = {"initial_loss": seen["initial_loss"], "final_loss": seen["final_loss"]}
+    details = {"initial_loss": seen["initial_loss"], "final_loss": seen["final_loss"], **curves}
     if problem:
         epochs = assignment.training.epochs
         return Outcome.failed(f"trained for {epochs} epochs, the loss did not go down enough ({problem})", **details)

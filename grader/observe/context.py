@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from grader.observations import MAX_LOSS_POINTS
 from grader.observe.program import describe_exception
 from grader.wire import encode_array
 
@@ -70,3 +71,56 @@ def mean_loss(model: nn.Module, dataset: TensorDataset, batch_size: int) -> floa
 
 def finite_or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
+
+
+class LossHistory:
+    """The training losses a loop computed, in order, for the loss curve; never more than
+    MAX_LOSS_POINTS points, so an endless loop cannot grow the report. When a new point would
+    overflow, neighbouring points are averaged in pairs and each point from then on stands for
+    twice as many losses (`stride`). A point is None when any loss in it was NaN or infinite."""
+
+    def __init__(self) -> None:
+        self.points: list[float | None] = []
+        self.stride = 1
+        self._sum = 0.0
+        self._count = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        try:
+            value = float(loss.detach().mean())
+        except (AttributeError, TypeError, RuntimeError, ValueError):
+            return  # not a tensor we can read; the loop will fail on it anyway
+        self._sum += value  # NaN and inf propagate, and become None below
+        self._count += 1
+        if self._count == self.stride:
+            if len(self.points) == MAX_LOSS_POINTS:
+                pairs = zip(self.points[0::2], self.points[1::2])
+                self.points = [None if a is None or b is None else (a + b) / 2 for a, b in pairs]
+                self.stride *= 2
+                return  # the current group keeps filling up to the new stride
+            self._flush()
+
+    def _flush(self) -> None:
+        self.points.append(finite_or_none(self._sum / self._count))
+        self._sum, self._count = 0.0, 0
+
+    def observation(self) -> dict[str, Any]:
+        """`losses` and `loss_stride` for the probe's report; a last, partial point included."""
+        points = list(self.points)
+        if self._count and len(points) < MAX_LOSS_POINTS:
+            points.append(finite_or_none(self._sum / self._count))
+        return {"losses": points, "loss_stride": self.stride}
+
+
+class RecordingCrossEntropy(nn.Module):
+    """nn.CrossEntropyLoss that also records every loss it computes in `history`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loss = nn.CrossEntropyLoss()
+        self.history = LossHistory()
+
+    def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss = self._loss(outputs, labels)
+        self.history.add(loss)
+        return loss

@@ -1,7 +1,8 @@
 """Observe the student's training_loop driving a known-good model with instrumented parts.
 
 Counts what the loop does — batches drawn, backward passes, optimizer steps, whether gradients
-were cleared before each backward — and the model's loss before and after. Gradients count as
+were cleared before each backward — and the model's loss before and after, with every loss the
+loop computed on the way (the loss curve). Gradients count as
 cleared when every parameter's `.grad` is None or zero as a new backward pass reaches it, so
 `optimizer.zero_grad()`, `model.zero_grad()` and setting grads to None all count.
 """
@@ -14,7 +15,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from grader.observe.context import ProbeContext, finite_or_none, mean_loss, seed_everything
+from grader.observe.context import ProbeContext, RecordingCrossEntropy, finite_or_none, mean_loss, seed_everything
 
 
 class _Counts:
@@ -47,15 +48,14 @@ class _CountingLoader:
         return getattr(self._loader, name)
 
 
-class _CountingLoss(nn.Module):
+class _CountingLoss(RecordingCrossEntropy):
     def __init__(self, counts: _Counts) -> None:
         super().__init__()
         self._counts = counts
-        self._loss = nn.CrossEntropyLoss()
 
     def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         self._counts.loss_calls += 1
-        return self._loss(outputs, labels)
+        return super().forward(outputs, labels)
 
 
 def _counting_sgd(params: list[nn.Parameter], lr: float, counts: _Counts) -> torch.optim.Optimizer:
@@ -114,11 +114,12 @@ def observe_loop(ctx: ProbeContext) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     _watch_gradients(params, counts)
     loader = _CountingLoader(ctx.loader(training["seed"]), counts)
+    loss_fn = _CountingLoss(counts)
     arguments = {
         "n_epochs": training["epochs"],
         "optimizer": _counting_sgd(params, training["learning_rate"], counts),
         "model": model,
-        "loss_fn": _CountingLoss(counts),
+        "loss_fn": loss_fn,
         "train_loader": loader,
     }
     seen["initial_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
@@ -141,5 +142,6 @@ def observe_loop(ctx: ProbeContext) -> None:
         steps=counts.steps,
         zero_grad_calls=counts.zero_grad_calls,
         loss_calls=counts.loss_calls,
+        **loss_fn.history.observation(),
     )
     ctx.emit(seen)

@@ -12,7 +12,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from grader.observe.context import ProbeContext, encode_tensor, finite_or_none, mean_loss, seed_everything, shape_of
+from grader.observe.context import (
+    ProbeContext,
+    RecordingCrossEntropy,
+    encode_tensor,
+    finite_or_none,
+    mean_loss,
+    seed_everything,
+    shape_of,
+)
 
 _JSON_SCALARS = (int, float, str, bool, type(None))
 
@@ -176,9 +184,11 @@ def standard_training_loop(n_epochs: int, optimizer: Any, model: nn.Module, loss
 
 
 def _train(ctx: ProbeContext, net_class: type) -> dict[str, Any]:
-    """Train a fresh student Net with the reference's (or the standard) loop; record the losses."""
+    """Train a fresh student Net with the reference's (or the standard) loop; record the losses:
+    over the whole set before and after, and of every batch on the way (the loss curve)."""
     training = ctx.settings["training"]
     seen: dict[str, Any] = {"kind": "train", "initial_loss": None, "final_loss": None, "error": None, "seconds": None}
+    loss_fn = RecordingCrossEntropy()
     trainer = standard_training_loop
     if ctx.reference is not None and callable(ctx.reference.get(ctx.settings["loop_function"])):
         trainer = ctx.reference[ctx.settings["loop_function"]]
@@ -188,9 +198,10 @@ def _train(ctx: ProbeContext, net_class: type) -> dict[str, Any]:
         model = net_class()
         seen["initial_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
         optimizer = torch.optim.SGD(model.parameters(), lr=training["learning_rate"])
-        trainer(training["epochs"], optimizer, model, nn.CrossEntropyLoss(), ctx.loader(training["seed"]))
+        trainer(training["epochs"], optimizer, model, loss_fn, ctx.loader(training["seed"]))
         seen["final_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
     except BaseException as exc:
         seen["error"] = ctx.describe(exc)
     seen["seconds"] = time.perf_counter() - started
+    seen.update(loss_fn.history.observation())
     return seen

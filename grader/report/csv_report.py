@@ -7,6 +7,7 @@ import csv
 import io
 from pathlib import Path
 
+from grader.assignment import Assignment
 from grader.files import write_atomically
 from grader.results import SubmissionResult
 
@@ -32,3 +33,13 @@ def csv_text(results: list[SubmissionResult], check_names: list[str]) -> str:
 
 def write_csv(path: Path, results: list[SubmissionResult], check_names: list[str]) -> None:
     write_atomically(path, csv_text(results, check_names))
+
+
+def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+    """`grader run --format csv` (the default): the CSV report and feedback/<student>.md beside it."""
+    from grader.report.feedback import write_feedback  # feedback formats points with this module
+
+    feedback_dir = output_csv.parent / "feedback"
+    write_csv(output_csv, results, list(assignment.checks))
+    write_feedback(feedback_dir, results, assignment.title)
+    return [output_csv, feedback_dir]

@@ -8,7 +8,11 @@ from grader.report.csv_report import format_points
 from grader.files import safe_file_stem, write_atomically
 from grader.results import INVALID, SubmissionResult
 
-_OUTPUT_TAIL = 3000
+OUTPUT_TAIL = 3000  # characters of a failing child's stderr shown to the student
+EXTRACTED_CODE_NOTE = (
+    "Only imports, definitions and the settings they need are taken from your notebook; "
+    "top-level code (downloads, training, plots) is not run."
+)
 
 
 def feedback_markdown(result: SubmissionResult, title: str) -> str:
@@ -38,18 +42,23 @@ def feedback_markdown(result: SubmissionResult, title: str) -> str:
         lines += [
             "## The code the grader used",
             "",
-            "Only imports, definitions and the settings they need are taken from your notebook; "
-            "top-level code (downloads, training, plots) is not run.",
+            EXTRACTED_CODE_NOTE,
             "",
             "```python",
             result.extracted_source.rstrip(),
             "```",
             "",
         ]
-    failing_output = {k: v for k, v in result.output.items() if k.endswith("stderr")} if to_fix else {}
-    for name, text in failing_output.items():
-        lines += [f"## Output: {name} (last part)", "", "```", text[-_OUTPUT_TAIL:].rstrip(), "```", ""]
+    for name, text in failing_output(result).items():
+        lines += [f"## Output: {name} (last part)", "", "```", text[-OUTPUT_TAIL:].rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def failing_output(result: SubmissionResult) -> dict[str, str]:
+    """The children's stderr, by run, when the student has points to win back; else nothing."""
+    if all(c.passed for c in result.checks):
+        return {}
+    return {name: text for name, text in result.output.items() if name.endswith("stderr")}
 
 
 def write_feedback(folder: Path, results: list[SubmissionResult], title: str) -> None:

@@ -9,24 +9,38 @@ from pathlib import Path
 from typing import Any
 
 from grader import __version__
+from grader.assignment import Assignment
 from grader.files import write_atomically
 from grader.results import SubmissionResult
 
 SCHEMA_VERSION = 1
 
 
-def results_document(results: list[SubmissionResult], assignment: str) -> dict[str, Any]:
-    return {
+def results_document(results: list[SubmissionResult], assignment: str, *, hidden_checks: int | None = None) -> dict[str, Any]:
+    """`hidden_checks` is given by selfcheck, whose results hold the public checks only (totals
+    included): it says how many more checks are graded after submission, never which."""
+    document = {
         "schema_version": SCHEMA_VERSION,
         "grader_version": __version__,
         "assignment": assignment,
         "submissions": [result.to_json() for result in results],
     }
+    if hidden_checks is not None:
+        document["hidden_checks"] = hidden_checks
+    return document
 
 
-def results_json_text(results: list[SubmissionResult], assignment: str) -> str:
-    return json.dumps(results_document(results, assignment), indent=2, sort_keys=False) + "\n"
+def results_json_text(results: list[SubmissionResult], assignment: str, *, hidden_checks: int | None = None) -> str:
+    document = results_document(results, assignment, hidden_checks=hidden_checks)
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 
 def write_results_json(path: Path, results: list[SubmissionResult], assignment: str) -> None:
     write_atomically(path, results_json_text(results, assignment))
+
+
+def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+    """`grader run --format json`: the document beside the CSV report, named after it (report.json)."""
+    path = output_csv.with_suffix(".json")
+    write_results_json(path, results, assignment.name)
+    return [path]

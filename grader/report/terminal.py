@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from grader.report.csv_report import format_points
+from grader.report.selfcheck_summary import SelfcheckSummary
 from grader.results import GRADED, SubmissionResult
 
 
@@ -43,22 +44,20 @@ def class_summary(results: list[SubmissionResult], console: Console) -> None:
     console.print(checks)
 
 
-def selfcheck_report(result: SubmissionResult, console: Console, hidden: int) -> None:
-    table = Table(title=f"selfcheck: {result.student}")
-    table.add_column("check")
-    table.add_column("points", justify="right")
-    table.add_column("result", overflow="fold")
-    for check in result.checks:
-        if not check.public:
-            continue
-        verdict = "[green]passed[/green]" if check.passed else escape("\n".join(check.reasons))
-        table.add_row(check.name, f"{format_points(check.points)} / {format_points(check.max_points)}", verdict)
-    console.print(table)
-    public = [c for c in result.checks if c.public]
-    earned = sum(c.points for c in public)
-    possible = sum(c.max_points for c in public)
-    console.print(f"[bold]Score on the checks above: {format_points(earned)} / {format_points(possible)}[/bold]")
-    if hidden:
-        console.print(f"{hidden} more check(s) are hidden and graded after you submit.")
-    for note in result.notes:
+def selfcheck_report(summary: SelfcheckSummary, console: Console) -> None:
+    """The selfcheck table and the sentences under it (the HTML for Jupyter renders the same)."""
+    if summary.problem:
+        console.print(f"[red]{escape(summary.problem)}[/red]", soft_wrap=True)
+    else:
+        table = Table(title=escape(summary.title))
+        table.add_column("check")
+        table.add_column("points", justify="right")
+        table.add_column("result", overflow="fold")
+        for row in summary.rows:
+            verdict = "[green]passed[/green]" if row.passed else escape("\n".join(row.reasons))
+            table.add_row(row.name, row.points, verdict)
+        console.print(table)
+    for i, line in enumerate(summary.verdict):
+        console.print(f"[bold]{escape(line)}[/bold]" if i == 0 else escape(line), highlight=False)
+    for note in summary.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)

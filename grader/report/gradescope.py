@@ -1,0 +1,83 @@
+"""Results in Gradescope's autograder format (results.json), one document per submission.
+
+The same document for `grader run --format gradescope` (one file per student) and for the
+bundle's `run_autograder` (one submission, /autograder/results/results.json): see
+https://gradescope-autograders.readthedocs.io/en/latest/specs/. Each check is a Gradescope test
+whose output is the reasons written for the student; a check with `public = false` is shown only
+once grades are published, as selfcheck never shows it before.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from grader.assignment import Assignment
+from grader.files import safe_file_stem, write_atomically
+from grader.report.csv_report import format_points
+from grader.results import INVALID, CheckResult, SubmissionResult
+
+FOLDER = "gradescope"  # beside the CSV report, one <student>.json per submission
+
+VISIBLE = "visible"
+HIDDEN_UNTIL_PUBLISHED = "after_published"
+
+
+def gradescope_results(result: SubmissionResult, assignment: Assignment) -> dict[str, Any]:
+    """One submission as Gradescope's results.json document. The top-level score stays visible,
+    so a student sees the visible checks' points at once; hidden checks' tests carry their own
+    visibility."""
+    return {
+        "score": result.total,
+        "execution_time": round(result.seconds),
+        "output": _summary(result, assignment),
+        "output_format": "md",
+        "visibility": VISIBLE,
+        "stdout_visibility": "hidden",  # the grader's log is for the instructor
+        "tests": [_test(number, check) for number, check in enumerate(result.checks, start=1)],
+        "extra_data": {"assignment": assignment.name, "status": result.status, "max_score": result.max_total},
+    }
+
+
+def _test(number: int, check: CheckResult) -> dict[str, Any]:
+    if check.passed:
+        output = "passed"
+    else:
+        output = "\n".join(f"- {reason}" for reason in check.reasons) or f"- {check.error or 'points lost'}"
+    return {
+        "name": check.name,
+        "number": str(number),
+        "score": check.points,
+        "max_score": check.max_points,
+        "status": "passed" if check.passed else "failed",
+        "output": output,
+        "output_format": "md",
+        "visibility": VISIBLE if check.public else HIDDEN_UNTIL_PUBLISHED,
+    }
+
+
+def _summary(result: SubmissionResult, assignment: Assignment) -> str:
+    lines = [f"**{assignment.title}**", "", f"Score: {format_points(result.total)} / {format_points(result.max_total)}"]
+    if result.status == INVALID:
+        lines += ["", f"Your submission could not be graded: {result.error}", ""]
+        lines.append(f"Upload the notebook `{assignment.notebook}` (or a `.py` script) and submit again.")
+        return "\n".join(lines)
+    hidden = sum(not check.public for check in result.checks)
+    if hidden:
+        lines += ["", f"{hidden} more check{'s' if hidden > 1 else ''} will be shown when grades are published."]
+    if result.notes:
+        lines += ["", "Notes on your code:", ""] + [f"- {note}" for note in result.notes]
+    return "\n".join(lines)
+
+
+def gradescope_json_text(result: SubmissionResult, assignment: Assignment) -> str:
+    return json.dumps(gradescope_results(result, assignment), indent=2) + "\n"
+
+
+def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+    """`gradescope/<student>.json` beside the CSV report, one per submission."""
+    folder = output_csv.parent / FOLDER
+    for result in results:
+        write_atomically(folder / f"{safe_file_stem(result.student)}.json", gradescope_json_text(result, assignment))
+    return [folder]

@@ -1,0 +1,301 @@
+"""The instructors' class report as one HTML page, `report.html` beside the CSV, and a feedback
+page per student, `feedback/<student>.html` beside the Markdown one (same content, with the
+loss-curve plots).
+
+The class report shows the score histogram, the pass rate per check, a table of students that
+sorts when a header is clicked (each name links to the student's feedback page), and each
+student's loss curves from the training checks next to the reference's.
+
+Pages are self-contained: inline CSS, one inline script, inline SVG; nothing is fetched, and the
+Content-Security-Policy lets only this very script and stylesheet run. Everything that comes from
+a submission (names, reasons, notes, code, output) is untrusted and escaped; the script reads the
+table from the DOM, so no student data is ever written inside a <script>. Like every writer here,
+it consumes SubmissionResults only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import statistics
+from html import escape
+from pathlib import Path
+from urllib.parse import quote
+
+from grader import __version__
+from grader.assignment import Assignment
+from grader.files import safe_file_stem, write_atomically
+from grader.report.csv_report import format_points
+from grader.report.feedback import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output
+from grader.report.svg_plot import (
+    REFERENCE_COLOR,
+    Series,
+    histogram,
+    horizontal_bars,
+    line_chart,
+)
+from grader.results import INVALID, CheckResult, SubmissionResult
+
+REPORT_NAME = "report.html"
+HISTOGRAM_BINS = 10
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; color: #24292f; margin: 24px auto; max-width: 1200px; padding: 0 16px; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; } h3 { font-size: 1em; margin: 0 0 4px; }
+.charts, .curves { display: flex; flex-wrap: wrap; gap: 12px; }
+.chart { border: 1px solid #d8dee4; border-radius: 6px; }
+table { border-collapse: collapse; font-size: 0.95em; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #d8dee4; text-align: left; vertical-align: top; }
+td.num, th.num { text-align: right; }
+#students th { cursor: pointer; user-select: none; background: #f6f8fa; position: sticky; top: 0; }
+#students th[aria-sort="ascending"]::after { content: " \\25B2"; }
+#students th[aria-sort="descending"]::after { content: " \\25BC"; }
+td.full { color: #1a7f37; } td.partial { color: #9a6700; } td.zero { color: #cf222e; }
+tr.invalid td { background: #fff1f0; }
+td.error { min-width: 14em; font-size: 0.9em; color: #57606a; overflow-wrap: anywhere; }
+article.student { margin: 12px 0 20px; }
+pre { background: #f6f8fa; padding: 10px; overflow-x: auto; border-radius: 6px; }
+.muted { color: #57606a; }
+"""
+
+# Sorts the students table when a header is clicked (again: the other way). Test hook: each
+# `?click=KEY` in the page's address clicks that header once after loading, as a user would.
+_SCRIPT = """
+"use strict";
+(function () {
+  var table = document.getElementById("students");
+  if (!table) { return; }
+  var body = table.tBodies[0];
+  var headers = Array.prototype.slice.call(table.tHead.rows[0].cells);
+  Array.prototype.forEach.call(body.rows, function (row, i) { row.setAttribute("data-order", i); });
+  function key(row, index, numeric) {
+    var cell = row.cells[index];
+    var value = cell.hasAttribute("data-value") ? cell.getAttribute("data-value") : cell.textContent;
+    return numeric ? parseFloat(value) : value.trim().toLowerCase();
+  }
+  function compare(x, y, numeric) {
+    if (numeric) { return (isNaN(x) ? -Infinity : x) - (isNaN(y) ? -Infinity : y); }
+    return x.localeCompare(y, undefined, { numeric: true });
+  }
+  function sortBy(header) {
+    var index = header.cellIndex;
+    var numeric = header.getAttribute("data-type") === "number";
+    var ascending = header.getAttribute("aria-sort") !== "ascending";
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var order = compare(key(a, index, numeric), key(b, index, numeric), numeric);
+      if (!ascending) { order = -order; }
+      return order || a.getAttribute("data-order") - b.getAttribute("data-order");
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+    headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
+    header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+  }
+  headers.forEach(function (header) {
+    header.addEventListener("click", function () { sortBy(header); });
+    header.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(header); }
+    });
+  });
+  new URLSearchParams(window.location.search).getAll("click").forEach(function (name) {
+    headers.forEach(function (header) { if (header.getAttribute("data-key") === name) { header.click(); } });
+  });
+})();
+"""
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _page(title: str, body: list[str], *, script: bool) -> str:
+    policy = f"default-src 'none'; style-src {_csp_hash(_STYLE)}"
+    policy += f"; script-src {_csp_hash(_SCRIPT)}" if script else ""
+    head = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{_STYLE}</style>",
+        "</head>",
+        "<body>",
+    ]
+    tail = [f'<p class="muted">Written by grader {escape(__version__)}.</p>']
+    if script:
+        tail.append(f"<script>{_SCRIPT}</script>")
+    return "\n".join(head + body + tail + ["</body>", "</html>"]) + "\n"
+
+
+def feedback_href(result: SubmissionResult) -> str:
+    """Where the class report links a student's feedback page, relative to the report."""
+    return "feedback/" + quote(safe_file_stem(result.student)) + ".html"
+
+
+# ---------------------------------------------------------------- loss curves
+
+
+_LOSS_CURVES_NOTE = (
+    '<p class="muted">The loss of every training batch in the training checks, next to the reference '
+    "trained the same way (same data, seed and settings). A gap means the loss was NaN or infinite.</p>"
+)
+
+
+def _curve(losses: list[float | None], stride: int) -> list[tuple[float, float | None]]:
+    """A point per recorded loss, at the number of the last training batch it covers."""
+    step = max(1, int(stride))
+    return [((i + 1) * step, loss) for i, loss in enumerate(losses)]
+
+
+def _loss_chart(check: CheckResult, title: str, mine: str, reference: str) -> str | None:
+    details = check.details
+    if "losses" not in details:
+        return None  # the check stopped before training, or the result predates loss curves
+    series = [Series(mine, _curve(details["losses"], details.get("loss_stride", 1)))]
+    if details.get("reference_losses") is not None:
+        series.append(
+            Series(reference, _curve(details["reference_losses"], details.get("reference_loss_stride", 1)), REFERENCE_COLOR, dashed=True)
+        )
+    return line_chart(series, title=f"{check.name}: {title}", x_label="training batch", y_label="loss (cross-entropy)")
+
+
+def loss_charts(result: SubmissionResult, assignment: Assignment, *, whose: str) -> list[str]:
+    """The training checks' loss curves as SVG: `whose` is "your" on a feedback page."""
+    net, loop = assignment.model_class, assignment.loop_function
+    wanted = {
+        "net.trains": (f"{whose} {net}, trained by the reference {loop}", f"{whose} {net}", f"reference {net}"),
+        "loop.trains": (f"{whose} {loop}, training the reference {net}", f"{whose} {loop}", f"reference {loop}"),
+    }
+    charts = [_loss_chart(c, *wanted[c.name]) for c in result.checks if c.name in wanted]
+    return [chart for chart in charts if chart]
+
+
+# ---------------------------------------------------------------- class report
+
+
+def _points_class(check: CheckResult) -> str:
+    if check.passed:
+        return "full"
+    return "partial" if check.points > 0 else "zero"
+
+
+def _score_histogram(results: list[SubmissionResult]) -> str:
+    top = max(r.max_total for r in results) or 1.0
+    edges = [round(top * i / HISTOGRAM_BINS, 2) for i in range(HISTOGRAM_BINS + 1)]
+    counts = [0] * HISTOGRAM_BINS
+    for r in results:
+        counts[min(HISTOGRAM_BINS - 1, int(r.total / top * HISTOGRAM_BINS))] += 1
+    return histogram(counts, edges, title="Scores", x_label=f"total points (of {format_points(top)})")
+
+
+def _pass_rates(results: list[SubmissionResult], check_names: list[str]) -> str:
+    bars = []
+    for name in check_names:
+        column = [c for r in results for c in r.checks if c.name == name]
+        passed = sum(c.passed for c in column)
+        fraction = passed / len(column) if column else 0.0
+        bars.append((name, fraction, f"{100 * fraction:.0f}% ({passed}/{len(column)})"))
+    return horizontal_bars(bars, title="Full marks per check")
+
+
+def _students_table(results: list[SubmissionResult], check_names: list[str]) -> list[str]:
+    head = ['<th data-key="student" tabindex="0">student</th>', '<th data-key="status" tabindex="0">status</th>']
+    head.append('<th data-key="total" data-type="number" class="num" tabindex="0">total</th>')
+    # <wbr>: a long check name may wrap after its dot
+    head += [f'<th data-key="{escape(n)}" data-type="number" class="num" tabindex="0">{escape(n).replace(".", ".<wbr>")}</th>' for n in check_names]
+    head.append('<th data-key="error" tabindex="0">error</th>')
+    rows = []
+    for r in results:
+        checks = {c.name: c for c in r.checks}
+        cells = [
+            f'<td class="student"><a href="{escape(feedback_href(r))}">{escape(r.student)}</a></td>',
+            f"<td>{escape(r.status)}</td>",
+            f'<td class="num" data-value="{r.total}">{format_points(r.total)}</td>',
+        ]
+        for name in check_names:
+            check = checks.get(name)
+            if check is None:
+                cells.append('<td class="num" data-value="">–</td>')
+                continue
+            reasons = escape("; ".join(check.reasons) or "passed")
+            cells.append(f'<td class="num {_points_class(check)}" data-value="{check.points}" title="{reasons}">{format_points(check.points)}</td>')
+        cells.append(f'<td class="error">{escape(r.error)}</td>')
+        row_class = ' class="invalid"' if r.status == INVALID else ""
+        rows.append(f"<tr{row_class}>" + "".join(cells) + "</tr>")
+    return ['<table id="students">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
+
+
+def class_report_html(results: list[SubmissionResult], assignment: Assignment) -> str:
+    check_names = list(assignment.checks)
+    title = f"{assignment.title}: class report"
+    body = [f"<h1>{escape(title)}</h1>"]
+    if not results:
+        body.append("<p>No submissions.</p>")
+        return _page(title, body, script=False)
+    totals = [r.total for r in results]
+    invalid = sum(r.status == INVALID for r in results)
+    body.append(
+        f"<p>{len(results)} submissions ({invalid} could not be read): mean {statistics.mean(totals):.2f}, "
+        f"median {statistics.median(totals):.2f} of {format_points(max(r.max_total for r in results))} points.</p>"
+    )
+    body += ['<div class="charts">', _score_histogram(results), _pass_rates(results, check_names), "</div>"]
+    body += ["<h2>Students</h2>", '<p class="muted">Click a column header to sort; hover over points for the reasons.</p>']
+    body += _students_table(results, check_names)
+    body += ["<h2>Loss curves</h2>", _LOSS_CURVES_NOTE]
+    for r in results:
+        charts = loss_charts(r, assignment, whose="student's")
+        if charts:
+            name = f'<a href="{escape(feedback_href(r))}">{escape(r.student)}</a>'
+            body += ['<article class="student">', f"<h3>{name} <span class=\"muted\">{format_points(r.total)} / {format_points(r.max_total)}</span></h3>"]
+            body += ['<div class="curves">', *charts, "</div>", "</article>"]
+    return _page(title, body, script=True)
+
+
+# ---------------------------------------------------------------- feedback page
+
+
+def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
+    """The Markdown feedback (grader/report/feedback.py) as a page, with the loss curves."""
+    title = f"{assignment.title}: feedback for {result.student}"
+    body = [f"<h1>{escape(title)}</h1>", f"<p>Submission: <code>{escape(Path(result.path).name)}</code><br>"]
+    body.append(f"<strong>Score: {format_points(result.total)} / {format_points(result.max_total)}</strong></p>")
+    if result.status == INVALID:
+        body += ["<p>This file could not be graded:</p>", f"<blockquote>{escape(result.error)}</blockquote>"]
+        return _page(title, body, script=False)
+    body += ["<table>", '<thead><tr><th>Check</th><th class="num">Points</th><th>Result</th></tr></thead>', "<tbody>"]
+    for check in result.checks:
+        verdict = "passed" if check.passed else '<a href="#what-to-fix">see below</a>'
+        points = f"{format_points(check.points)} / {format_points(check.max_points)}"
+        body.append(f'<tr><td><code>{escape(check.name)}</code></td><td class="num {_points_class(check)}">{points}</td><td>{verdict}</td></tr>')
+    body += ["</tbody>", "</table>"]
+    to_fix = [c for c in result.checks if not c.passed]
+    if to_fix:
+        body += ['<h2 id="what-to-fix">What to fix</h2>', "<ul>"]
+        for check in to_fix:
+            lost = format_points(check.max_points - check.points)
+            reasons = "".join(f"<li>{escape(reason)}</li>" for reason in check.reasons)
+            body.append(f"<li><strong>{escape(check.name)}</strong> (−{lost}):<ul>{reasons}</ul></li>")
+        body.append("</ul>")
+    charts = loss_charts(result, assignment, whose="your")
+    if charts:
+        body += ["<h2>Loss curves</h2>", _LOSS_CURVES_NOTE, '<div class="curves">', *charts, "</div>"]
+    if result.notes:
+        body += ["<h2>Notes on your code</h2>", "<ul>", *(f"<li>{escape(note)}</li>" for note in result.notes), "</ul>"]
+    if result.extracted_source.strip():
+        body += ["<h2>The code the grader used</h2>", f"<p>{escape(EXTRACTED_CODE_NOTE)}</p>"]
+        body.append(f'<pre><code class="language-python">{escape(result.extracted_source.rstrip())}</code></pre>')
+    for name, text in failing_output(result).items():
+        body += [f"<h2>Output: {escape(name)} (last part)</h2>", f"<pre>{escape(text[-OUTPUT_TAIL:].rstrip())}</pre>"]
+    return _page(title, body, script=False)
+
+
+def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+    """`grader run --format html` (a default): report.html beside the CSV report, and
+    feedback/<student>.html beside the Markdown feedback. Returns the report's path."""
+    folder = output_csv.parent
+    for result in results:
+        write_atomically(folder / "feedback" / f"{safe_file_stem(result.student)}.html", feedback_html(result, assignment))
+    write_atomically(folder / REPORT_NAME, class_report_html(results, assignment))
+    return [folder / REPORT_NAME]

@@ -1,0 +1,153 @@
+"""The Gradescope autograder bundle as Gradescope uses it: `grader gradescope` builds the zip, it
+is unpacked into a stand-in for /autograder, and `run_autograder` grades one uploaded notebook
+into results.json, which must follow Gradescope's spec field by field."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import variants as v
+from conftest import FULL, ROOT
+
+from grader.commands.run import resume_command
+from grader.errors import GraderError
+from grader.report.formats import DEFAULT_FORMATS, parse_formats
+
+HIDDEN = "net.forward"  # marked `public = false` in the bundled copy of the assignment
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """autograder.zip for a copy of cifar2 whose net.forward check is hidden."""
+    tmp = tmp_path_factory.mktemp("bundle")
+    folder = tmp / "assignments" / "cifar2"
+    shutil.copytree(ROOT / "assignments" / "cifar2", folder)
+    config = folder / "assignment.toml"
+    text = config.read_text()
+    config.write_text(text.replace(f'[checks."{HIDDEN}"]\npoints = 20\n', f'[checks."{HIDDEN}"]\npoints = 20\npublic = false\n'))
+    assert "public = false" in config.read_text()
+    zip_path = tmp / "autograder.zip"
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "gradescope", str(folder), "-o", str(zip_path), "--reference", str(ROOT / "reference" / "cifar2.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return zip_path
+
+
+def _unpack(bundle: Path, root: Path) -> Path:
+    """Unzip as Gradescope does into root/source, keeping the executable bits."""
+    source = root / "source"
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(source)
+        for info in archive.infolist():
+            mode = info.external_attr >> 16
+            if mode:
+                (source / info.filename).chmod(stat.S_IMODE(mode))
+    return source
+
+
+@pytest.fixture(scope="module")
+def autograded(bundle: Path, tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess[str]]:
+    """results.json of run_autograder for an uploaded notebook that loses points, one of them on
+    the hidden check. (A correct notebook's full marks: test_cli grades alice with --format
+    gradescope; one autograder run here keeps the tests fast.)"""
+    root = tmp_path_factory.mktemp("autograder")
+    source = _unpack(bundle, root)
+    v.write_notebook(root / "submission" / "cifar2_cnn.ipynb", v.notebook_cells(net=v.NET_AVGPOOL, loop=v.LOOP_NO_ZERO_GRAD))
+    (root / "submission" / "notes.txt").write_text("uploaded alongside the notebook\n")
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "GRADER_PYTHON": sys.executable, "COLUMNS": "200"}
+    done = subprocess.run([str(source / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
+    return json.loads((root / "results" / "results.json").read_text()), done
+
+
+def test_bundle_holds_what_gradescope_needs_and_the_reference(bundle: Path):
+    with zipfile.ZipFile(bundle) as archive:
+        names = set(archive.namelist())
+        modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
+        requirements = archive.read("requirements.txt").decode()
+    assert {"setup.sh", "run_autograder", "requirements.txt", "reference/cifar2.py"} <= names
+    assert {"assignments/cifar2/assignment.toml", "assignments/cifar2/cifar2_cnn.ipynb"} <= names
+    assert {"grader-src/pyproject.toml", "grader-src/grader/cli.py", "grader-src/grader/report/gradescope.py"} <= names
+    assert not any("__pycache__" in name for name in names)
+    assert modes["setup.sh"] & 0o111 and modes["run_autograder"] & 0o111
+    assert all("==" in line for line in requirements.splitlines() if line.split("=")[0] in ("torch", "nbformat", "rich"))
+
+
+def test_bundle_scripts_are_valid_bash_and_setup_has_a_dry_run(bundle: Path, tmp_path: Path):
+    source = _unpack(bundle, tmp_path)
+    for script in ("setup.sh", "run_autograder"):
+        subprocess.run(["bash", "-n", str(source / script)], check=True)
+    dry = subprocess.run(["bash", str(source / "setup.sh")], env={**os.environ, "DRY_RUN": "1"}, capture_output=True, text=True, timeout=60, check=False)
+    assert dry.returncode == 0, dry.stderr
+    assert "+ apt-get install -y --no-install-recommends bubblewrap" in dry.stdout
+    assert "requirements.txt ./grader-src" in dry.stdout
+    assert not (source / ".venv").exists()
+
+
+def test_bundle_needs_the_reference(tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "gradescope", "cifar2", "-o", str(tmp_path / "a.zip"), "--reference", str(tmp_path / "none.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "reference solution not found" in done.stderr
+    assert not (tmp_path / "a.zip").exists()
+
+
+def _check_spec(results: dict) -> None:
+    """Gradescope's results.json: field types, and a score that is the sum of the tests'."""
+    assert isinstance(results["score"], (int, float))
+    assert isinstance(results["execution_time"], int) and results["execution_time"] >= 0
+    assert isinstance(results["output"], str) and results["output"]
+    assert results["visibility"] == "visible"  # students see the visible checks' scores at once
+    tests = results["tests"]
+    assert [t["name"] for t in tests] == list(FULL)
+    assert [t["number"] for t in tests] == [str(n) for n in range(1, len(FULL) + 1)]
+    for test in tests:
+        assert isinstance(test["score"], (int, float)) and isinstance(test["max_score"], (int, float))
+        assert test["max_score"] == FULL[test["name"]]
+        assert 0 <= test["score"] <= test["max_score"]
+        assert test["status"] == ("passed" if test["score"] == test["max_score"] else "failed")
+        assert isinstance(test["output"], str) and test["output"]
+        assert test["output_format"] in ("md", "text")
+        assert test["visibility"] == ("after_published" if test["name"] == HIDDEN else "visible")
+    assert results["score"] == pytest.approx(sum(t["score"] for t in tests))
+
+
+def test_wrong_notebook_gets_the_reasons_on_gradescope(autograded):
+    results, done = autograded
+    assert done.returncode == 0, done.stderr
+    _check_spec(results)
+    tests = {t["name"]: t for t in results["tests"]}
+    assert tests[HIDDEN]["status"] == "failed" and tests[HIDDEN]["visibility"] == "after_published"
+    assert "check your activation functions, pooling" in tests[HIDDEN]["output"]
+    assert tests["loop.trains"]["score"] == 16
+    assert "gradients were never cleared: call optimizer.zero_grad() each step" in tests["loop.trains"]["output"]
+    assert results["score"] == 100 - 20 - 4
+    assert "1 more check will be shown when grades are published" in results["output"]
+
+
+def test_parse_formats_takes_repeats_and_comma_lists():
+    assert parse_formats(None) == DEFAULT_FORMATS and "csv" in DEFAULT_FORMATS
+    assert parse_formats(["gradescope,json", "csv", "json"]) == ("gradescope", "json", "csv")
+    with pytest.raises(GraderError, match="unknown report format 'xml'"):
+        parse_formats(["csv,xml"])
+
+
+def test_resume_command_repeats_the_formats():
+    words = resume_command(Path("subs"), Path("report.csv"), formats=("csv", "gradescope"))
+    assert words.endswith("--format csv,gradescope")
+    assert "--format" not in resume_command(Path("subs"), Path("report.csv"))
