@@ -3,8 +3,8 @@
 Generates a cohort of N submissions (mostly correct, some wrong, a few whose training_loop never
 ends), then measures, on this machine:
 
-- `grader run --workers W [--threads T]` for each setting asked (default: 1 worker with 1 torch
-  thread, 1 worker with grader's default threads, 2 workers): submissions per minute, median
+- `grader run --workers W [--threads T]` for each setting asked (default: 1 worker, 1 worker with
+  2 torch threads, 2 workers): submissions per minute, median
   per-submission wall time, scaling ratio (like for like: 1 thread per worker on both sides),
   peak memory of the whole process tree (RSS, and PSS, which counts pages shared by forked
   processes once), sampled from /proc;
@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 import notebook_way  # noqa: E402
 import variants as v  # noqa: E402  (the test suite's realistic student notebooks)
 from bench_grading import machine  # noqa: E402
+from grader.isolate.pool import DEFAULT_THREADS  # noqa: E402
 
 # ---------------------------------------------------------------- the cohort
 
@@ -507,16 +508,14 @@ def agreement(nb: dict[str, Any], grader_rows: dict[str, dict[str, Any]]) -> dic
     }
 
 
-def checks_own_time(results: dict[str, Any], threads: str) -> tuple[float, str] | None:
-    """The checks' own time per submission, for workers with `threads` torch threads: CPU time of
-    the checks alone at one thread (= their torch work), or their wall time at as many threads as
-    the workers had (CPU time then counts the threads' waiting too)."""
-    if threads == "1":
-        return results["checks_alone"]["cpu_s"], "CPU time of the checks alone, 1 thread"
-    alone = results.get("checks_alone_more_threads", {}).get(threads)
-    if alone:
-        return alone["wall_s"], f"wall time of the checks alone, {threads} threads"
-    return None
+def checks_own_time(config: Path, notebook: Path, repeat: int, threads: int) -> dict[str, Any]:
+    """The checks alone at `threads` torch threads, as one `grader run` setting's children had:
+    their CPU time at one thread (= their torch work), else their wall time (CPU time then counts
+    the threads' waiting too)."""
+    timed = time_checks_alone(config, notebook, repeat, threads)["median"]
+    key = "cpu_s" if threads == 1 else "wall_s"
+    measure = "CPU time of the checks alone, 1 thread" if threads == 1 else f"wall time of the checks alone, {threads} threads"
+    return {"value": timed[key], "measure": measure}
 
 
 def verdict(ok: bool | None) -> str:
@@ -529,9 +528,9 @@ def verdict(ok: bool | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100, help="submissions in the cohort (default 100)")
-    parser.add_argument("--workers", type=run_setting, nargs="+", default=["1x1", "1", "2"], metavar="W[xT]",
+    parser.add_argument("--workers", type=run_setting, nargs="+", default=["1", "1x2", "2"], metavar="W[xT]",
                         help="`grader run` settings to measure: W workers, optionally xT torch threads per worker (--threads T); "
-                        "without xT, grader's default (cores / W). Default: 1x1 1 2")
+                        "without xT, grader's default (1 thread). Default: 1 1x2 2")
     parser.add_argument("--skip-notebook-way", action="store_true", help="do not execute notebooks in Jupyter kernels")
     parser.add_argument("--notebook-sample", type=int, metavar="K", help="execute only K notebooks the notebook way (spread over correct, "
                         "wrong and timing-out ones) and extrapolate the cohort's time from their per-category means")
@@ -590,23 +589,25 @@ def main() -> None:
             if not has_workers and workers != 1:
                 skipped[setting] = "`grader run` has no --workers option yet"
                 continue
+            # This machine's speed drifts (shared host): the checks alone are timed right before
+            # and right after each run, at the run's torch threads, and the overhead uses their mean.
+            child_threads = threads or DEFAULT_THREADS
+            sample = cohort / f"{entries[0]['student']}.ipynb"
+            before = checks_own_time(config, sample, args.check_repeat, child_threads)
             print(f"grader run {run_options(setting)} ...", file=sys.stderr)
             runs[setting] = grade_with_grader(
                 cohort, tmp_path / f"run-{setting}", assignment_dir, workers, threads=threads, pass_workers=has_workers, sandbox=args.sandbox
             )
+            after = checks_own_time(config, sample, args.check_repeat, child_threads)
+            runs[setting]["checks_own"] = {"before_s": before["value"], "after_s": after["value"], "measure": before["measure"]}
         results["grader_run"] = {w: summarize_grader_run(run, entries, torch_mb) for w, run in runs.items()}
-        # Workers with more than one torch thread: the checks alone with as many, for a like-for-like wall time.
-        more_threads = sorted({int(t) for run in runs.values() for t in run["worker_torch_threads"] if t.isdigit() and int(t) > 1})
-        results["checks_alone_more_threads"] = {}
-        for threads in more_threads:
-            timed = time_checks_alone(config, cohort / f"{entries[0]['student']}.ipynb", args.check_repeat, threads)
-            results["checks_alone_more_threads"][str(threads)] = {key: round(value, 3) for key, value in timed["median"].items()}
-        for summary in results["grader_run"].values():
-            own = checks_own_time(results, summary["worker_torch_threads"])
-            summary["checks_own_s"] = None if own is None else own[0]
-            summary["checks_own_measure"] = None if own is None else own[1]
+        for setting, summary in results["grader_run"].items():
+            own = runs[setting]["checks_own"]
+            summary["checks_own_before_after"] = f"{own['before_s']:.3f} / {own['after_s']:.3f} s"
+            summary["checks_own_s"] = round((own["before_s"] + own["after_s"]) / 2, 3)
+            summary["checks_own_measure"] = f"{own['measure']}, mean of before and after the run"
             median = summary["median_correct_submission_s"]
-            summary["overhead_s"] = None if (own is None or median is None) else round(median - own[0], 3)
+            summary["overhead_s"] = None if median is None else round(median - summary["checks_own_s"], 3)
         results["grader_run_skipped"] = skipped
         results["grader_run_per_submission"] = {
             str(w): {
@@ -645,9 +646,9 @@ def _label(setting: str, run: dict[str, Any]) -> str:
 
 
 def _one_worker(runs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """The 1-worker run to compare with: one torch thread if measured (like for like with 2
-    workers on 2 cores, and with the checks' 1-thread CPU time), else grader's default."""
-    for setting in ("1x1", "1"):
+    """The 1-worker run to compare with: one torch thread (like for like with 2 workers, and with
+    the checks' 1-thread CPU time)."""
+    for setting in ("1", "1x1"):
         if setting in runs:
             return setting, runs[setting]
     return None
@@ -736,7 +737,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Cohort: {cohort['submissions']} generated notebooks (tests/variants.py): {cohort[CORRECT]} correct, {cohort[WRONG]} wrong, "
         f"{cohort[TIMEOUT]} whose training_loop never ends. Graded with a copy of assignments/cifar2 whose "
         f"`check_timeout_s` is {cohort['check_timeout_s']} s (30 s in cifar2), CPU only, every run `--force`; torch threads per worker "
-        "as `grader run` chooses them (cores / workers) or as `--threads` sets them (see the table).",
+        "as `grader run` chooses them (1) or as `--threads` sets them (see the table).",
         "",
         "## `grader run`",
         "",
@@ -752,7 +753,8 @@ def markdown(results: dict[str, Any]) -> str:
         ("median per-submission wall time, all submissions (each result's own grading time)", "median_submission_s", " s"),
         ("median per-submission wall time, correct submissions", "median_correct_submission_s", " s"),
         ("median time between stored results, correct submissions (bookkeeping included)", "median_interval_correct_s", " s"),
-        ("the checks' own time per submission (see below)", "checks_own_s", " s"),
+        ("the checks alone, timed right before / right after this run (see below)", "checks_own_before_after", ""),
+        ("the checks' own time per submission: their mean", "checks_own_s", " s"),
         ("per-submission overhead: median correct submission - the checks' own time", "overhead_s", " s"),
         ("submissions timed out", "timed_out", ""),
         ("correct submissions at full marks", "correct_at_full_marks", ""),
@@ -787,10 +789,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{c['wall_s']} s wall, **{c['cpu_s']} s CPU** (Net checks {c['net_cpu_s']} s, training_loop check {c['loop_cpu_s']} s). "
         "That CPU time is the checks' own time for workers with one torch thread.",
     ]
-    for threads, t in results.get("checks_alone_more_threads", {}).items():
-        lines.append(f"The same with {threads} torch threads, as a `grader run` worker's children had: {t['wall_s']} s wall, {t['cpu_s']} s CPU; "
-                     f"for those workers the checks' own time is this wall time. Per-submission overhead = median per-submission wall "
-                     "time of correct submissions - the checks' own time.")
+    lines.append("The same checks are timed again right before and right after each `grader run`, with as many torch threads as that "
+                 "run's children had (this shared machine's speed drifts by 10-20% within minutes): their CPU time at one thread, their "
+                 "wall time at more. The mean of the two is that run's checks' own time; per-submission overhead = median "
+                 "per-submission wall time of correct submissions - the checks' own time.")
     lines += [
         "",
         f"`python -c \"import torch\"`: {results['torch_import_rss_mb']} MB peak RSS (the unit of the memory target). RSS summed over a "

@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive_int,
         metavar="N",
-        help="torch threads for each submission's checks (default: CPU cores / workers, at least 1); "
-        "more threads than cores slows every worker down",
+        help="torch threads for each submission's checks (default: 1; workers use the cores better); "
+        "keep workers x threads within the CPU cores",
     )
     run.add_argument(
         "--dask",

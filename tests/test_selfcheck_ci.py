@@ -22,6 +22,7 @@ import variants as v
 from conftest import ROOT
 from grader.commands.selfcheck import exit_status, min_score_sentence
 from grader.report.github import definition_line, escape_data, escape_property, workflow_command
+from grader.report.selfcheck_summary import summarize
 from grader.results import CheckResult, SubmissionResult
 
 WORKFLOW = ROOT / "assignments" / "cifar2" / "github" / "grade.yml"
@@ -79,6 +80,7 @@ def test_public_view_drops_hidden_checks_their_errors_and_output():
     assert (view.total, view.max_total, view.errors, view.output) == (15, 15, [], {"net stdout": "hello"})
     assert view.notes == ["cell 3 skipped"]
     assert result.hidden_checks == 1 and len(result.checks) == 2  # the original is untouched
+    assert summarize(result).notes == ("cell 3 skipped",)  # the terminal and Jupyter tables show the same view
 
 
 def test_min_score_decides_the_exit_status_on_the_public_score():

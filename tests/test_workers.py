@@ -13,7 +13,7 @@ from conftest import FULL, ROOT, points
 from grader.commands.run import _longest_first, resume_command
 from grader.gradebook import Gradebook, GradebookKey
 from grader.isolate.client import Worker
-from grader.isolate.pool import WorkerPool, threads_per_worker
+from grader.isolate.pool import DEFAULT_THREADS, WorkerPool
 from grader.load import Submission
 from grader.pipeline import grade_submission
 from grader.results import SubmissionResult
@@ -32,7 +32,7 @@ def _run(folder: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[st
 def test_one_worker_gives_the_same_report_as_several(tmp_path):
     # expected_report.csv was written by the default run (one worker per core; test_cli checks
     # that a run still matches it). One worker, with more torch threads per child, matches too.
-    one = _run(EXAMPLES, tmp_path / "one" / "report.csv", "--workers", "1")
+    one = _run(EXAMPLES, tmp_path / "one" / "report.csv", "--workers", "1", "--threads", "2")
     assert one.returncode == 0, one.stderr
     assert (tmp_path / "one" / "report.csv").read_bytes() == (EXAMPLES.parent / "expected_report.csv").read_bytes()
     assert "/min" in one.stderr  # the progress bar shows the rate
@@ -42,13 +42,6 @@ def test_workers_must_be_a_positive_number(tmp_path):
     done = _run(EXAMPLES, tmp_path / "r.csv", "--workers", "0")
     assert done.returncode == 2
     assert "must be at least 1" in done.stderr
-
-
-def test_threads_per_worker_never_oversubscribe_the_cores():
-    assert threads_per_worker(1, cores=2) == 2
-    assert threads_per_worker(2, cores=2) == 1
-    assert threads_per_worker(4, cores=2) == 1
-    assert threads_per_worker(3, cores=8) == 2
 
 
 class _StartedWorker:
@@ -66,7 +59,7 @@ def test_threads_option_overrides_the_threads_per_worker(tmp_path):
     with WorkerPool(2, _StartedWorker, threads=3) as pool:  # type: ignore[arg-type]
         assert [w.threads for w in pool.workers] == [3, 3]
     with WorkerPool(2, _StartedWorker) as pool:  # type: ignore[arg-type]
-        assert [w.threads for w in pool.workers] == [threads_per_worker(2)] * 2
+        assert [w.threads for w in pool.workers] == [DEFAULT_THREADS] * 2 == [1, 1]
     assert "--threads 1" in resume_command(Path("subs"), Path("r.csv"), workers=1, threads=1)
     done = _run(EXAMPLES, tmp_path / "r.csv", "--threads", "0")
     assert done.returncode == 2 and "must be at least 1" in done.stderr

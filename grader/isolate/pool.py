@@ -8,7 +8,6 @@ back to the caller's thread in the order they finish. Nothing here runs student 
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
@@ -21,9 +20,11 @@ Outcome = TypeVar("Outcome")
 _DONE = object()
 
 
-def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    """torch threads for each worker, so that workers x threads does not oversubscribe the cores."""
-    return max(1, (cores or os.cpu_count() or 1) // max(1, workers))
+# torch threads per child unless asked for more. Parallelism comes from workers: on 2 cores a
+# second thread per child gained nothing measurable in `grader run` (bench/throughput.md) while
+# its OpenMP threads spin on the second core, and every other process that wakes up (the
+# worker's supervision, the grader's progress bar, other users) stalls both threads at once.
+DEFAULT_THREADS = 1
 
 
 class WorkerPool(Generic[Job, Outcome]):
@@ -31,10 +32,10 @@ class WorkerPool(Generic[Job, Outcome]):
 
     def __init__(self, size: int, start: Callable[[int], Worker], threads: int | None = None) -> None:
         """`start(threads)` must return a Worker created with `wait=False`, from this thread.
-        `threads`: torch threads per child; default `threads_per_worker(size)`."""
+        `threads`: torch threads per child, default DEFAULT_THREADS."""
         if size < 1:
             raise ValueError("a pool needs at least one worker")
-        threads = threads or threads_per_worker(size)
+        threads = threads or DEFAULT_THREADS
         self.workers: list[Worker] = []
         try:
             # All processes start first, then import torch at the same time.

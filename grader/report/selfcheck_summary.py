@@ -40,8 +40,9 @@ def summarize(result: SubmissionResult) -> SelfcheckSummary:
     title = f"selfcheck: {result.student}"
     if result.status == INVALID:
         return SelfcheckSummary(title, (), (), (), problem=f"{result.path}: {result.error}")
-    public = [c for c in result.checks if c.public]
-    hidden = len(result.checks) - len(public)
+    hidden = result.hidden_checks
+    view = result.public_view()  # also drops notes of a child run that served hidden checks only
+    public = view.checks
     rows = tuple(
         SelfcheckRow(c.name, f"{format_points(c.points)} / {format_points(c.max_points)}", c.passed, tuple(c.reasons))
         for c in public
@@ -56,4 +57,4 @@ def summarize(result: SubmissionResult) -> SelfcheckSummary:
         )
     elif all(c.passed for c in public):
         verdict.append("All checks passed.")
-    return SelfcheckSummary(title, rows, tuple(verdict), tuple(result.notes))
+    return SelfcheckSummary(title, rows, tuple(verdict), tuple(view.notes))
