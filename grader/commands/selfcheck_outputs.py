@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -66,8 +66,7 @@ class SelfcheckOutputs:
         if self.json_to_stdout:
             sys.stdout.write(results_json_text([view], assignment.name, hidden_checks=hidden))
         if self.step_summary:
-            summary = replace(summarize(result), notes=tuple(view.notes))  # no note about a hidden check's run
-            markdown = step_summary_markdown(summary, notebook=shown_path, assignment=assignment.name, requirement=requirement)
+            markdown = step_summary_markdown(summarize(result), notebook=shown_path, assignment=assignment.name, requirement=requirement)
             try:
                 append_step_summary(self.step_summary, markdown)
             except OSError as exc:
