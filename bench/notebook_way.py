@@ -7,9 +7,9 @@ checks, so both ways of grading produce comparable totals:
 1. the notebook is read with nbformat; a harness cell is put first that imports torch, sets one
    torch thread, and replaces `torchvision.datasets.CIFAR10` with the grader's synthetic data
    (nothing is downloaded); every `n_epochs=<number>` is set to the grader's training epochs;
-2. two cells are appended that run grader's own probes (grader.observe.net_probes.observe_net,
-   grader.observe.loop_probe.observe_loop) on the kernel's namespace, with a ProbeContext built
-   from the same trusted inputs `grader run` gives its worker, writing every observation as a
+2. two cells are appended that run grader's own probes on the kernel's namespace through
+   grader.observe.group.observe_group, as the worker's child does, with the same trusted inputs
+   `grader run` gives its worker, writing every observation as a
    JSON line to a file the moment it is made;
 3. the notebook runs in a fresh kernel (CUDA hidden, one thread): errors do not stop it, and a
    cell past its time limit is interrupted and counted as a timeout;
@@ -97,6 +97,8 @@ class _Config:
         self.dataset = build_dataset(s["data"], s["input_shape"], s["num_classes"])
         self.forward_inputs = torch.from_numpy(decode_array(raw["forward_inputs"]).copy())
         self.reference_weights = [torch.from_numpy(decode_array(w).copy()) for w in raw["reference_weights"]]
+        self.reference_helpers = raw["reference_helpers"]
+        self.loop_model_spec = raw["loop_model_spec"]
 
     @classmethod
     def load(cls, path: str) -> "_Config":
@@ -138,10 +140,7 @@ def patch_cifar10(config_path: str) -> None:
 def run_group(group: str, namespace: dict[str, Any], config_path: str, out_path: str) -> None:
     """Run one of grader's check groups ("net" or "loop") on the kernel's namespace, as the
     worker's child does (grader/isolate/worker.py), writing each observation as a JSON line."""
-    from grader.observe.context import ProbeContext
-    from grader.observe.loop_probe import observe_loop
-    from grader.observe.net_probes import observe_net
-    from grader.observe.program import load_program
+    from grader.observe.group import observe_group
 
     config = _Config.load(config_path)
     with open(out_path, "w") as out:
@@ -152,27 +151,8 @@ def run_group(group: str, namespace: dict[str, Any], config_path: str, out_path:
             out.write(json.dumps({"t": time.time(), "observation": observation}) + "\n")
             out.flush()
 
-        reference = None
-        helpers = config.raw["reference_helpers"].get(group)
-        if helpers:
-            reference, notes = load_program(helpers, "__reference__")
-            if notes:
-                emit({"kind": "reference_failed", "notes": notes})
-                return
-        emit({"kind": "program", "notes": []})  # the kernel ran the whole notebook: no extraction notes
-        ctx = ProbeContext(
-            settings=config.settings,
-            student=namespace,
-            student_files=set(),
-            reference=reference,
-            forward_inputs=config.forward_inputs,
-            reference_weights=config.reference_weights,
-            loop_model_spec=config.raw["loop_model_spec"],
-            dataset=config.dataset,
-            emit=emit,
-        )
-        (observe_net if group == "net" else observe_loop)(ctx)
-        emit({"kind": "done"})
+        # The kernel ran the whole notebook: its namespace is the program, with no extraction notes.
+        observe_group(group, config, lambda: (namespace, set(), []), emit)
 
 
 # ---------------------------------------------------------------- benchmark process: execution
@@ -396,28 +376,9 @@ def time_checks(config_path: str, notebook: str, repeat: int, threads: int = 1) 
 
 
 def _run_group_in_process(group: str, units: list[dict[str, Any]], config: _Config, emit: Any) -> None:
-    from grader.observe.context import ProbeContext
-    from grader.observe.loop_probe import observe_loop
-    from grader.observe.net_probes import observe_net
-    from grader.observe.program import load_program
+    from grader.observe.group import load_units, observe_group
 
-    helpers = config.raw["reference_helpers"].get(group)
-    reference = load_program(helpers, "__reference__")[0] if helpers else None
-    student, notes = load_program(units, "__submission__")
-    emit({"kind": "program", "notes": notes})
-    ctx = ProbeContext(
-        settings=config.settings,
-        student=student,
-        student_files={u["filename"] for u in units},
-        reference=reference,
-        forward_inputs=config.forward_inputs,
-        reference_weights=config.reference_weights,
-        loop_model_spec=config.raw["loop_model_spec"],
-        dataset=config.dataset,
-        emit=emit,
-    )
-    (observe_net if group == "net" else observe_loop)(ctx)
-    emit({"kind": "done"})
+    observe_group(group, config, load_units(units), emit)
 
 
 def main(argv: list[str] | None = None) -> None:

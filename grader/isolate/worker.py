@@ -4,8 +4,8 @@ Run as `python -m grader.isolate.worker` by grader.isolate.client. It speaks JSO
 stdin/stdout with the grader process. The worker itself never executes student code: only the
 forked children do (see sandbox.py), so one submission cannot leave state for the next.
 
-Messages in:  {"op": "configure", ...} (with "rehearsal": units, see _rehearse), {"op": "observe", "units": [...], "groups": [...],
-              "limits": {...}}, {"op": "shutdown"}
+Messages in:  {"op": "configure", ...} (with "rehearsal": units, see _rehearse),
+              {"op": "observe", "units": [...], "groups": [...], "limits": {...}}, {"op": "shutdown"}
 Messages out: {"op": "ready"}, {"op": "configured"}, {"op": "observed", "groups": {...}},
               {"op": "error", "message": ...}
 """
@@ -92,34 +92,11 @@ def _probe_body(
     def body(emit: Callable[[dict[str, Any]], None]) -> None:
         import torch
 
-        from grader.observe.context import ProbeContext
-        from grader.observe.loop_probe import observe_loop
-        from grader.observe.net_probes import observe_net
-        from grader.observe.program import load_program
+        from grader.observe.group import load_units, observe_group
 
         assert state.settings is not None
         torch.set_num_threads(state.threads)
-        reference = None
-        if group in state.reference_helpers:
-            reference, ref_notes = load_program(state.reference_helpers[group], "__reference__")
-            if ref_notes:
-                emit({"kind": "reference_failed", "notes": ref_notes})
-                return
-        student, notes = load_program(units, module_name)
-        emit({"kind": "program", "notes": notes})
-        ctx = ProbeContext(
-            settings=state.settings,
-            student=student,
-            student_files={u["filename"] for u in units},
-            reference=reference,
-            forward_inputs=state.forward_inputs,
-            reference_weights=state.reference_weights,
-            loop_model_spec=state.loop_model_spec,
-            dataset=state.dataset,
-            emit=emit,
-        )
-        (observe_net if group == "net" else observe_loop)(ctx)
-        emit({"kind": "done"})
+        observe_group(group, state, load_units(units, module_name), emit)
 
     return body
 
@@ -158,9 +135,7 @@ def _warm_up() -> None:
     optimizer.zero_grad()
     import torch.utils.data  # noqa: F401  (DataLoader, used by every probe)
 
-    import grader.observe.context  # noqa: F401
-    import grader.observe.loop_probe  # noqa: F401
-    import grader.observe.net_probes  # noqa: F401
+    import grader.observe.group  # noqa: F401  (and with it the context and both probes)
 
 
 def main() -> None:

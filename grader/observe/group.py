@@ -1,0 +1,68 @@
+"""One probe group ("net" or "loop") run on a student's program: load the reference helpers the
+group may use, then the student's program, then the group's probes, reporting as it goes.
+
+The one sequence every runner of the probes follows: the worker's forked child
+(grader/isolate/worker.py) and the benchmark's Jupyter kernel (bench/notebook_way.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+from grader.observe.context import ProbeContext
+from grader.observe.loop_probe import observe_loop
+from grader.observe.net_probes import observe_net
+from grader.observe.program import load_program
+
+Emit = Callable[[dict[str, Any]], None]
+# The student's program, loaded: its namespace, the file names of its units (tracebacks are
+# traced back to them), and notes on statements that failed.
+LoadedProgram = tuple[dict[str, Any], set[str], list[str]]
+
+
+class TrustedInputs(Protocol):
+    """What the grader hands the probes, decoded: never comes from the student."""
+
+    settings: dict[str, Any]
+    reference_helpers: dict[str, list[dict[str, Any]]]  # per group; empty in selfcheck
+    loop_model_spec: list[dict[str, Any]] | None
+    forward_inputs: Any
+    reference_weights: list[Any] | None
+    dataset: Any
+
+
+def observe_group(group: str, inputs: TrustedInputs, load_student: Callable[[], LoadedProgram], emit: Emit) -> None:
+    """Run `group` on the program `load_student` loads, reporting through `emit`. The reference
+    helpers load before the student's program runs, so it cannot tamper with them first."""
+    reference = None
+    helpers = inputs.reference_helpers.get(group)
+    if helpers:
+        reference, notes = load_program(helpers, "__reference__")
+        if notes:
+            emit({"kind": "reference_failed", "notes": notes})
+            return
+    student, student_files, notes = load_student()
+    emit({"kind": "program", "notes": notes})
+    ctx = ProbeContext(
+        settings=inputs.settings,
+        student=student,
+        student_files=student_files,
+        reference=reference,
+        forward_inputs=inputs.forward_inputs,
+        reference_weights=inputs.reference_weights,
+        loop_model_spec=inputs.loop_model_spec,
+        dataset=inputs.dataset,
+        emit=emit,
+    )
+    (observe_net if group == "net" else observe_loop)(ctx)
+    emit({"kind": "done"})
+
+
+def load_units(units: list[dict[str, Any]], module_name: str = "__submission__") -> Callable[[], LoadedProgram]:
+    """`load_student` for an extracted program (units of source)."""
+
+    def load() -> LoadedProgram:
+        namespace, notes = load_program(units, module_name)
+        return namespace, {u["filename"] for u in units}, notes
+
+    return load
