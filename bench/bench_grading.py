@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import variants as v  # noqa: E402  (the test suite's realistic student notebooks)
+from proc_memory import tree_memory  # noqa: E402
 
 COHORT = [
     ("correct", v.notebook_cells()),
@@ -48,29 +49,6 @@ def make_cohort(folder: Path, count: int) -> None:
         (folder / "zz_invalid.ipynb").write_text('{"cells": [')
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Sum of RSS over `root` and all its descendants, read from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(entry), int(fields[1])
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack += children.get(pid, [])
-    return total
-
-
 def grade_and_measure(folder: Path, out: Path, sandbox: str) -> dict[str, float]:
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -82,7 +60,7 @@ def grade_and_measure(folder: Path, out: Path, sandbox: str) -> dict[str, float]
     )
     peak = 0
     while proc.poll() is None:
-        peak = max(peak, _tree_rss_bytes(proc.pid))
+        peak = max(peak, tree_memory(proc.pid, with_pss=False)[0])
         time.sleep(0.05)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
