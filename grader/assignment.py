@@ -74,6 +74,9 @@ class Limits:
     check_timeout_s: float = 30.0
     memory_mb: int = 4096
     max_processes: int = 64
+    read_timeout_s: float = 20.0  # reading and extracting one submission, in a child
+    max_submission_mb: int = 64  # larger files are not read at all (notebooks with many plots run to tens of MB)
+    max_cell_kb: int = 1024  # longer code cells are skipped with a note
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,9 @@ def load_assignment(folder: Path | str) -> Assignment:
         check_timeout_s=limits_section.get("check_timeout_s", float, Limits.check_timeout_s, minimum=1),
         memory_mb=limits_section.get("memory_mb", int, Limits.memory_mb, minimum=256),
         max_processes=limits_section.get("max_processes", int, Limits.max_processes, minimum=1),
+        read_timeout_s=limits_section.get("read_timeout_s", float, Limits.read_timeout_s, minimum=1),
+        max_submission_mb=limits_section.get("max_submission_mb", int, Limits.max_submission_mb, minimum=1),
+        max_cell_kb=limits_section.get("max_cell_kb", int, Limits.max_cell_kb, minimum=1),
     )
     limits_section.finish()
 

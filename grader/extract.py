@@ -7,16 +7,20 @@ read (`device = torch.device(...)`, `N_CHANS = 16`), found by following names fr
 never kept. An assignment is kept only if evaluating it is cheap and harmless: literals,
 arithmetic, and calls on an allow-list (`torch.device`, `torch.nn.*`, `int`, ...).
 
-This module parses text; it never executes student code.
+This module parses text; it never executes student code. A submission's text is untrusted and
+Python's parser has failure modes of its own (RecursionError, MemoryError, even a crash on deep
+nesting), so for submissions it runs only in a limited child (grader/isolate/extraction.py); a
+cell the parser cannot take is skipped with a note, like a cell with a syntax error.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import re
 import symtable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from IPython.core.inputtransformer2 import TransformerManager
 
@@ -59,6 +63,7 @@ class ExtractedProgram:
 
     units: list[ProgramUnit] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the notes that are problems reading the file
 
     def source_text(self) -> str:
         """The extracted program as one readable file, for feedback and debugging."""
@@ -70,6 +75,33 @@ class ExtractedProgram:
     def to_json(self) -> list[dict[str, Any]]:
         return [u.to_json() for u in self.units]
 
+    @classmethod
+    def from_json(cls, document: Any, *, max_items: int = 100_000) -> "ExtractedProgram":
+        """The program a reading child reported (see grader/isolate/extraction.py), checked for
+        form before the grading host uses it; raises ValueError when it is malformed."""
+        if not isinstance(document, dict):
+            raise ValueError("the extraction result is not an object")
+        units, notes, problems = document.get("units"), document.get("notes"), document.get("problems")
+        if not all(isinstance(v, list) and len(v) <= max_items for v in (units, notes, problems)):
+            raise ValueError("the extraction result lacks its lists")
+        if not all(isinstance(n, str) for n in [*notes, *problems]):
+            raise ValueError("the extraction result has a note that is not text")
+        program = cls(notes=list(notes), problems=list(problems))
+        for unit in units:
+            if not (
+                isinstance(unit, dict)
+                and isinstance(unit.get("source"), str)
+                and isinstance(unit.get("filename"), str)
+                and isinstance(unit.get("line"), int)
+            ):
+                raise ValueError("the extraction result has a malformed unit")
+            program.units.append(ProgramUnit(unit["source"], unit["filename"], unit["line"]))
+        return program
+
+    def note_problem(self, note: str) -> None:
+        self.notes.append(note)
+        self.problems.append(note)
+
 
 @dataclass
 class _Statement:
@@ -79,12 +111,42 @@ class _Statement:
     line: int
     where: str
     order: int
+    cell_title: str  # SourceCell.title of its cell, as `skip` names it
 
 
-def extract_definitions(cells: Iterable[SourceCell], roots: Iterable[str]) -> ExtractedProgram:
-    """Keep what `roots` need from `cells`, in notebook order; report what had to be left out."""
+# What Python's parser and the standard library's AST tools raise, besides SyntaxError, on text
+# they cannot take: deep nesting (RecursionError, or MemoryError from the parser's own stack),
+# null bytes (ValueError), internal limits (SystemError, OverflowError).
+PARSER_FAILURES = (RecursionError, MemoryError, ValueError, SystemError, OverflowError)
+
+Progress = Callable[[str], None]
+
+
+def parser_failure(exc: BaseException) -> str:
+    """Why the parser could not take a piece of code, in words for the student."""
+    if isinstance(exc, (RecursionError, MemoryError)):
+        return f"is nested too deeply for Python's parser ({type(exc).__name__})"
+    return f"cannot be parsed by Python ({type(exc).__name__}: {str(exc)[:120]})"
+
+
+def extract_definitions(
+    cells: Iterable[SourceCell],
+    roots: Iterable[str],
+    *,
+    max_cell_chars: int | None = None,
+    skip: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> ExtractedProgram:
+    """Keep what `roots` need from `cells`, in notebook order; report what had to be left out.
+
+    Cells longer than `max_cell_chars`, and cells whose `title` is a key of `skip` (the value
+    says why, e.g. "made Python's parser crash"), are left out with a note. `progress(label)` is called before
+    each cell and each kept statement is worked on, so a supervisor can tell which one a crash
+    of the parsing process came from.
+    """
     program = ExtractedProgram()
-    statements = _parse_cells(cells, program.notes)
+    skipped: dict[str, str] = {}  # title -> source of each cell that could not be used
+    statements = _parse_cells(cells, program, max_cell_chars, skip or {}, progress or (lambda label: None), skipped)
     aliases = _import_aliases(statements)
 
     last_binding: dict[str, _Statement] = {}
@@ -101,9 +163,21 @@ def extract_definitions(cells: Iterable[SourceCell], roots: Iterable[str]) -> Ex
     kept: dict[int, _Statement] = {s.order: s for s in star_imports}
     pending: list[tuple[str, str | None]] = [(name, None) for name in roots]
 
+    unparsable: set[int] = set()
+
     def keep(stmt: _Statement, name: str) -> None:
+        if stmt.order in unparsable:
+            return
+        if progress:
+            progress(stmt.cell_title)
+        try:
+            references = _global_references(stmt)
+        except PARSER_FAILURES as exc:
+            unparsable.add(stmt.order)
+            program.note_problem(f"{stmt.where}: the definition of '{name}' {parser_failure(exc)}; it was skipped")
+            return
         kept[stmt.order] = stmt
-        for ref in sorted(_global_references(stmt)):
+        for ref in sorted(references):
             if ref not in _BUILTIN_NAMES or ref in last_binding:
                 pending.append((ref, f"'{name}' ({stmt.where})"))
 
@@ -114,6 +188,12 @@ def extract_definitions(cells: Iterable[SourceCell], roots: Iterable[str]) -> Ex
             continue
         seen.add(name)
         stmt = last_binding.get(name)
+        mentions = [title for title, text in skipped.items() if re.search(rf"\b{re.escape(name)}\b", text)]
+        if stmt is None and user is not None and mentions and name not in patches:
+            program.notes.append(
+                f"{user} uses '{name}', which no cell the grader could read defines; "
+                f"the skipped {', '.join(mentions)} mentions it"
+            )
         if stmt is not None:
             if not _is_definition_only(stmt.node, aliases):
                 if user is not None:
@@ -135,30 +215,68 @@ def extract_definitions(cells: Iterable[SourceCell], roots: Iterable[str]) -> Ex
 # ---------------------------------------------------------------- parsing cells
 
 
-def _parse_cells(cells: Iterable[SourceCell], notes: list[str]) -> list[_Statement]:
+def _parse_cells(
+    cells: Iterable[SourceCell],
+    program: ExtractedProgram,
+    max_cell_chars: int | None,
+    skip: dict[str, str],
+    progress: Progress,
+    skipped: dict[str, str],
+) -> list[_Statement]:
+    """The top-level statements of every cell that parses; the others go to `skipped`."""
     transformer = TransformerManager()
     statements: list[_Statement] = []
     for cell in cells:
-        source, line_shift = _plain_python(cell.source, transformer)
-        try:
-            tree = ast.parse(source)
-        except SyntaxError as exc:
-            line = (exc.lineno or 1) + line_shift
-            notes.append(f"{cell.where(line)}: SyntaxError: {exc.msg}; this cell was skipped")
+        label = cell.title
+        if label in skip:
+            program.note_problem(f"{label} {skip[label]}; this cell was skipped")
+            skipped[label] = cell.source
             continue
-        lines = source.splitlines(keepends=True)
-        shared_lines = _lines_with_several_statements(tree.body)
-        for node in tree.body:
-            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            end = node.end_lineno or node.lineno
-            if shared_lines & set(range(start, end + 1)):
-                text = ast.unparse(node) + "\n"
-            else:
-                text = "".join(lines[start - 1 : end])
-            line_in_cell = start + line_shift
-            filename = cell.label
-            line = line_in_cell if cell.is_notebook else cell.first_line + line_in_cell - 1
-            statements.append(_Statement(node, text, filename, line, cell.where(line_in_cell), len(statements)))
+        if max_cell_chars is not None and len(cell.source) > max_cell_chars:
+            program.note_problem(
+                f"{label} holds {_size(len(cell.source))} of code, over the {_size(max_cell_chars)} limit for one cell; this cell was skipped"
+            )
+            skipped[label] = cell.source
+            continue
+        progress(label)
+        try:
+            statements.extend(_cell_statements(cell, transformer, len(statements)))
+        except SyntaxError as exc:
+            line = (exc.lineno or 1) + getattr(exc, "line_shift", 0)
+            program.note_problem(f"{cell.where(line)}: SyntaxError: {exc.msg}; this cell was skipped")
+            skipped[label] = cell.source
+        except PARSER_FAILURES as exc:
+            program.note_problem(f"{label} {parser_failure(exc)}; this cell was skipped")
+            skipped[label] = cell.source
+    return statements
+
+
+def _size(chars: int) -> str:
+    return f"{chars / 2**20:.1f} MB" if chars >= 2**20 else f"{chars / 2**10:.0f} KB"
+
+
+def _cell_statements(cell: SourceCell, transformer: TransformerManager, first_order: int) -> list[_Statement]:
+    """The cell's top-level statements; raises what the parser raises."""
+    source, line_shift = _plain_python(cell.source, transformer)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        exc.line_shift = line_shift  # type: ignore[attr-defined]
+        raise
+    lines = source.splitlines(keepends=True)
+    shared_lines = _lines_with_several_statements(tree.body)
+    statements = []
+    for node in tree.body:
+        start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        end = node.end_lineno or node.lineno
+        if shared_lines & set(range(start, end + 1)):
+            text = ast.unparse(node) + "\n"
+        else:
+            text = "".join(lines[start - 1 : end])
+        line_in_cell = start + line_shift
+        line = line_in_cell if cell.is_notebook else cell.first_line + line_in_cell - 1
+        order = first_order + len(statements)
+        statements.append(_Statement(node, text, cell.label, line, cell.where(line_in_cell), order, cell.title))
     return statements
 
 

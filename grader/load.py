@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tokenize
 from dataclasses import dataclass
@@ -40,6 +41,11 @@ class SourceCell:
     source: str
     first_line: int = 1  # line of the file where this cell starts (scripts); 1 for notebooks
     is_notebook: bool = True
+
+    @property
+    def title(self) -> str:
+        """The whole cell in a note: "cell 5", or "carol.py (from line 40)" for part of a script."""
+        return self.label if self.is_notebook else f"{self.label} (from line {self.first_line})"
 
     def where(self, line: int) -> str:
         """Human location of `line` (1-based within this cell)."""
@@ -90,18 +96,47 @@ def _submission_in_folder(folder: Path, preferred_notebook: str | None) -> Submi
 
 
 def read_cells(path: Path) -> list[SourceCell]:
-    """Code cells of a notebook (any nbformat version, upgraded to v4) or a script."""
+    """Code cells of a notebook (any nbformat version, upgraded to v4) or a script.
+
+    For trusted text (the reference) and a student's own kernel. A submission's text is parsed
+    only in a limited child: the grading host reads its bytes (`read_submission_bytes`) and a
+    child turns them into cells (`cells_from_bytes`).
+    """
+    path = Path(path)
+    return cells_from_bytes(path, read_submission_bytes(path))
+
+
+def read_submission_bytes(path: Path, max_bytes: int | None = None) -> bytes:
+    """The file's bytes, refused past `max_bytes` (checked before reading, and while reading, so
+    a file that grows or lies about its size cannot make the host read more)."""
+    path = Path(path)
+    error = UnreadableScriptError if path.suffix == ".py" else InvalidNotebookError
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise error(path, f"the file is {_megabytes(size)}, over the {_megabytes(max_bytes)} limit for a submission")
+            raw = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(path, f"cannot read file: {exc.strerror}") from None
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise error(path, f"the file is over the {_megabytes(max_bytes)} limit for a submission")
+    return raw
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size % 2**20 else f"{size // 2**20} MB"
+
+
+def cells_from_bytes(path: Path, raw: bytes) -> list[SourceCell]:
+    """Code cells of a notebook or script whose bytes are `raw`; `path` names it in messages."""
     path = Path(path)
     if path.suffix == ".py":
-        return _read_script(path)
-    return _read_notebook(path)
+        return _script_cells(path, raw)
+    return _notebook_cells(path, raw)
 
 
-def _read_notebook(path: Path) -> list[SourceCell]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InvalidNotebookError(path, f"cannot read file: {exc.strerror}") from None
+def _notebook_cells(path: Path, raw: bytes) -> list[SourceCell]:
     if not raw.strip():
         raise InvalidNotebookError(path, "file is empty")
     try:
@@ -114,6 +149,8 @@ def _read_notebook(path: Path) -> list[SourceCell]:
         raise InvalidNotebookError(
             path, f"not a notebook: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
         ) from None
+    except RecursionError:
+        raise InvalidNotebookError(path, "not a notebook: its JSON is nested too deeply to read") from None
     try:
         notebook = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
         major = int(notebook.get("nbformat", 0))
@@ -136,11 +173,7 @@ def _read_notebook(path: Path) -> list[SourceCell]:
     return code
 
 
-def _read_script(path: Path) -> list[SourceCell]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableScriptError(path, f"cannot read file: {exc.strerror}") from None
+def _script_cells(path: Path, raw: bytes) -> list[SourceCell]:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
         text = raw.decode(encoding)

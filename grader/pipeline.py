@@ -1,5 +1,9 @@
 """The grading pipeline for one submission: load -> extract -> run isolated -> observe ->
-compare -> score. `grader run` and `grader selfcheck` both grade through `grade_submission`.
+compare -> score. `grader run` and `grader selfcheck` both grade through these stages.
+
+The grading host only reads a submission's bytes (`prepare`); parsing them is untrusted work and
+happens in a worker's limited child with the checks (`observe`); `conclude` turns whatever came
+back, failures included, into the submission's result.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from grader.assignment import Assignment
 from grader.compare import CHECKS
 from grader.errors import SubmissionError, WorkerError
 from grader.expectations import Expectations, read_observed, worker_limits
-from grader.extract import extract_definitions
+from grader.extract import ExtractedProgram
 from grader.isolate.client import Worker
-from grader.load import Submission, read_cells
+from grader.isolate.extraction import submission_request
+from grader.load import Submission, read_submission_bytes
 from grader.results import GRADED, INVALID, SubmissionResult
 from grader.score import score_outcomes, zero_scores
 
@@ -48,55 +53,78 @@ def warn_if_unsandboxed(worker: Worker, console: Console) -> None:
 
 @dataclass
 class PreparedSubmission:
-    """A submission read and extracted in the grader's process, ready for a worker to observe.
-    `units` is None when there is nothing to observe: `result` is then already final."""
+    """A submission's bytes, read by the grading host, ready for a worker to read and observe.
+    `request` is None when there is nothing to send: `result` is then already final."""
 
     submission: Submission
     result: SubmissionResult
-    units: list[dict[str, Any]] | None
+    request: dict[str, Any] | None
     started: float
 
 
+# What a worker sent back for one submission, or why there is nothing.
+Observed = dict[str, Any] | Exception
+
+
 def prepare(submission: Submission, assignment: Assignment) -> PreparedSubmission:
-    """Load and extract (stages 1-2). An unreadable file gives a final `invalid` result."""
+    """Stage 1 in the grading host: the file's bytes, nothing parsed. A missing, unreadable or
+    oversized file gives a final `invalid` result."""
     started = time.monotonic()
     result = SubmissionResult(student=submission.student, path=str(submission.path), status=GRADED)
     try:
         if submission.problem:
             raise submission.problem
-        cells = read_cells(submission.path)
+        raw = read_submission_bytes(submission.path, assignment.limits.max_submission_mb * 2**20)
     except SubmissionError as exc:
-        result.status = INVALID
-        result.errors.append(exc.cause)
-        result.checks = zero_scores(assignment, f"not graded: {exc.cause}")
-        return PreparedSubmission(submission, result, None, started)
-
-    program = extract_definitions(cells, [assignment.model_class, assignment.loop_function])
-    result.extracted_source = program.source_text()
-    result.notes.extend(program.notes)
-    result.errors.extend(_short(note) for note in program.notes if "SyntaxError" in note)
-    return PreparedSubmission(submission, result, program.to_json(), started)
+        return PreparedSubmission(submission, _invalid(result, exc.cause, assignment), None, started)
+    request = submission_request(submission.path.name, raw, [assignment.model_class, assignment.loop_function])
+    return PreparedSubmission(submission, result, request, started)
 
 
-def observe(prepared: PreparedSubmission, worker: Worker, assignment: Assignment) -> dict[str, Any] | WorkerError:
-    """Run the submission's checks in `worker`'s children (stages 3-4): raw observations."""
-    assert prepared.units is not None
+def prepare_failed(submission: Submission) -> PreparedSubmission:
+    """Stands in for a submission whose preparation itself failed, so `conclude` still gives it a row."""
+    result = SubmissionResult(student=submission.student, path=str(submission.path), status=GRADED)
+    return PreparedSubmission(submission, result, {}, time.monotonic())
+
+
+def observe(prepared: PreparedSubmission, worker: Worker, assignment: Assignment) -> Observed:
+    """Stages 2-4 in `worker`'s children: read and extract, then run the checks; raw observations."""
+    assert prepared.request is not None
     try:
-        return worker.observe(prepared.units, GROUPS, worker_limits(assignment))
+        return worker.grade(prepared.request, GROUPS, worker_limits(assignment))
     except WorkerError as exc:
         return exc
 
 
-def finish(
-    prepared: PreparedSubmission, raw: dict[str, Any] | WorkerError, assignment: Assignment, expected: Expectations
-) -> SubmissionResult:
-    """Validate the observations, compare and score (stages 5-6)."""
+def conclude(prepared: PreparedSubmission, raw: Observed, assignment: Assignment, expected: Expectations) -> SubmissionResult:
+    """The submission's final result, whatever happened on the way: never raises, so every
+    submission gets its row. A failure of the grader itself is said as one, and marked so the
+    next run grades the submission again."""
+    if prepared.request is None:
+        return prepared.result
+    try:
+        if isinstance(raw, WorkerError):
+            return _grader_failed(prepared, f"grader worker failed: {str(raw).splitlines()[0]}", assignment)
+        if isinstance(raw, Exception):
+            raise raw
+        return finish(prepared, raw, assignment, expected)
+    except Exception as exc:
+        cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return _grader_failed(prepared, f"the grader failed on this submission ({_short(cause)}); please report this grader bug", assignment)
+
+
+def finish(prepared: PreparedSubmission, raw: dict[str, Any], assignment: Assignment, expected: Expectations) -> SubmissionResult:
+    """Take in what the reading child extracted, validate the observations, compare and score
+    (stages 5-6)."""
     result = prepared.result
-    if isinstance(raw, WorkerError):
-        result.errors.append(f"grader worker failed: {str(raw).splitlines()[0]}")
-        result.checks = zero_scores(assignment, "not graded: the grader's worker process failed; please report this")
-        return result
-    groups = read_observed(raw, assignment)
+    extraction = raw.get("extraction")
+    if isinstance(extraction, dict) and extraction.get("kind") == "invalid":
+        return _invalid(result, _short(str(extraction.get("cause"))), assignment)
+    program = ExtractedProgram.from_json(extraction)
+    result.extracted_source = program.source_text()
+    result.notes.extend(program.notes)
+    result.errors.extend(_short(problem) for problem in program.problems)
+    groups = read_observed(raw.get("groups") or {}, assignment)
 
     for name, group in groups.items():
         for note in group.program_notes:
@@ -119,9 +147,25 @@ def finish(
 def grade_submission(submission: Submission, assignment: Assignment, worker: Worker, expected: Expectations) -> SubmissionResult:
     """All stages for one submission, on one worker."""
     prepared = prepare(submission, assignment)
-    if prepared.units is None:
+    if prepared.request is None:
         return prepared.result
-    return finish(prepared, observe(prepared, worker, assignment), assignment, expected)
+    return conclude(prepared, observe(prepared, worker, assignment), assignment, expected)
+
+
+def _invalid(result: SubmissionResult, cause: str, assignment: Assignment) -> SubmissionResult:
+    result.status = INVALID
+    result.errors.append(cause)
+    result.checks = zero_scores(assignment, f"not graded: {cause}")
+    return result
+
+
+def _grader_failed(prepared: PreparedSubmission, cause: str, assignment: Assignment) -> SubmissionResult:
+    result = SubmissionResult(student=prepared.submission.student, path=str(prepared.submission.path), status=GRADED)
+    result.errors.append(cause)
+    result.checks = zero_scores(assignment, "not graded: the grader failed on this submission; it is graded again on the next run")
+    result.grader_failed = True
+    result.seconds = time.monotonic() - prepared.started
+    return result
 
 
 def _short(note: str, limit: int = 160) -> str:

@@ -45,6 +45,7 @@ class SubmissionResult:
     extracted_source: str = ""
     output: dict[str, str] = field(default_factory=dict)  # captured stdout/stderr, by child run
     seconds: float = 0.0
+    grader_failed: bool = False  # the grader failed, not the submission: `grader run` grades it again next time
 
     @property
     def total(self) -> float:

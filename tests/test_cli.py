@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import variants as v
-from conftest import FULL, ROOT
+from conftest import FULL, ROOT, assert_close_documents
 from grader.report.formats import DEFAULT_FORMATS
 
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
@@ -176,7 +176,7 @@ def test_committed_fixtures_are_current_and_hold_no_reference_source(tmp_path):
     assert done.returncode == 0, done.stderr
     fresh = json.loads((copy / "fixtures.json").read_text())
     committed_text = (ROOT / "assignments" / "cifar2" / "fixtures.json").read_text()
-    assert fresh == json.loads(committed_text), "run `grader fixtures --assignment cifar2` and commit the result"
+    assert_close_documents(fresh, json.loads(committed_text), "fixtures (run `grader fixtures --assignment cifar2` and commit the result)")
     for source_line in ["def forward", "class Net", "torch.tanh", "max_pool2d", "zero_grad"]:
         assert source_line not in committed_text
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import variants as v
-from conftest import FULL, points
+from conftest import FULL, assert_close_documents, points
 
 from grader.assignment import find_assignment, load_assignment
 from grader.commands.fixtures import make_fixtures
@@ -213,7 +213,7 @@ def test_committed_fixtures_are_current_and_hold_no_source(tmp_path):
 
     committed_text = (FOLDER / "fixtures.json").read_text(encoding="utf-8")
     committed = json.loads(committed_text)
-    assert committed == json.loads(written.read_text(encoding="utf-8")), "run `grader fixtures --assignment mnist_relu`"
+    assert_close_documents(json.loads(written.read_text(encoding="utf-8")), committed, "fixtures (run `grader fixtures --assignment mnist_relu`)")
     assert committed["assignment"] == "mnist_relu"
     assert committed["settings_fingerprint"] == settings_fingerprint(load_assignment(FOLDER))
     load_fixtures(load_assignment(FOLDER))  # readable by selfcheck as committed

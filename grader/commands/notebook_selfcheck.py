@@ -154,12 +154,15 @@ def _kernel_source(shell: Any) -> ProgramSource:
 
 def _ran(cell: str) -> str:
     """The cell, or "" when it did not parse: the kernel never ran it, so nothing it defines
-    exists there, and a typo the student has since fixed in a later run is no news to report."""
+    exists there, and a typo the student has since fixed in a later run is no news to report.
+    A cell too deep or too large for the parser did not run either."""
     from IPython.core.inputtransformer2 import TransformerManager
+
+    from grader.extract import PARSER_FAILURES
 
     try:
         ast.parse(TransformerManager().transform_cell(cell))
-    except SyntaxError:
+    except (SyntaxError, *PARSER_FAILURES):
         return ""
     return cell
 

@@ -42,19 +42,20 @@ from grader.gradebook import (
     submission_key,
 )
 from grader.load import Submission, discover_submissions
-from grader.errors import WorkerError
-from grader.isolate.client import Worker
+from grader.isolate.client import Worker, grading_deadline_s
 from grader.expectations import worker_limits
 from grader.isolate.dask_executor import RemoteSettings, connect, map_on_cluster
 from grader.isolate.pool import WorkerPool
 from grader.pipeline import (
     GROUPS,
+    Observed,
     PreparedSubmission,
+    conclude,
     data_folders,
-    finish,
     observe,
     open_worker,
     prepare,
+    prepare_failed,
     warn_if_unsandboxed,
 )
 from grader.report.formats import DEFAULT_FORMATS, write_reports
@@ -62,6 +63,9 @@ from grader.report.terminal import class_summary
 from grader.results import SubmissionResult
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
+# A submission whose worker has not answered this long after its own deadline is failed by the
+# run's watchdog, so one stuck submission never holds up the report.
+_WATCHDOG_MARGIN_S = 30.0
 
 
 @dataclass
@@ -105,7 +109,7 @@ def run(
     interrupted = False
     started = gradebook_timestamp()
     with Gradebook(gradebook_path) as gradebook:
-        pending = [(s, key) for s, key in zip(submissions, keys) if force or gradebook.lookup(key) is None]
+        pending = [(s, key) for s, key in zip(submissions, keys) if force or _needs_grading(gradebook.lookup(key))]
         if pending:
             try:
                 _grade_into(
@@ -133,6 +137,11 @@ def run(
         console.print("To resume, run:")
         console.print(f"  {resume_command}", markup=False, highlight=False, soft_wrap=True)
     return summary
+
+
+def _needs_grading(stored: SubmissionResult | None) -> bool:
+    """Not stored yet, or stored from a run where the grader itself failed on it."""
+    return stored is None or stored.grader_failed
 
 
 def resume_command(
@@ -232,8 +241,7 @@ def _grade_into(
                     pool.share_configuration()
                     graded_here = _graded_in_pool(pool, work, assignment)
                 for submission, prepared, raw in graded_here:
-                    result = prepared.result if prepared.units is None else finish(prepared, raw, assignment, expected)
-                    gradebook.store(keys[id(submission)], result)
+                    gradebook.store(keys[id(submission)], conclude(prepared, raw, assignment, expected))
                     progress.advance(task)
                 progress.update(task, description="graded")
         except KeyboardInterrupt:
@@ -241,30 +249,41 @@ def _grade_into(
             raise
 
 
-Observed = Iterator[tuple[Submission, PreparedSubmission, "dict[str, Any] | WorkerError"]]
+Graded = Iterator[tuple[Submission, PreparedSubmission, Observed]]
 
 
-def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assignment) -> Observed:
-    def grade_on(worker: Worker, submission: Submission) -> tuple[PreparedSubmission, dict[str, Any] | WorkerError]:
+def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assignment) -> Graded:
+    def grade_on(worker: Worker, submission: Submission) -> tuple[PreparedSubmission, Observed]:
         prepared = prepare(submission, assignment)
-        return prepared, (observe(prepared, worker, assignment) if prepared.units is not None else {})
+        return prepared, (observe(prepared, worker, assignment) if prepared.request is not None else {})
 
-    for submission, (prepared, raw) in pool.map_unordered(work, grade_on):
-        yield submission, prepared, raw
+    deadline = grading_deadline_s(worker_limits(assignment), GROUPS) + _WATCHDOG_MARGIN_S
+    for submission, outcome in pool.map_unordered(work, grade_on, job_timeout_s=deadline):
+        if isinstance(outcome, BaseException):  # the grader's own work on it failed
+            yield submission, prepare_failed(submission), _as_exception(outcome)
+        else:
+            yield submission, *outcome
 
 
 def _graded_on_cluster(
     client: Any, local: Worker, work: list[Submission], assignment: Assignment, sandbox: str, threads: int
-) -> Observed:
+) -> Graded:
     settings = RemoteSettings(local.configuration, sandbox, tuple(str(p) for p in data_folders(assignment)), threads)
-    prepared = {id(s): prepare(s, assignment) for s in work}
-    for submission in work:
-        if prepared[id(submission)].units is None:
-            yield submission, prepared[id(submission)], {}
-    observable = [s for s in work if prepared[id(s)].units is not None]
-    units = lambda s: prepared[id(s)].units  # noqa: E731
-    for submission, raw in map_on_cluster(client, settings, observable, units, GROUPS, worker_limits(assignment)):
-        yield submission, prepared[id(submission)], raw
+    prepared: dict[int, PreparedSubmission] = {}
+
+    def request(submission: Submission) -> dict[str, Any] | None:
+        """Read on demand, so the whole class's bytes are never in memory at once."""
+        prepared[id(submission)] = prepare(submission, assignment)
+        return prepared[id(submission)].request
+
+    limits = worker_limits(assignment)
+    deadline = grading_deadline_s(limits, GROUPS) + _WATCHDOG_MARGIN_S
+    for submission, raw in map_on_cluster(client, settings, work, request, GROUPS, limits, job_timeout_s=deadline):
+        yield submission, prepared.get(id(submission)) or prepare_failed(submission), raw
+
+
+def _as_exception(outcome: BaseException) -> Exception:
+    return outcome if isinstance(outcome, Exception) else RuntimeError(f"{type(outcome).__name__}: {outcome}")
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from grader.commands.selfcheck_outputs import SelfcheckOutputs
 from grader.errors import GraderError
 from grader.expectations import configure_for_selfcheck, load_fixtures
 from grader.load import Submission
-from grader.pipeline import finish, observe, open_worker, prepare, warn_if_unsandboxed
+from grader.pipeline import conclude, observe, open_worker, prepare, warn_if_unsandboxed
 from grader.report.csv_report import format_points
 from grader.report.selfcheck_summary import summarize
 from grader.report.terminal import selfcheck_report
@@ -44,12 +44,12 @@ def check_submission(assignment: Assignment, submission: Submission, *, sandbox:
     decide what to show."""
     expected = load_fixtures(assignment)
     prepared = prepare(submission, assignment)
-    if prepared.units is None:  # unreadable: already scored, no worker (nor torch import) needed
+    if prepared.request is None:  # unreadable: already scored, no worker (nor torch import) needed
         return prepared.result
     with open_worker(assignment, sandbox) as worker:
         warn_if_unsandboxed(worker, Console(stderr=True))
         configure_for_selfcheck(worker, assignment, expected)
-        return finish(prepared, observe(prepared, worker, assignment), assignment, expected)
+        return conclude(prepared, observe(prepared, worker, assignment), assignment, expected)
 
 
 def selfcheck(

@@ -16,6 +16,7 @@ from typing import Any
 
 from grader.errors import WorkerError
 from grader.isolate.bubblewrap import SandboxStatus, bwrap_command, sandbox_status
+from grader.isolate.extraction import MAX_ATTEMPTS
 
 _STARTUP_TIMEOUT_S = 120.0
 _REPLY_MARGIN_S = 30.0  # the worker enforces child limits itself; this only catches a stuck worker
@@ -40,6 +41,13 @@ def worker_environment(threads: int = 1) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def grading_deadline_s(limits: dict[str, Any], groups: list[str]) -> float:
+    """The longest a worker may take to answer a `grade` request before it counts as stuck:
+    every reading attempt, the submission's time limit, and a margin per child."""
+    reading = MAX_ATTEMPTS * float(limits["read_timeout_s"])
+    return reading + float(limits["timeout_s"]) + _REPLY_MARGIN_S * (len(groups) + 1)
 
 
 class Worker:
@@ -140,14 +148,23 @@ class Worker:
     def observe(self, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
         """Observe one program; returns {group: ChildRun as dict}. Restarts a dead worker once."""
         message = {"op": "observe", "units": units, "groups": groups, "limits": limits}
-        timeout = limits["timeout_s"] + _REPLY_MARGIN_S * len(groups)
+        return self._request_or_restart(message, limits["timeout_s"] + _REPLY_MARGIN_S * len(groups))["groups"]
+
+    def grade(self, submission: dict[str, Any], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
+        """Read and extract a submission (from `submission_request`) in a child, then observe it;
+        returns {"extraction": ..., "groups": {group: ChildRun as dict}}. Restarts a dead worker once."""
+        message = {"op": "grade", "submission": submission, "groups": groups, "limits": limits}
+        reply = self._request_or_restart(message, grading_deadline_s(limits, groups))
+        return {"extraction": reply.get("extraction"), "groups": reply.get("groups")}
+
+    def _request_or_restart(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """A request whose failure leaves a fresh worker behind for the next one."""
         try:
-            reply = self._request(message, timeout)
+            return self._request(message, timeout)
         except WorkerError:
             if not self._closed:  # a worker killed on purpose (Ctrl-C) is not brought back
                 self.restart()
             raise
-        return reply["groups"]
 
     def restart(self) -> None:
         self._kill()

@@ -2,9 +2,10 @@
 
 Each Dask worker process keeps warm grader workers (worker.py, in the same sandbox and with the
 same limits as on one machine), one per Dask thread, configured once with the reference's
-expectations. A Dask task only observes: it takes a submission's extracted program and returns
-the raw observations. Validation, comparison and scoring stay in the grader's own process, and
-results go into the same gradebook, so a run resumed on another executor reuses them.
+expectations. A Dask task takes a submission's bytes, reads and extracts them in a limited child
+and returns the raw observations. Validation, comparison and scoring stay in the grader's own
+process, and results go into the same gradebook, so a run resumed on another executor reuses
+them.
 
 Needs the optional extra: `pip install 'grader[dask]'`.
 """
@@ -55,9 +56,9 @@ def _warm_worker(settings: RemoteSettings) -> Worker:
     return worker
 
 
-def observe_on_cluster(settings: RemoteSettings, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
-    """The Dask task: raw observations of one program, from a warm worker of this process."""
-    return _warm_worker(settings).observe(units, groups, limits)
+def grade_on_cluster(settings: RemoteSettings, submission: dict[str, Any], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
+    """The Dask task: one submission read, extracted and observed by a warm worker of this process."""
+    return _warm_worker(settings).grade(submission, groups, limits)
 
 
 def connect(spec: str) -> Any:
@@ -83,25 +84,53 @@ def map_on_cluster(
     client: Any,
     settings: RemoteSettings,
     jobs: Iterable[Job],
-    program: Callable[[Job], list[dict[str, Any]]],
+    request: Callable[[Job], dict[str, Any] | None],
     groups: list[str],
     limits: dict[str, Any],
-) -> Iterator[tuple[Job, dict[str, Any] | WorkerError]]:
-    """Observe every job's program on the cluster; yield (job, raw observations) as they finish."""
-    from distributed import as_completed
+    *,
+    job_timeout_s: float | None = None,
+) -> Iterator[tuple[Job, dict[str, Any] | Exception]]:
+    """Grade every job's submission (`request(job)`: its bytes, or None when there is nothing to
+    send) on the cluster; yield (job, raw observations or the exception) exactly once per job,
+    as they finish. When no task finishes for `job_timeout_s`, the tasks running then are
+    answered with a WorkerError and cancelled, and the rest go on."""
+    from distributed import wait
 
     shared = client.scatter(settings, broadcast=True)  # the reference's weights travel once
-    futures = {}
+    futures: dict[Any, Job] = {}
     for job in jobs:
-        future = client.submit(observe_on_cluster, shared, program(job), groups, limits, pure=False)
-        futures[future] = job
+        try:
+            payload = request(job)
+        except Exception as exc:  # noqa: BLE001 - this job's row says why
+            yield job, exc
+            continue
+        if payload is None:
+            yield job, {}
+            continue
+        futures[client.submit(grade_on_cluster, shared, payload, groups, limits, pure=False)] = job
+    pending = set(futures)
     try:
-        for future in as_completed(futures):
+        while pending:
             try:
-                yield futures[future], future.result()
-            except WorkerError as exc:
-                yield futures[future], exc
-            except Exception as exc:  # a Dask worker died or the task failed on its side
-                yield futures[future], WorkerError(f"the Dask task failed: {type(exc).__name__}: {exc}")
+                done, pending = wait(pending, timeout=job_timeout_s, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                running = {key for keys in client.processing().values() for key in keys}
+                stuck = {future for future in pending if future.key in running}
+                for future in stuck:
+                    yield futures[future], WorkerError(f"no result from the Dask cluster within {job_timeout_s:.0f} s; the task was cancelled")
+                client.cancel(list(stuck))
+                pending -= stuck
+                continue
+            for future in done:
+                yield futures[future], _task_result(future)
     finally:
-        client.cancel(list(futures))
+        client.cancel(list(pending))
+
+
+def _task_result(future: Any) -> dict[str, Any] | Exception:
+    try:
+        return future.result()
+    except WorkerError as exc:
+        return exc
+    except Exception as exc:  # a Dask worker died or the task failed on its side
+        return WorkerError(f"the Dask task failed: {type(exc).__name__}: {exc}")

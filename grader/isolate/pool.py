@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 from grader.errors import WorkerError
@@ -18,6 +19,8 @@ from grader.isolate.client import Worker
 Job = TypeVar("Job")
 Outcome = TypeVar("Outcome")
 _DONE = object()
+_NOTHING = object()
+_WATCH_INTERVAL_S = 1.0
 
 
 # torch threads per child unless asked for more. Parallelism comes from workers: on 2 cores a
@@ -36,6 +39,7 @@ class WorkerPool(Generic[Job, Outcome]):
         if size < 1:
             raise ValueError("a pool needs at least one worker")
         threads = threads or DEFAULT_THREADS
+        self._start, self._threads = start, threads
         self.workers: list[Worker] = []
         try:
             # All processes start first, then import torch at the same time.
@@ -64,41 +68,91 @@ class WorkerPool(Generic[Job, Outcome]):
         for worker in self.workers[1:]:
             worker.wait_configured()
 
-    def map_unordered(self, jobs: Iterable[Job], work: Callable[[Worker, Job], Outcome]) -> Iterator[tuple[Job, Outcome]]:
+    def map_unordered(
+        self, jobs: Iterable[Job], work: Callable[[Worker, Job], Outcome], *, job_timeout_s: float | None = None
+    ) -> Iterator[tuple[Job, Outcome | BaseException]]:
         """Run `work(worker, job)` for every job, on whichever worker is free, in the order given;
-        yield (job, outcome) as each finishes. A failed job yields its WorkerError as outcome."""
-        todo: queue.Queue[object] = queue.Queue()
+        yield (job, outcome) as each finishes, exactly once per job.
+
+        Nothing a job does stops the others: whatever `work` raises is that job's outcome, and a
+        job with no outcome after `job_timeout_s` (a watchdog for what the worker's own limits
+        did not catch) yields a WorkerError while its worker is stopped and replaced."""
+        todo: queue.Queue[Job] = queue.Queue()
         for job in jobs:
             todo.put(job)
-        finished: queue.Queue[tuple[object, object]] = queue.Queue()
+        finished: queue.Queue[tuple[_Lane, object, object]] = queue.Queue()
         stop = threading.Event()
 
-        def drive(worker: Worker) -> None:
-            while not stop.is_set():
+        def drive(lane: _Lane) -> None:
+            while not stop.is_set() and not lane.retired:
                 try:
                     job = todo.get_nowait()
                 except queue.Empty:
                     break
+                lane.begin(job)
                 try:
-                    outcome: object = work(worker, job)  # type: ignore[arg-type]
-                except WorkerError as exc:
+                    outcome: object = work(lane.worker, job)
+                except BaseException as exc:  # noqa: BLE001 - becomes this job's row; the thread goes on
                     outcome = exc
-                finished.put((job, outcome))
-            finished.put((_DONE, None))
+                if lane.end():
+                    finished.put((lane, job, outcome))
+            finished.put((lane, _DONE, None))
 
-        threads = [threading.Thread(target=drive, args=(w,), daemon=True) for w in self.workers]
-        for thread in threads:
-            thread.start()
-        running = len(threads)
+        lanes: list[_Lane] = []
+
+        def open_lane(worker: Worker) -> None:
+            lane = _Lane(worker)
+            lanes.append(lane)
+            threading.Thread(target=drive, args=(lane,), daemon=True).start()
+
+        for worker in self.workers:
+            open_lane(worker)
+        live = len(self.workers)
         try:
-            while running:
-                job, outcome = finished.get()
+            while live:
+                try:
+                    lane, job, outcome = finished.get(timeout=_WATCH_INTERVAL_S if job_timeout_s else None)
+                except queue.Empty:
+                    assert job_timeout_s is not None
+                    for lane in [lane for lane in lanes if lane.overdue(job_timeout_s)]:
+                        abandoned = lane.take_over()
+                        if abandoned is _NOTHING:
+                            continue
+                        live -= 1
+                        yield abandoned, WorkerError(  # type: ignore[misc]
+                            f"no result within {job_timeout_s:.0f} s, although every check has its own time limit; "
+                            "its worker was stopped and replaced"
+                        )
+                        replacement = self._replace(lane.worker)
+                        if replacement is not None:
+                            open_lane(replacement)
+                            live += 1
+                    continue
                 if job is _DONE:
-                    running -= 1
+                    if not lane.retired:  # a retired lane was already counted out
+                        live -= 1
                     continue
                 yield job, outcome  # type: ignore[misc]
+            while True:  # jobs no worker was left to take
+                try:
+                    job = todo.get_nowait()
+                except queue.Empty:
+                    break
+                yield job, WorkerError("no grader worker was left to grade it")
         finally:
             stop.set()  # on Ctrl-C or an abandoned iterator: no new jobs start
+
+    def _replace(self, stuck: Worker) -> Worker | None:
+        """Kill `stuck` and start a worker configured like it in its place; None if none starts."""
+        stuck.kill()
+        try:
+            worker = self._start(self._threads)
+            worker.wait_ready()
+            worker.configure_like(stuck)
+        except Exception:  # noqa: BLE001 - the other workers carry on
+            return None
+        self.workers[self.workers.index(stuck)] = worker
+        return worker
 
     def close(self) -> None:
         for worker in self.workers:
@@ -108,3 +162,37 @@ class WorkerPool(Generic[Job, Outcome]):
         """Stop every worker now; threads waiting on them see their WorkerError and end."""
         for worker in self.workers:
             worker.kill()
+
+
+class _Lane:
+    """One worker and the thread that feeds it; what it works on, for the watchdog."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.retired = False
+        self._lock = threading.Lock()
+        self._job: object = _NOTHING
+        self._since = 0.0
+
+    def begin(self, job: object) -> None:
+        with self._lock:
+            self._job, self._since = job, time.monotonic()
+
+    def end(self) -> bool:
+        """The job is done; False when the watchdog has already answered for it."""
+        with self._lock:
+            self._job = _NOTHING
+            return not self.retired
+
+    def take_over(self) -> object:
+        """Retire this lane and return the job it was stuck on (_NOTHING if it just finished)."""
+        with self._lock:
+            if self._job is _NOTHING:
+                return _NOTHING
+            self.retired = True
+            job, self._job = self._job, _NOTHING
+            return job
+
+    def overdue(self, timeout_s: float) -> bool:
+        with self._lock:
+            return not self.retired and self._job is not _NOTHING and time.monotonic() - self._since > timeout_s

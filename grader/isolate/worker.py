@@ -5,9 +5,11 @@ stdin/stdout with the grader process. The worker itself never executes student c
 forked children do (see sandbox.py), so one submission cannot leave state for the next.
 
 Messages in:  {"op": "configure", ...} (with "rehearsal": units, see _rehearse),
-              {"op": "observe", "units": [...], "groups": [...], "limits": {...}}, {"op": "shutdown"}
+              {"op": "observe", "units": [...], "groups": [...], "limits": {...}} (trusted units),
+              {"op": "grade", "submission": {...}, "groups": [...], "limits": {...}} (a submission's
+              bytes: read and extracted in a child first, see extraction.py), {"op": "shutdown"}
 Messages out: {"op": "ready"}, {"op": "configured"}, {"op": "observed", "groups": {...}},
-              {"op": "error", "message": ...}
+              {"op": "graded", "extraction": {...}, "groups": {...}}, {"op": "error", "message": ...}
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from grader.isolate.extraction import ReadingLimits, read_and_extract
 from grader.isolate.sandbox import ChildLimits, ChildRun, die_with_parent, run_in_child
 
 
@@ -120,6 +123,17 @@ def _observe(state: _State, message: dict[str, Any]) -> dict[str, Any]:
     return {"op": "observed", "groups": runs}
 
 
+def _grade(state: _State, message: dict[str, Any]) -> dict[str, Any]:
+    """Read and extract the submission in a child, then observe what it defines."""
+    limits = message["limits"]
+    extraction = read_and_extract(message["submission"], ReadingLimits.from_limits(limits))
+    groups: dict[str, Any] = {}
+    if extraction["kind"] == "extracted":
+        units = extraction["units"]
+        groups = _observe(state, {"units": units, "groups": message["groups"], "limits": limits})["groups"]
+    return {"op": "graded", "extraction": extraction, "groups": groups}
+
+
 def _warm_up() -> None:
     """Import and exercise torch once, single-threaded, so forked children start fast (first
     optimizer use alone costs about a second)."""
@@ -136,6 +150,7 @@ def _warm_up() -> None:
     import torch.utils.data  # noqa: F401  (DataLoader, used by every probe)
 
     import grader.observe.group  # noqa: F401  (and with it the context and both probes)
+    import grader.extract  # noqa: F401  (IPython's transformer, for the reading children)
 
 
 def main() -> None:
@@ -161,6 +176,8 @@ def main() -> None:
                 reply: dict[str, Any] = {"op": "configured"}
             elif op == "observe":
                 reply = _observe(state, message)
+            elif op == "grade":
+                reply = _grade(state, message)
             else:
                 reply = {"op": "error", "message": f"unknown op {op!r}"}
         except Exception as exc:  # report and keep serving; the grader decides what to do
