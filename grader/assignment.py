@@ -16,6 +16,9 @@ from typing import Any
 from grader.errors import AssignmentConfigError, AssignmentNotFoundError
 
 CONFIG_NAME = "assignment.toml"
+# How the student's training_loop is called: by keyword, as the lecture does, when every
+# parameter it requires has one of the signature's names (else by position); or always by position.
+LOOP_CALLS = ("keyword", "positional")
 FIXTURES_NAME = "fixtures.json"
 
 # Maximum points of each check when the config does not set them, and whether students see it
@@ -91,6 +94,7 @@ class Assignment:
     num_classes: int
     loop_function: str
     loop_signature: tuple[str, ...]
+    loop_call: str  # "keyword": as the lecture calls it, when the names allow; "positional": in signature order
     shape_batch_sizes: tuple[int, ...]
     data: DataSettings
     training: TrainingSettings
@@ -122,6 +126,7 @@ class Assignment:
             "num_classes": self.num_classes,
             "loop_function": self.loop_function,
             "loop_signature": list(self.loop_signature),
+            "loop_call": self.loop_call,
             "shape_batch_sizes": list(self.shape_batch_sizes),
             "data": _plain(asdict(self.data)),
             "training": asdict(self.training),
@@ -226,7 +231,10 @@ def load_assignment(folder: Path | str) -> Assignment:
     loop = _Section(path, raw, "loop")
     loop_function = loop.get("function_name", str, "training_loop")
     loop_signature = tuple(loop.get("signature", list, ["n_epochs", "optimizer", "model", "loss_fn", "train_loader"]))
+    loop_call = loop.get("call", str, "keyword")
     loop.finish()
+    if loop_call not in LOOP_CALLS:
+        raise AssignmentConfigError(path, f"must be one of {', '.join(map(repr, LOOP_CALLS))}, got {loop_call!r}", key="loop.call")
     allowed_args = {"n_epochs", "optimizer", "model", "loss_fn", "train_loader"}
     if sorted(loop_signature) != sorted(allowed_args):
         raise AssignmentConfigError(
@@ -283,6 +291,7 @@ def load_assignment(folder: Path | str) -> Assignment:
         num_classes=num_classes,
         loop_function=loop_function,
         loop_signature=loop_signature,
+        loop_call=loop_call,
         shape_batch_sizes=shape_batch_sizes,
         data=data,
         training=training,

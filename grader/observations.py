@@ -51,6 +51,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "steps": int,
         "zero_grad_calls": int,
         "loss_calls": int,
+        # how the loop was called: "keyword" or "position", its own parameter names ([] when
+        # unreadable), and those it requires that the call could not give
+        "call": {"by": str, "parameters": ("list", str, 64), "unfilled": ("list", str, 64)},
         **_LOSS_CURVE,
     },
     "done": {},

@@ -138,6 +138,7 @@ def finish(prepared: PreparedSubmission, raw: dict[str, Any], assignment: Assign
             result.output[f"{name} stderr"] = group.stderr
 
     outcomes = {name: check(groups, expected, assignment) for name, check in CHECKS.items()}
+    result.notes.extend(f"{name}: {note}" for name, outcome in outcomes.items() for note in outcome.notes)
     result.checks = score_outcomes(outcomes, assignment)
     result.errors.extend(c.error for c in result.checks if c.error)
     result.seconds = time.monotonic() - prepared.started

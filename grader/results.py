@@ -77,7 +77,8 @@ class SubmissionResult:
         # a check's group is its name's prefix ("loop.trains").
         hidden_groups = {c.name.split(".", 1)[0] for c in self.checks} - {c.name.split(".", 1)[0] for c in view.checks}
         view.output = {key: text for key, text in view.output.items() if key.split(" ", 1)[0] not in hidden_groups}
-        view.notes = [note for note in view.notes if note.split(": ", 1)[0] not in hidden_groups]
+        hidden = hidden_groups | {c.name for c in self.checks if not c.public}  # notes start "<group>: " or "<check>: "
+        view.notes = [note for note in view.notes if note.split(": ", 1)[0] not in hidden]
         return view
 
     def to_json(self) -> dict[str, Any]:

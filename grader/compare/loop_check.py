@@ -25,6 +25,16 @@ def check_loop_trains(student: dict[str, GroupObservations], expected: Expectati
     if not seen["callable"]:
         return Outcome.failed(f"{name} is defined, but is not a function", error=f"{name} is not a function")
 
+    call = seen["call"]
+    signature = list(assignment.loop_signature)
+    if call["unfilled"]:
+        missing = ", ".join(f"'{p}'" for p in call["unfilled"])
+        reason = (
+            f"{name} requires {missing} with no default value, but the assignment calls it with "
+            f"({', '.join(signature)}) only: give {'it' if len(call['unfilled']) == 1 else 'them'} a default "
+            f"(e.g. {call['unfilled'][0]}=None) or leave {'it' if len(call['unfilled']) == 1 else 'them'} out"
+        )
+        return Outcome.failed(reason, error=f"{name} requires {missing}, which the assignment does not give")
     failures = _criteria_failures(seen, name, assignment.training.min_loss_drop)
     passed = [c for c in CRITERIA if c not in failures]
     error = f"{name} raised {seen['error']}" if seen["error"] else None
@@ -37,7 +47,19 @@ def check_loop_trains(student: dict[str, GroupObservations], expected: Expectati
         list(dict.fromkeys(failures[c] for c in CRITERIA if c in failures)),
         error=error,
         details={**counts, **curves},
+        notes=_call_notes(call, name, signature),
     )
+
+
+def _call_notes(call: dict[str, Any], name: str, signature: list[str]) -> list[str]:
+    """Say how the loop was called when its parameters are not the assignment's, as written."""
+    own = [p for p in call["parameters"] if p in signature] if call["by"] == "keyword" else call["parameters"][: len(signature)]
+    if not call["parameters"] or own == signature:
+        return []
+    takes = f"your {name} takes ({', '.join(call['parameters'])})"
+    if call["by"] == "keyword":
+        return [f"{takes}; it was called by keyword as the lecture does ({', '.join(f'{p}=...' for p in signature)}), so the order does not matter"]
+    return [f"{takes}; it was called with the assignment's arguments by position, in the order ({', '.join(signature)})"]
 
 
 def _criteria_failures(seen: dict[str, Any], name: str, min_drop: float) -> dict[str, str]:

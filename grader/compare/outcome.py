@@ -12,6 +12,7 @@ class Outcome:
     reasons: list[str] = field(default_factory=list)  # why points were lost, for the student
     error: str | None = None  # short cause when something went wrong rather than being wrong
     details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # worth knowing, but cost no points
 
     @classmethod
     def passed(cls, **details: Any) -> "Outcome":

@@ -9,6 +9,7 @@ cleared when every parameter's `.grad` is None or zero as a new backward pass re
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 from typing import Any, Iterator
 
@@ -101,6 +102,25 @@ def _loop_model(ctx: ProbeContext) -> nn.Module:
     return ctx.reference[ctx.settings["model_class"]]()
 
 
+def plan_call(function: Any, signature: list[str], mode: str) -> dict[str, Any]:
+    """How to call the student's loop: by keyword, as the lecture does, when every parameter it
+    requires has one of the assignment's names; else by position in the assignment's order.
+    Also its own parameter names, and those it requires that neither way can give."""
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (a builtin, a C function): as the caller wrote it
+        return {"by": "position", "parameters": [], "unfilled": []}
+    named = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    required = [p for p in parameters if p.kind in named and p.default is inspect.Parameter.empty]
+    by_name = all(p.name in signature and p.kind is not inspect.Parameter.POSITIONAL_ONLY for p in required)
+    names = [p.name for p in parameters if p.kind in named]
+    if mode == "keyword" and by_name:
+        return {"by": "keyword", "parameters": names, "unfilled": []}
+    positional = [p for p in parameters if p.kind in named[:2]]
+    unfilled = [p.name for p in required if p.kind is inspect.Parameter.KEYWORD_ONLY or positional.index(p) >= len(signature)]
+    return {"by": "position", "parameters": names, "unfilled": unfilled}
+
+
 def observe_loop(ctx: ProbeContext) -> None:
     settings = ctx.settings
     training = settings["training"]
@@ -124,8 +144,15 @@ def observe_loop(ctx: ProbeContext) -> None:
     }
     seen["initial_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
     seen["error"] = None
+    call = plan_call(function, settings["loop_signature"], settings["loop_call"])
+    seen["call"] = call
     try:
-        function(*(arguments[name] for name in settings["loop_signature"]))
+        if call["unfilled"]:
+            raise TypeError(f"missing required argument{'s' if len(call['unfilled']) > 1 else ''} {', '.join(map(repr, call['unfilled']))}")
+        if call["by"] == "keyword":
+            function(**arguments)
+        else:
+            function(*(arguments[name] for name in settings["loop_signature"]))
     except BaseException as exc:
         seen["error"] = ctx.describe(exc)
     try:
