@@ -79,7 +79,7 @@ class Limits:
     max_processes: int = 64
     read_timeout_s: float = 20.0  # reading and extracting one submission, in a child
     max_submission_mb: int = 64  # larger files are not read at all (notebooks with many plots run to tens of MB)
-    max_cell_kb: int = 1024  # longer code cells are skipped with a note
+    max_cell_kb: int = 256  # longer code cells are skipped with a note (IPython reads ~100 KB a second)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ cell the parser cannot take is skipped with a note, like a cell with a syntax er
 from __future__ import annotations
 
 import ast
+import bisect
 import builtins
+import math
 import re
 import symtable
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from typing import Any, Callable, Iterable
 
 from IPython.core.inputtransformer2 import TransformerManager
 
-from grader.load import SourceCell
+from grader.load import SourceCell, python_lines
 
 # Cell magics whose body is ordinary Python that runs in the notebook's namespace.
 _PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
@@ -148,21 +150,10 @@ def extract_definitions(
     skipped: dict[str, str] = {}  # title -> source of each cell that could not be used
     statements = _parse_cells(cells, program, max_cell_chars, skip or {}, progress or (lambda label: None), skipped)
     aliases = _import_aliases(statements)
-
-    last_binding: dict[str, _Statement] = {}
-    patches: dict[str, list[_Statement]] = {}
-    star_imports: list[_Statement] = []
-    for stmt in statements:
-        if isinstance(stmt.node, ast.ImportFrom) and any(a.name == "*" for a in stmt.node.names):
-            star_imports.append(stmt)
-        for name in _bound_names(stmt.node):
-            last_binding[name] = stmt
-        for name in _patched_names(stmt.node):
-            patches.setdefault(name, []).append(stmt)
-
-    kept: dict[int, _Statement] = {s.order: s for s in star_imports}
-    pending: list[tuple[str, str | None]] = [(name, None) for name in roots]
-
+    bindings = _Bindings(statements)
+    kept: dict[int, _Statement] = {s.order: s for s in statements if _is_star_import(s.node)}
+    # (name, position it is read at, who reads it): roots are read after the whole notebook ran.
+    pending: list[tuple[str, float, str | None]] = [(name, math.inf, None) for name in roots]
     unparsable: set[int] = set()
 
     def keep(stmt: _Statement, name: str) -> None:
@@ -171,29 +162,34 @@ def extract_definitions(
         if progress:
             progress(stmt.cell_title)
         try:
-            references = _global_references(stmt)
+            at_definition, at_call = _global_references(stmt)
         except PARSER_FAILURES as exc:
             unparsable.add(stmt.order)
             program.note_problem(f"{stmt.where}: the definition of '{name}' {parser_failure(exc)}; it was skipped")
             return
         kept[stmt.order] = stmt
-        for ref in sorted(references):
-            if ref not in _BUILTIN_NAMES or ref in last_binding:
-                pending.append((ref, f"'{name}' ({stmt.where})"))
+        user = f"'{name}' ({stmt.where})"
+        # A class statement, a decorator, a default argument or a setting reads names as it runs,
+        # where it stands in the notebook; a function body reads them when it is called.
+        for refs, position in ((at_definition, stmt.order), (at_call, math.inf)):
+            for ref in sorted(refs):
+                if ref not in _BUILTIN_NAMES or bindings.defines(ref):
+                    pending.append((ref, position, user))
 
-    seen: set[str] = set()
+    seen: set[tuple[str, int | None]] = set()
     while pending:
-        name, user = pending.pop(0)
-        if name in seen:
+        name, position, user = pending.pop(0)
+        stmt = bindings.live(name, position)
+        if (name, stmt and stmt.order) in seen:
             continue
-        seen.add(name)
-        stmt = last_binding.get(name)
-        mentions = [title for title, text in skipped.items() if re.search(rf"\b{re.escape(name)}\b", text)]
-        if stmt is None and user is not None and mentions and name not in patches:
-            program.notes.append(
-                f"{user} uses '{name}', which no cell the grader could read defines; "
-                f"the skipped {', '.join(mentions)} mentions it"
-            )
+        seen.add((name, stmt and stmt.order))
+        if stmt is None and user is not None and not bindings.defines(name) and not bindings.patched(name):
+            mentions = _mentioned_in(name, skipped)
+            if mentions:
+                program.notes.append(
+                    f"{user} uses '{name}', which no cell the grader could read defines; "
+                    f"the skipped {', '.join(mentions)} mentions it"
+                )
         if stmt is not None:
             if not _is_definition_only(stmt.node, aliases):
                 if user is not None:
@@ -204,12 +200,53 @@ def extract_definitions(
                 continue
             keep(stmt, name)
         # `Net.forward = forward` after the class: part of the definition, as when run top to bottom.
-        for patch in patches.get(name, []):
-            if (stmt is None or patch.order > stmt.order) and _is_definition_only(patch.node, aliases):
+        for patch in bindings.patches_after(name, stmt, position):
+            if _is_definition_only(patch.node, aliases):
                 keep(patch, name)
 
     program.units = [ProgramUnit(s.source, s.filename, s.line) for _, s in sorted(kept.items())]
     return program
+
+
+def _mentioned_in(name: str, skipped: dict[str, str]) -> list[str]:
+    """Titles of the skipped cells whose text has `name` as a word."""
+    word = re.compile(rf"\b{re.escape(name)}\b")
+    return [title for title, text in skipped.items() if name in text and word.search(text)]
+
+
+class _Bindings:
+    """Where each name is bound, and changed in place, in notebook order."""
+
+    def __init__(self, statements: list[_Statement]) -> None:
+        self._bound: dict[str, list[_Statement]] = {}
+        self._patches: dict[str, list[_Statement]] = {}
+        for stmt in statements:
+            for name in _bound_names(stmt.node):
+                self._bound.setdefault(name, []).append(stmt)
+            for name in _patched_names(stmt.node):
+                self._patches.setdefault(name, []).append(stmt)
+
+    def defines(self, name: str) -> bool:
+        return name in self._bound
+
+    def patched(self, name: str) -> bool:
+        return name in self._patches
+
+    def live(self, name: str, position: float) -> _Statement | None:
+        """The binding of `name` in force just before `position` (a statement's order), as when
+        the notebook runs top to bottom; None when there is none yet."""
+        found = self._bound.get(name, [])
+        index = bisect.bisect_left([s.order for s in found], position)
+        return found[index - 1] if index else None
+
+    def patches_after(self, name: str, binding: _Statement | None, position: float) -> list[_Statement]:
+        """Changes to `name` made after `binding` and before `position`."""
+        start = binding.order if binding is not None else -1
+        return [p for p in self._patches.get(name, []) if start < p.order < position]
+
+
+def _is_star_import(node: ast.stmt) -> bool:
+    return isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
 
 
 # ---------------------------------------------------------------- parsing cells
@@ -236,7 +273,7 @@ def _parse_cells(
             program.note_problem(
                 f"{label} holds {_size(len(cell.source))} of code, over the {_size(max_cell_chars)} limit for one cell; this cell was skipped"
             )
-            skipped[label] = cell.source
+            skipped[label] = ""  # too large to search for the names it might define
             continue
         progress(label)
         try:
@@ -263,7 +300,7 @@ def _cell_statements(cell: SourceCell, transformer: TransformerManager, first_or
     except SyntaxError as exc:
         exc.line_shift = line_shift  # type: ignore[attr-defined]
         raise
-    lines = source.splitlines(keepends=True)
+    lines = python_lines(source)
     shared_lines = _lines_with_several_statements(tree.body)
     statements = []
     for node in tree.body:
@@ -280,7 +317,11 @@ def _cell_statements(cell: SourceCell, transformer: TransformerManager, first_or
     return statements
 
 
-def _plain_python(source: str, transformer: TransformerManager) -> tuple[str, int]:
+# `%%time` inside `%%capture` is real; deeper nesting is not, and each level costs a transform.
+_MAX_NESTED_CELL_MAGICS = 8
+
+
+def _plain_python(source: str, transformer: TransformerManager, depth: int = 0) -> tuple[str, int]:
     """Turn IPython syntax into Python with IPython's own transformer; unwrap `%%time`-style cells.
 
     Returns the source and how many lines the cell's own numbering is ahead of it.
@@ -304,8 +345,9 @@ def _plain_python(source: str, transformer: TransformerManager) -> tuple[str, in
             and len(call.args) == 3
             and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in call.args)
             and call.args[0].value in _PYTHON_CELL_MAGICS
+            and depth < _MAX_NESTED_CELL_MAGICS
         ):
-            body, shift = _plain_python(call.args[2].value, transformer)
+            body, shift = _plain_python(call.args[2].value, transformer, depth + 1)
             return body, shift + 1
     return text, 0
 
@@ -387,25 +429,34 @@ def _patched_names(node: ast.stmt) -> set[str]:
     return found
 
 
-def _global_references(stmt: _Statement) -> set[str]:
-    """Module-level names the statement reads, now or when its functions run (via symtable)."""
+def _global_references(stmt: _Statement) -> tuple[set[str], set[str]]:
+    """Module-level names the statement reads (via symtable): as it runs (base classes,
+    decorators, default arguments, class bodies, comprehensions, the value of a setting), and
+    when its functions are called later (function and lambda bodies)."""
     try:
         table = symtable.symtable(ast.unparse(stmt.node), stmt.filename, "exec")
     except SyntaxError:
-        return set()
-    refs: set[str] = set()
+        return set(), set()
+    at_definition: set[str] = set()
+    at_call: set[str] = set()
 
-    def visit(t: symtable.SymbolTable, top: bool) -> None:
+    def visit(t: symtable.SymbolTable, top: bool, now: bool) -> None:
         for sym in t.get_symbols():
             if not sym.is_referenced():
                 continue
             if (top and not sym.is_imported()) or (not top and sym.is_global()):
-                refs.add(sym.get_name())
+                (at_definition if now else at_call).add(sym.get_name())
         for child in t.get_children():
-            visit(child, False)
+            runs_now = child.get_type() == "class" or child.get_name() in _COMPREHENSIONS
+            visit(child, False, now and runs_now)
 
-    visit(table, True)
-    return refs - _bound_names(stmt.node)
+    visit(table, True, True)
+    if isinstance(stmt.node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        at_definition.discard(stmt.node.name)  # the name is bound by the statement itself, after it runs
+    return at_definition, at_call
+
+
+_COMPREHENSIONS = {"listcomp", "setcomp", "dictcomp", "genexpr"}
 
 
 def _import_aliases(statements: list[_Statement]) -> dict[str, str]:

@@ -54,6 +54,15 @@ class SourceCell:
         return f"{self.label}, line {self.first_line + line - 1}"
 
 
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def python_lines(text: str) -> list[str]:
+    """The lines of `text` as Python's parser counts them (ends kept): only \\n, \\r\\n and \\r
+    end a line, where str.splitlines also breaks at form feeds and Unicode separators."""
+    return _LINE.findall(text)
+
+
 def _ignored(name: str) -> bool:
     """Hidden files, checkpoint and cache folders, editor backups."""
     return name.startswith(".") or name.startswith("__") or name.endswith("~")
@@ -151,6 +160,8 @@ def _notebook_cells(path: Path, raw: bytes) -> list[SourceCell]:
         ) from None
     except RecursionError:
         raise InvalidNotebookError(path, "not a notebook: its JSON is nested too deeply to read") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise InvalidNotebookError(path, f"not a notebook: unreadable JSON ({exc})") from None
     try:
         notebook = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
         major = int(notebook.get("nbformat", 0))
@@ -159,7 +170,7 @@ def _notebook_cells(path: Path, raw: bytes) -> list[SourceCell]:
         elif major > 4:
             raise ValueError(f"nbformat {major} is newer than this grader understands")
     except Exception as exc:  # nbformat raises many types for structurally wrong notebooks
-        raise InvalidNotebookError(path, f"not a notebook: {exc}") from None
+        raise InvalidNotebookError(path, f"not a notebook: {str(exc) or type(exc).__name__}") from None
     cells = notebook.get("cells")
     if not isinstance(cells, list):
         raise InvalidNotebookError(path, "not a notebook: it has no list of cells")
@@ -177,12 +188,12 @@ def _script_cells(path: Path, raw: bytes) -> list[SourceCell]:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
         text = raw.decode(encoding)
-    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
-        detail = exc.reason if isinstance(exc, UnicodeDecodeError) else str(exc)
+    except (SyntaxError, UnicodeError, LookupError) as exc:
+        detail = exc.reason if isinstance(exc, UnicodeDecodeError) else str(exc) or type(exc).__name__
         raise UnreadableScriptError(path, f"not readable as Python source ({detail}); save it as UTF-8") from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.splitlines(keepends=True)
+    lines = python_lines(text)
     cells: list[SourceCell] = []
     start = 0
     for i, line in enumerate(lines):

@@ -34,7 +34,7 @@ SWAPPED = loop_taking("n_epochs, model, optimizer, loss_fn, train_loader")
 RENAMED = loop_taking("epochs, opt, net, criterion, loader", epochs="epochs", optimizer="opt", model="net", loss_fn="criterion", loader="loader")
 RENAMED_REORDERED = loop_taking("epochs, net, opt, criterion, loader", epochs="epochs", optimizer="opt", model="net", loss_fn="criterion", loader="loader")
 EXTRA_REQUIRED = loop_taking(f"{LECTURE_ORDER}, device")
-EXTRA_WITH_DEFAULT = loop_taking(f"n_epochs, model, optimizer, loss_fn, train_loader, device='cpu', log_every=10")
+EXTRA_WITH_DEFAULT = loop_taking("n_epochs, model, optimizer, loss_fn, train_loader, device='cpu', log_every=10")
 
 
 def _loop_notes(result) -> list[str]:

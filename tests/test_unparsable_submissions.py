@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 import variants as v
-from conftest import FULL, ROOT, points
+from conftest import FULL, points
 from grader.assignment import Assignment
 from grader.commands.notebook_selfcheck import _ran
 from grader.commands.run import run
