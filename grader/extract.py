@@ -1,9 +1,12 @@
 """Stage 2, extract: pull the definitions a check needs out of a notebook, without running it.
 
-From the code cells we keep imports, class and function definitions (the last one of each name
-wins, as when a notebook runs top to bottom) and the top-level assignments those definitions
-read (`device = torch.device(...)`, `N_CHANS = 16`), found by following names from the roots
-(`Net`, `training_loop`). Top-level work — dataset downloads, training, plotting, printing — is
+From the code cells we keep imports, class and function definitions and the top-level
+assignments those definitions read (`device = torch.device(...)`, `N_CHANS = 16`), found by
+following names from the roots (`Net`, `training_loop`) as the notebook would bind them running
+top to bottom: a name read as a statement runs (a base class, a decorator, a default argument,
+a class body, a setting's value) is the binding in force where that statement stands; a name
+read in a function body, and a root, is the last binding. Statements of an
+`if __name__ == "__main__":` block count as top level. Top-level work — dataset downloads, training, plotting, printing — is
 never kept. An assignment is kept only if evaluating it is cheap and harmless: literals,
 arithmetic, and calls on an allow-list (`torch.device`, `torch.nn.*`, `int`, ...).
 
@@ -21,6 +24,7 @@ import builtins
 import math
 import re
 import symtable
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -301,20 +305,53 @@ def _cell_statements(cell: SourceCell, transformer: TransformerManager, first_or
         exc.line_shift = line_shift  # type: ignore[attr-defined]
         raise
     lines = python_lines(source)
-    shared_lines = _lines_with_several_statements(tree.body)
+    body = _top_level(tree.body)
+    shared_lines = _lines_with_several_statements(body)
     statements = []
-    for node in tree.body:
+    for node in body:
         start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         end = node.end_lineno or node.lineno
-        if shared_lines & set(range(start, end + 1)):
+        text = "".join(lines[start - 1 : end])
+        if node.col_offset:  # from inside a main guard: its own text, dedented, where that parses
+            text = textwrap.dedent(text)
+        if shared_lines & set(range(start, end + 1)) or (node.col_offset and not _parses(text)):
             text = ast.unparse(node) + "\n"
-        else:
-            text = "".join(lines[start - 1 : end])
         line_in_cell = start + line_shift
         line = line_in_cell if cell.is_notebook else cell.first_line + line_in_cell - 1
         order = first_order + len(statements)
         statements.append(_Statement(node, text, cell.label, line, cell.where(line_in_cell), order, cell.title))
     return statements
+
+
+def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements that run at top level when the notebook or script runs: those of an
+    `if __name__ == "__main__":` block count, as they run there too (`__name__` is "__main__"
+    in a notebook and in a script run as one). Extraction then keeps its safe settings, like
+    `device = ...`, and never its training."""
+    statements: list[ast.stmt] = []
+    for node in body:
+        if _is_main_guard(node):
+            statements.extend(_top_level(node.body))  # type: ignore[attr-defined]
+        else:
+            statements.append(node)
+    return statements
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare) or len(node.test.ops) != 1:
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return isinstance(node.test.ops[0], ast.Eq) and names == ["__name__"] and values == ["__main__"]
+
+
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except SyntaxError:
+        return False
+    return True
 
 
 # `%%time` inside `%%capture` is real; deeper nesting is not, and each level costs a transform.
