@@ -168,3 +168,14 @@ def test_student_folder_submission_gets_full_marks(grade, tmp_path, cifar2):
     [submission] = discover_submissions(tmp_path / "subs", cifar2.notebook)
     assert submission.student == "grace" and submission.path.name == "cifar2_cnn.ipynb"
     assert points(grade(submission.path, student=submission.student)) == FULL
+
+
+def test_an_exception_in_forward_is_named_in_the_error_column(grade, tmp_path):
+    result = grade(v.write_notebook(tmp_path / "hardcoded.ipynb", v.notebook_cells(v.NET_HARDCODED_BATCH)))
+    assert "forward failed at batch size 1: RuntimeError: shape '[64, 512]' is invalid for input of size 512 (in forward, cell 4, line 12)" in result.error
+    assert "forward failed at batch size 7: RuntimeError:" in result.error
+
+
+def test_wrong_values_without_an_exception_leave_the_error_column_empty(grade, tmp_path):
+    result = grade(v.write_notebook(tmp_path / "relu.ipynb", v.notebook_cells(v.NET_RELU)))
+    assert points(result)["net.forward"] == 0 and result.error == ""

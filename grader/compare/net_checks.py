@@ -194,7 +194,9 @@ def check_net_shapes(student: dict[str, GroupObservations], expected: Expectatio
             reasons.append(f"batch size {batch}: {problem}")
         else:
             passed += 1
-    return Outcome(passed / len(batches), reasons)
+    # An exception in the student's forward belongs in the error column, like any other.
+    raised = [f"forward failed at batch size {b}: {group.traces[b]['error']}" for b in batches if b in group.traces and group.traces[b]["error"]]
+    return Outcome(passed / len(batches), reasons, error="; ".join(raised) or None)
 
 
 def _shape_problem(mine: dict[str, Any] | None, theirs: dict[str, Any]) -> str | None:
