@@ -2,7 +2,7 @@
 
 A stored result is keyed by what decided it: the student, the graded file (its path in the
 submissions folder and the sha256 of its bytes) and a fingerprint of the assignment's settings,
-limits and points, the reference solution's bytes and the grader's version. When any of these
+limits and points, the reference solution's bytes and the grader's version and source. When any of these
 changes, the stored result no longer applies and the submission is graded again.
 
 Each result is committed on its own (WAL journal, full sync), so a `grader run` that is
@@ -15,6 +15,7 @@ code, and never writes the CSV or feedback: the report writers do, from what it 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -74,7 +75,8 @@ class GradebookKey:
 
 def grading_fingerprint(assignment: Assignment, reference_path: Path) -> str:
     """Changes when anything that decides a score changes: the settings the probes use, the
-    limits, each check's points and visibility, the reference's bytes, the grader's version."""
+    limits, each check's points and visibility, the reference's bytes, the grader's version and
+    its source."""
     try:
         reference = hashlib.sha256(reference_path.read_bytes()).hexdigest()
     except OSError:
@@ -85,8 +87,21 @@ def grading_fingerprint(assignment: Assignment, reference_path: Path) -> str:
         "checks": [[name, check.points, check.public] for name, check in assignment.checks.items()],
         "reference": reference,
         "grader": __version__,
+        "grader_source": grader_source_hash(),
     }
     return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=None)
+def grader_source_hash() -> str:
+    """sha256 of this grader's own source: an upgrade, or a local fix, regrades what the old
+    code decided; an unchanged grader reuses. Read once per process."""
+    return source_digest(Path(__file__).resolve().parent)
+
+
+def source_digest(package: Path) -> str:
+    """sha256 of every .py file of a package folder, by relative name."""
+    return _files_digest(package, sorted(package.rglob("*.py")))
 
 
 def submission_key(submission: Submission, submissions_dir: Path, fingerprint: str) -> GradebookKey:
@@ -100,17 +115,22 @@ def submission_key(submission: Submission, submissions_dir: Path, fingerprint: s
 def content_hash(path: Path) -> str:
     """sha256 of a file's bytes (what `sha256sum` prints). For a folder that gave no file to
     grade (none, or several): of every file's relative name and bytes, so any change there counts."""
-    digest = hashlib.sha256()
     try:
         if not path.is_dir():
             with open(path, "rb") as f:
                 return hashlib.file_digest(f, "sha256").hexdigest()
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            name = file.relative_to(path).as_posix().encode()
-            data = file.read_bytes()
-            digest.update(b"%d:%s%d:" % (len(name), name, len(data)) + data)
+        return _files_digest(path, sorted(p for p in path.rglob("*") if p.is_file()))
     except OSError as exc:  # graded as unreadable; a file that becomes readable hashes differently
         return f"unreadable: {exc.strerror}"
+
+
+def _files_digest(root: Path, files: list[Path]) -> str:
+    """sha256 over each file's name relative to `root` and its bytes, length-prefixed."""
+    digest = hashlib.sha256()
+    for file in files:
+        name = file.relative_to(root).as_posix().encode()
+        data = file.read_bytes()
+        digest.update(b"%d:%s%d:" % (len(name), name, len(data)) + data)
     return digest.hexdigest()
 
 

@@ -363,3 +363,21 @@ def test_an_sqlite_file_of_another_program_or_a_newer_grader_is_refused(tmp_path
     connection.close()
     with pytest.raises(GradebookError, match=f"{newer}: made by a newer grader"):
         Gradebook(newer)
+
+
+def test_a_change_to_the_graders_own_source_changes_the_fingerprint(tmp_path, monkeypatch):
+    # An upgraded or patched grader regrades what the old code decided; the same code reuses.
+    package = tmp_path / "grader"
+    shutil.copytree(ROOT / "grader", package, ignore=shutil.ignore_patterns("__pycache__"))
+    installed = gradebook_module.grader_source_hash()
+    assert gradebook_module.source_digest(package) == installed
+    assignment, reference = load_assignment(ROOT / "assignments" / "cifar2"), REFERENCE
+    base = grading_fingerprint(assignment, reference)
+    assert grading_fingerprint(assignment, reference) == base
+
+    scoring = package / "compare" / "loop_check.py"
+    scoring.write_text(scoring.read_text() + "\n# a local fix\n")
+    changed = gradebook_module.source_digest(package)
+    assert changed != installed
+    monkeypatch.setattr(gradebook_module, "grader_source_hash", lambda: changed)
+    assert grading_fingerprint(assignment, reference) != base
