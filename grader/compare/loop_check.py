@@ -1,7 +1,11 @@
-"""The training_loop check: five equal criteria, each earning its share of the points."""
+"""The training_loop check: six criteria, each earning its weight's share of the points.
+
+Never imports torch or student code: it reads the loop probe's validated observation.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from grader.assignment import Assignment
@@ -10,7 +14,20 @@ from grader.compare.outcome import Outcome
 from grader.expectations import Expectations
 from grader.observations import GroupObservations
 
-CRITERIA = ("runs", "clears gradients", "backward per batch", "step per batch", "loss goes down")
+# Weights, in twentieths of the check's points. The loss is the outcome the others serve, so it
+# weighs most: a loop that raised loses "runs" with it (8), one missing backward() or step() its
+# own criterion with it (8). Bugs the loss survives on the grader's short job carry 4 on their
+# own: gradients never cleared, and training on less than every batch of n_epochs epochs (a
+# `break` after the first batch, or a fixed `range(1, 3)`), which is one criterion with a reason
+# per way it went wrong.
+CRITERIA = {
+    "runs": 2,
+    "every batch of every epoch": 4,
+    "clears gradients": 4,
+    "backward per batch": 2,
+    "step per batch": 2,
+    "loss goes down": 6,
+}
 
 
 def check_loop_trains(student: dict[str, GroupObservations], expected: Expectations, assignment: Assignment) -> Outcome:
@@ -35,16 +52,23 @@ def check_loop_trains(student: dict[str, GroupObservations], expected: Expectati
             f"(e.g. {call['unfilled'][0]}=None) or leave {'it' if len(call['unfilled']) == 1 else 'them'} out"
         )
         return Outcome.failed(reason, error=f"{name} requires {missing}, which the assignment does not give")
-    failures = _criteria_failures(seen, name, assignment.training.min_loss_drop)
+    training = _training(seen)
+    failures = _criteria_failures(seen, training, name, assignment.training.min_loss_drop)
     passed = [c for c in CRITERIA if c not in failures]
     error = f"{name} raised {seen['error']}" if seen["error"] else None
-    counts = {"passed": passed, "batches": seen["batches"], "backward": len(seen["backward_cleared"]), "steps": seen["steps"]}
+    counts = {
+        "passed": passed,
+        "epochs": training.epochs,
+        "batches": training.batches,
+        "backward": len(seen["backward_cleared"]),
+        "steps": seen["steps"],
+    }
     curves = loss_curves(seen, expected)
     if expected.loop_model_spec is not None:  # the loop trained a stand-in model, not the reference Net
         curves = {k: v for k, v in curves.items() if not k.startswith("reference_")}
     return Outcome(
-        len(passed) / len(CRITERIA),
-        list(dict.fromkeys(failures[c] for c in CRITERIA if c in failures)),
+        sum(CRITERIA[c] for c in passed) / sum(CRITERIA.values()),
+        list(dict.fromkeys(reason for c in CRITERIA for reason in failures.get(c, []))),
         error=error,
         details={**counts, **curves},
         notes=_call_notes(call, name, signature),
@@ -62,18 +86,43 @@ def _call_notes(call: dict[str, Any], name: str, signature: list[str]) -> list[s
     return [f"{takes}; it was called with the assignment's arguments by position, in the order ({', '.join(signature)})"]
 
 
-def _criteria_failures(seen: dict[str, Any], name: str, min_drop: float) -> dict[str, str]:
-    failures: dict[str, str] = {}
-    batches = seen["batches"]
+@dataclass
+class _Training:
+    """The passes over train_loader that trained, as the probe recorded them."""
+
+    epochs: int  # passes that trained
+    batches: int  # batches drawn in them
+    per_epoch: list[int]  # batches drawn in each recorded pass that trained, in order
+
+
+def _training(seen: dict[str, Any]) -> _Training:
+    """An epoch is a pass over train_loader followed by a backward pass or a step before the next
+    pass began. A pass with neither is an evaluation pass (accuracy over train_loader, say): not
+    an epoch, and its batches are not training batches. When no pass trained, nothing tells them
+    apart, and every pass counts. Passes beyond those recorded count as epochs."""
+    recorded = seen["passes"]
+    trained = [p for p in recorded if p["backward"] or p["steps"]] or recorded
+    unrecorded_batches = seen["batches"] - sum(p["batches"] for p in recorded)
+    return _Training(
+        epochs=len(trained) + seen["epochs_started"] - len(recorded),
+        batches=sum(p["batches"] for p in trained) + unrecorded_batches,
+        per_epoch=[p["batches"] for p in trained],
+    )
+
+
+def _criteria_failures(seen: dict[str, Any], training: _Training, name: str, min_drop: float) -> dict[str, list[str]]:
+    """The reasons each failed criterion lost its points, by criterion."""
+    failures: dict[str, list[str]] = {}
+    batches = training.batches
     backward = len(seen["backward_cleared"])
     raised = seen["error"] is not None
     if raised:
-        failures["runs"] = f"{name} raised {seen['error']}"
+        failures["runs"] = [f"{name} raised {seen['error']}"]
     if batches == 0:
-        never = f"{name} never took a batch from train_loader"
+        never = [f"{name} never took a batch from train_loader"]
         return {**failures, **{c: never for c in CRITERIA if c != "runs"}}
     if raised and batches == 1:
-        first = f"{name} failed on its first batch, so this could not be checked"
+        first = [f"{name} failed on its first batch, so this could not be checked"]
         return {**failures, **{c: first for c in CRITERIA if c != "runs"}}
 
     def once_per_batch(count: int) -> bool:
@@ -83,19 +132,61 @@ def _criteria_failures(seen: dict[str, Any], name: str, min_drop: float) -> dict
     if backward:
         uncleared = sum(not cleared for cleared in seen["backward_cleared"][1:])
         if uncleared == backward - 1 and backward > 1:
-            failures["clears gradients"] = "gradients were never cleared: call optimizer.zero_grad() each step"
+            failures["clears gradients"] = ["gradients were never cleared: call optimizer.zero_grad() each step"]
         elif uncleared:
-            failures["clears gradients"] = f"gradients were not cleared before {uncleared} of {backward} backward passes: call optimizer.zero_grad() each step"
+            failures["clears gradients"] = [f"gradients were not cleared before {uncleared} of {backward} backward passes: call optimizer.zero_grad() each step"]
     elif not once_per_batch(seen["zero_grad_calls"]):
-        failures["clears gradients"] = f"optimizer.zero_grad() ran {seen['zero_grad_calls']} times for {batches} batches: call it once per batch"
+        failures["clears gradients"] = [f"optimizer.zero_grad() ran {seen['zero_grad_calls']} times for {batches} batches: call it once per batch"]
     if not once_per_batch(backward):
-        failures["backward per batch"] = f"loss.backward() ran {backward} times for {batches} batches: call it once per batch"
+        failures["backward per batch"] = [f"loss.backward() ran {backward} times for {batches} batches: call it once per batch"]
     if not once_per_batch(seen["steps"]):
-        failures["step per batch"] = f"optimizer.step() ran {seen['steps']} times for {batches} batches: call it once per batch"
+        failures["step per batch"] = [f"optimizer.step() ran {seen['steps']} times for {batches} batches: call it once per batch"]
+    if coverage := _coverage_problems(training, seen["n_epochs"], seen["batches_per_epoch"], raised):
+        failures["every batch of every epoch"] = coverage
     if raised:
-        failures["loss goes down"] = f"{name} did not finish, so the loss could not be judged"
+        failures["loss goes down"] = [f"{name} did not finish, so the loss could not be judged"]
     else:
         problem = loss_drop_problem(seen["initial_loss"], seen["final_loss"], min_drop)
         if problem:
-            failures["loss goes down"] = f"the loss did not go down enough ({problem})"
+            failures["loss goes down"] = [f"the loss did not go down enough ({problem})"]
     return failures
+
+
+def _coverage_problems(training: _Training, n_epochs: int, per_epoch: int, raised: bool) -> list[str]:
+    """Why the loop did not train on every batch of n_epochs epochs. A loop that raised is judged
+    on what it did before: more epochs than n_epochs, or an epoch it finished short."""
+    problems = []
+    if training.epochs > n_epochs or (training.epochs < n_epochs and not raised):
+        problems.append(
+            f"ran {_plural(training.epochs, 'epoch', 'epochs')} where n_epochs was {n_epochs}: "
+            f"train for exactly n_epochs epochs (for epoch in range(1, n_epochs + 1):)"
+        )
+    finished = training.per_epoch[:-1] if raised else training.per_epoch
+    if any(count < per_epoch for count in finished):
+        problems.append(
+            f"took {_batches_per_epoch(finished, per_epoch)}: train on every batch of train_loader "
+            f"in each epoch (for imgs, labels in train_loader:, with no break)"
+        )
+    return problems
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _batches_per_epoch(per_epoch: list[int], expected: int) -> str:
+    """'1 of 8 batches in each epoch', or by runs of epochs: '8 of 8 batches in epochs 1-3, 1 in epoch 4'."""
+    of = f"of {_plural(expected, 'batch', 'batches')}"
+    if len(set(per_epoch)) == 1:
+        return f"{per_epoch[0]} {of} in each epoch"
+    runs: list[list[int]] = []  # [first epoch, last epoch, batches], epochs counted from 1
+    for epoch, count in enumerate(per_epoch, 1):
+        if runs and runs[-1][2] == count:
+            runs[-1][1] = epoch
+        else:
+            runs.append([epoch, epoch, count])
+    parts = [
+        f"{count}{f' {of}' if i == 0 else ''} in {f'epoch {first}' if first == last else f'epochs {first}-{last}'}"
+        for i, (first, last, count) in enumerate(runs[:6])
+    ]
+    return ", ".join(parts) + (", ..." if len(runs) > 6 else "")

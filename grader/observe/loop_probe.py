@@ -1,8 +1,9 @@
 """Observe the student's training_loop driving a known-good model with instrumented parts.
 
 Counts what the loop does — batches drawn, backward passes, optimizer steps, whether gradients
-were cleared before each backward — and the model's loss before and after, with every loss the
-loop computed on the way (the loss curve). Gradients count as
+were cleared before each backward, and per pass over train_loader the batches it drew and the
+backward passes and steps that followed — and the model's loss before and after, with every loss
+the loop computed on the way (the loss curve). Gradients count as
 cleared when every parameter's `.grad` is None or zero as a new backward pass reaches it, so
 `optimizer.zero_grad()`, `model.zero_grad()` and setting grads to None all count.
 """
@@ -16,6 +17,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from grader.observations import MAX_LOADER_PASSES
 from grader.observe.context import ProbeContext, RecordingCrossEntropy, finite_or_none, mean_loss, seed_everything
 
 
@@ -27,6 +29,19 @@ class _Counts:
         self.steps = 0
         self.zero_grad_calls = 0
         self.loss_calls = 0
+        # per pass over the loader, the first MAX_LOADER_PASSES + 1 (the last one only marks
+        # where the one before ended): [batches drawn, backward passes before it, steps before it]
+        self.passes: list[list[int]] = []
+
+    def loader_passes(self) -> list[dict[str, int]]:
+        """Per pass over the loader: the batches it drew, and the backward passes and steps from
+        its start to the next pass's start (so a loop that collects the batches first and trains
+        afterwards still has them counted in the pass that drew them)."""
+        ends = [p[1:] for p in self.passes[1:]] + [[len(self.backward_cleared), self.steps]]
+        return [
+            {"batches": batches, "backward": end[0] - backward, "steps": end[1] - steps}
+            for (batches, backward, steps), end in zip(self.passes[:MAX_LOADER_PASSES], ends)
+        ]
 
 
 class _CountingLoader:
@@ -37,9 +52,14 @@ class _CountingLoader:
         self._counts = counts
 
     def __iter__(self) -> Iterator[Any]:
-        self._counts.epochs_started += 1
+        counts = self._counts
+        counts.epochs_started += 1
+        this_pass = [0, len(counts.backward_cleared), counts.steps]
+        if len(counts.passes) <= MAX_LOADER_PASSES:
+            counts.passes.append(this_pass)
         for batch in self._loader:
-            self._counts.batches += 1
+            counts.batches += 1
+            this_pass[0] += 1
             yield batch
 
     def __len__(self) -> int:
@@ -165,6 +185,7 @@ def observe_loop(ctx: ProbeContext) -> None:
         batches_per_epoch=len(loader),
         batches=counts.batches,
         epochs_started=counts.epochs_started,
+        passes=counts.loader_passes(),
         backward_cleared=counts.backward_cleared,
         steps=counts.steps,
         zero_grad_calls=counts.zero_grad_calls,
