@@ -376,9 +376,10 @@ def time_checks(config_path: str, notebook: str, repeat: int, threads: int = 1) 
 
 
 def _run_group_in_process(group: str, units: list[dict[str, Any]], config: _Config, emit: Any) -> None:
+    from grader.observe.cuda_on_cpu import mentions_gpu
     from grader.observe.group import load_units, observe_group
 
-    observe_group(group, config, load_units(units), emit)
+    observe_group(group, config, load_units(units), emit, may_ask_for_cuda=mentions_gpu(u["source"] for u in units))
 
 
 def main(argv: list[str] | None = None) -> None:

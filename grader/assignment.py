@@ -82,6 +82,11 @@ class Limits:
     max_cell_kb: int = 256  # longer code cells are skipped with a note (IPython reads ~100 KB a second)
 
 
+# Packages student code may import beyond torch, torchvision, numpy and the standard library,
+# when the assignment does not say: display only (progress bars, plots), which never decide a score.
+DEFAULT_PACKAGES = ("tqdm", "matplotlib")
+
+
 @dataclass(frozen=True)
 class Assignment:
     name: str
@@ -101,6 +106,7 @@ class Assignment:
     forward: ForwardSettings
     limits: Limits
     checks: dict[str, CheckSettings] = field(default_factory=dict)
+    packages: tuple[str, ...] = DEFAULT_PACKAGES  # [environment] packages
 
     @property
     def config_path(self) -> Path:
@@ -210,7 +216,7 @@ def load_assignment(folder: Path | str) -> Assignment:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AssignmentConfigError(path, f"not valid TOML: {exc}") from None
 
-    known = {"assignment", "model", "loop", "data", "training", "forward", "shapes", "limits", "checks"}
+    known = {"assignment", "model", "loop", "data", "training", "forward", "shapes", "limits", "checks", "environment"}
     for section in raw:
         if section not in known:
             raise AssignmentConfigError(path, "is not a known section", key=section)
@@ -280,6 +286,12 @@ def load_assignment(folder: Path | str) -> Assignment:
     )
     limits_section.finish()
 
+    environment = _Section(path, raw, "environment")
+    packages = environment.get("packages", list, list(DEFAULT_PACKAGES))
+    environment.finish()
+    if not all(isinstance(p, str) and p.isidentifier() for p in packages):
+        raise AssignmentConfigError(path, f"must be a list of importable top-level names, got {packages!r}", key="environment.packages")
+
     return Assignment(
         name=name,
         title=title,
@@ -298,6 +310,7 @@ def load_assignment(folder: Path | str) -> Assignment:
         forward=forward,
         limits=limits,
         checks=_read_checks(path, raw),
+        packages=tuple(packages),
     )
 
 

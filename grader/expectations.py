@@ -108,6 +108,7 @@ def observe_reference(
     inputs = forward_inputs(assignment)
     worker.configure(
         settings=assignment.probe_settings(),
+        packages=list(assignment.packages),
         reference_helpers=reference_helpers(cells, assignment),
         loop_model_spec=loop_model_spec,
         forward_inputs=encode_array(inputs),
@@ -142,6 +143,7 @@ def observe_reference(
 def configure_for_selfcheck(worker: Worker, assignment: Assignment, expectations: Expectations) -> None:
     worker.configure(
         settings=assignment.probe_settings(),
+        packages=list(assignment.packages),
         reference_helpers={},
         loop_model_spec=expectations.loop_model_spec,
         forward_inputs=encode_array(expectations.forward_inputs),

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 # Minimal type language for the observation schema: a Python type, a tuple of allowed types,
 # ("list", item_spec), ("list", item_spec, max_length), ("dict", value_spec), a dict of required
 # keys -> spec, or _FINITE_OR_NONE.
 _FINITE_OR_NONE = "finite number or null"  # JSON lets NaN and Infinity through; this does not
 MAX_LOSS_POINTS = 64  # points of a loss curve; the probes average neighbours to stay within it
+MAX_LOADER_PASSES = 256  # passes over train_loader recorded one by one; a loop may start more
 _INT_LIST = ("list", int)
 _LAYER = {"path": str, "type": str, "hyper": ("dict", object), "params": ("dict", _INT_LIST), "trainable": int}
 _TRACE_CALL = {**_LAYER, "output_shape": (list, type(None))}
@@ -26,6 +27,8 @@ _LOSS_CURVE = {"losses": ("list", _FINITE_OR_NONE, MAX_LOSS_POINTS), "loss_strid
 
 SCHEMA: dict[str, dict[str, Any]] = {
     "program": {"notes": ("list", str)},
+    # the first CUDA request the program made on a machine without CUDA, served by the CPU
+    "cuda_on_cpu": {"request": str},
     "reference_failed": {"notes": ("list", str)},
     "instantiate": {"defined": bool, "is_class": bool, "is_module_class": bool, "error": _OPT_STR},
     "structure": {"layers": ("list", _LAYER), "parameters": ("list", {"name": str, "shape": _INT_LIST}), "total_trainable": int},
@@ -47,6 +50,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "batches_per_epoch": int,
         "batches": int,
         "epochs_started": int,
+        # per pass over train_loader: batches drawn, then backward passes and steps until the next pass
+        "passes": ("list", {"batches": int, "backward": int, "steps": int}, MAX_LOADER_PASSES),
         "backward_cleared": ("list", bool),
         "steps": int,
         "zero_grad_calls": int,
@@ -110,6 +115,21 @@ class GroupObservations:
     def program_notes(self) -> list[str]:
         program = self.by_kind.get("program")
         return list(program["notes"]) if program else []
+
+    @property
+    def cuda_request(self) -> str | None:
+        """How the program asked for a GPU the grading machine lacks (`'cuda'`, `.cuda()`), if it did."""
+        seen = self.by_kind.get("cuda_on_cpu")
+        return seen["request"][:40] if seen else None
+
+
+def cuda_on_cpu_note(groups: Iterable[GroupObservations]) -> str | None:
+    """The one line the feedback gets when the program's CUDA requests ran on the CPU: they cost
+    nothing, but the student should know their code did not run as written."""
+    requests = list(dict.fromkeys(g.cuda_request for g in groups if g.cuda_request))
+    if not requests:
+        return None
+    return f"your code asks for a GPU ({', '.join(requests)}); the grading machine has none, so it ran on the CPU (no points lost)"
 
 
 def _signal_name(number: int) -> str:

@@ -24,6 +24,7 @@ from grader.extract import ExtractedProgram
 from grader.isolate.client import Worker
 from grader.isolate.extraction import submission_request
 from grader.load import Submission, read_submission_bytes
+from grader.observations import cuda_on_cpu_note
 from grader.results import GRADED, INVALID, SubmissionResult
 from grader.score import score_outcomes, zero_scores
 
@@ -136,6 +137,9 @@ def finish(prepared: PreparedSubmission, raw: dict[str, Any], assignment: Assign
             result.output[f"{name} stdout"] = group.stdout
         if group.stderr.strip():
             result.output[f"{name} stderr"] = group.stderr
+    gpu_note = cuda_on_cpu_note(groups.values())  # a note, never an error: no points depend on it
+    if gpu_note:
+        result.notes.append(gpu_note)
 
     outcomes = {name: check(groups, expected, assignment) for name, check in CHECKS.items()}
     result.notes.extend(f"{name}: {note}" for name, outcome in outcomes.items() for note in outcome.notes)

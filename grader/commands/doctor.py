@@ -7,6 +7,7 @@ read the current folder and home folder, and to count the processes it can see.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import resource
@@ -21,6 +22,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from grader import __version__
+from grader.assignment import Assignment, available_assignments, load_assignment
+from grader.errors import AssignmentConfigError
 from grader.isolate.bubblewrap import bwrap_command, sandbox_status
 
 _PROBE = """
@@ -112,9 +115,24 @@ def isolation_layers() -> list[Layer]:
     return layers
 
 
+def allowed_packages(assignments: list[Assignment]) -> dict[str, list[str]]:
+    """Each package some assignment lets student code import, with the assignments that do."""
+    allowed: dict[str, list[str]] = {}
+    for assignment in assignments:
+        for package in assignment.packages:
+            allowed.setdefault(package, []).append(assignment.name)
+    return dict(sorted(allowed.items()))
+
+
+def installed(package: str) -> bool:
+    """Whether student code can import it: the workers run this very Python."""
+    return importlib.util.find_spec(package) is not None
+
+
 def doctor(console: Console | None = None) -> int:
     console = console or Console()
     console.print(f"grader {__version__}, Python {sys.version.split()[0]} ({sys.executable})")
+    packages_ok = _report_packages(console)
     layers = isolation_layers()
     table = Table(title="Isolation of student code")
     table.add_column("layer")
@@ -128,4 +146,32 @@ def doctor(console: Console | None = None) -> int:
         console.print(f"[yellow]Not fully isolated: {', '.join(missing)}.[/yellow] See README, 'Security model'.")
         return 1
     console.print("[green]All isolation layers are active.[/green]")
-    return 0
+    return 0 if packages_ok else 1
+
+
+def _report_packages(console: Console) -> bool:
+    """The grading environment: packages the assignments let student code import. True if all
+    are installed."""
+    assignments = []
+    for folder in available_assignments():
+        try:
+            assignments.append(load_assignment(folder))
+        except AssignmentConfigError as exc:
+            console.print(f"[yellow]{escape(str(exc))}[/yellow]", soft_wrap=True)
+    table = Table(title="Packages student code may import (besides torch, torchvision, numpy, the standard library)")
+    table.add_column("package")
+    table.add_column("status")
+    table.add_column("allowed by", overflow="fold")
+    allowed = allowed_packages(assignments)
+    for package, names in allowed.items():
+        table.add_row(package, "[green]installed[/green]" if installed(package) else "[red]missing[/red]", escape(", ".join(names)))
+    console.print(table)
+    missing = [package for package in allowed if not installed(package)]
+    if missing:
+        console.print(
+            f"[yellow]Missing: {', '.join(missing)}.[/yellow] Install {'it' if len(missing) == 1 else 'them'} where grading runs "
+            f"(pip install {' '.join(missing)}); until then, student code that imports {'it' if len(missing) == 1 else 'them'} "
+            "fails with a message saying so.",
+            soft_wrap=True,
+        )
+    return not missing

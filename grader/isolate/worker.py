@@ -53,6 +53,10 @@ class _State:
                 where = s["data"].get("root") or "generated data"
                 detail = str(exc).replace("You can use download=True to download it", "the grader never downloads data")
                 raise RuntimeError(f"could not load the training data ({s['data']['kind']}, {where}): {detail}") from exc
+        if "packages" in message:
+            from grader.observe.headless import prepare_packages
+
+            prepare_packages(message["packages"])  # a missing one is the student's message, and doctor's
         if "reference_helpers" in message:
             self.reference_helpers = message["reference_helpers"]
         if "loop_model_spec" in message:
@@ -95,11 +99,13 @@ def _probe_body(
     def body(emit: Callable[[dict[str, Any]], None]) -> None:
         import torch
 
+        from grader.observe.cuda_on_cpu import mentions_gpu
         from grader.observe.group import load_units, observe_group
 
         assert state.settings is not None
         torch.set_num_threads(state.threads)
-        observe_group(group, state, load_units(units, module_name), emit)
+        sources = (unit["source"] for unit in units)
+        observe_group(group, state, load_units(units, module_name), emit, may_ask_for_cuda=mentions_gpu(sources))
 
     return body
 

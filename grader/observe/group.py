@@ -7,9 +7,11 @@ The one sequence every runner of the probes follows: the worker's forked child
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable, Protocol
 
 from grader.observe.context import ProbeContext
+from grader.observe.cuda_on_cpu import cuda_on_cpu
 from grader.observe.loop_probe import observe_loop
 from grader.observe.net_probes import observe_net
 from grader.observe.program import load_program
@@ -31,9 +33,22 @@ class TrustedInputs(Protocol):
     dataset: Any
 
 
-def observe_group(group: str, inputs: TrustedInputs, load_student: Callable[[], LoadedProgram], emit: Emit) -> None:
+def observe_group(
+    group: str, inputs: TrustedInputs, load_student: Callable[[], LoadedProgram], emit: Emit, *, may_ask_for_cuda: bool = True
+) -> None:
     """Run `group` on the program `load_student` loads, reporting through `emit`. The reference
-    helpers load before the student's program runs, so it cannot tamper with them first."""
+    helpers load before the student's program runs, so it cannot tamper with them first. On a
+    machine without CUDA, the program's CUDA requests run on the CPU (see cuda_on_cpu.py), unless
+    `may_ask_for_cuda` is False: its text names no GPU (`mentions_gpu`), so that costs nothing."""
+
+    def report(request: str) -> None:
+        emit({"kind": "cuda_on_cpu", "request": request})
+
+    with cuda_on_cpu(report) if may_ask_for_cuda else nullcontext():
+        _observe_group(group, inputs, load_student, emit)
+
+
+def _observe_group(group: str, inputs: TrustedInputs, load_student: Callable[[], LoadedProgram], emit: Emit) -> None:
     reference = None
     helpers = inputs.reference_helpers.get(group)
     if helpers:

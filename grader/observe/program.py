@@ -50,6 +50,12 @@ def describe_exception(exc: BaseException, filenames: set[str]) -> str:
         summary = f"SystemExit({exc.code!r}): the code called sys.exit()/exit()"
     elif isinstance(exc, MemoryError) or "can't allocate memory" in summary:
         summary = f"out of memory (over the limit): {summary}"
+    elif isinstance(exc, ModuleNotFoundError) and exc.name:
+        package = exc.name.split(".")[0]
+        summary = (
+            f"the grading environment has no package '{package}' ({summary}): remove the import, or ask your "
+            f"instructor to allow it (the assignment's [environment] packages; `grader doctor` lists what is missing)"
+        )
     location = ""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename in filenames:

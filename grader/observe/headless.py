@@ -1,0 +1,51 @@
+"""Display-only packages as a grading child runs them: no screen, no Jupyter widgets.
+
+Students wrap `train_loader` in a progress bar (`tqdm`, often `tqdm.notebook`) and draw live
+loss plots (`matplotlib`, `IPython.display.clear_output`). None of it decides a score, and none
+of it may cost one: the worker imports the packages the assignment allows once, before it forks
+(so no child pays the import, about a second for matplotlib), with matplotlib's file-only Agg
+backend, and points tqdm's notebook bars, which need ipywidgets, at its text bars (they write to
+the captured stderr).
+
+Runs in the worker before it forks; never in the grading host.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+
+def prepare_packages(packages: list[str]) -> None:
+    """Import the allowed packages that are installed, ready for children."""
+    for package in packages:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            continue  # the student whose code imports it reads why (grader/observe/program.py)
+        prepare = _PREPARE.get(package)
+        if prepare is not None:
+            prepare()
+
+
+def _matplotlib() -> None:
+    os.environ["MPLBACKEND"] = "Agg"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401  (what students import; the slow part)
+
+
+def _tqdm() -> None:
+    import tqdm.auto
+    import tqdm.notebook
+    import tqdm.std
+
+    text_bars = {"tqdm": tqdm.std.tqdm, "trange": tqdm.std.trange, "tqdm_notebook": tqdm.std.tqdm, "tnrange": tqdm.std.trange}
+    for module in (tqdm.notebook, tqdm.auto):
+        for name, bar in text_bars.items():
+            if hasattr(module, name):
+                setattr(module, name, bar)
+
+
+_PREPARE = {"matplotlib": _matplotlib, "tqdm": _tqdm}
