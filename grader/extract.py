@@ -47,6 +47,8 @@ _SAFE_CALLS = {
     "torch.device", "torch.cuda.is_available", "torch.cuda.device_count", "torch.backends.mps.is_available",
     "torch.get_default_dtype", "torch.tensor", "torch.zeros", "torch.ones", "torch.arange", "torch.full",
     "torch.linspace", "torch.eye",
+    # mixed precision on Colab: a scaler made once at top level; on the CPU it disables itself
+    "torch.cuda.amp.GradScaler", "torch.amp.GradScaler",
 }
 _SAFE_CALL_PREFIXES = ("math.", "torch.nn.")
 
@@ -187,7 +189,13 @@ def extract_definitions(
         if (name, stmt and stmt.order) in seen:
             continue
         seen.add((name, stmt and stmt.order))
-        if stmt is None and user is not None and not bindings.defines(name) and not bindings.patched(name):
+        later = bindings.first(name)
+        if stmt is None and user is not None and later is not None:
+            program.notes.append(
+                f"{user} uses '{name}', which the notebook binds only further down ({later.where}); it runs top to "
+                f"bottom, so move that line above"
+            )
+        if stmt is None and user is not None and later is None and not bindings.patched(name):
             mentions = _mentioned_in(name, skipped)
             if mentions:
                 program.notes.append(
@@ -232,6 +240,10 @@ class _Bindings:
 
     def defines(self, name: str) -> bool:
         return name in self._bound
+
+    def first(self, name: str) -> _Statement | None:
+        found = self._bound.get(name)
+        return found[0] if found else None
 
     def patched(self, name: str) -> bool:
         return name in self._patches

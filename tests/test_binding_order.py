@@ -107,3 +107,18 @@ def test_a_script_with_a_main_guard_gives_its_settings_and_never_runs_its_traini
     result = grade(path)
     assert points(result) == FULL, result.error
     assert result.error == ""
+
+
+def test_a_name_bound_only_further_down_is_named_with_where_it_is_bound(grade, tmp_path):
+    cells = v.notebook_cells()
+    cells.remove(v.IMPORTS)
+    cells.insert(cells.index(v.NET) + 1, v.IMPORTS)
+    result = grade(v.write_notebook(tmp_path / "late_imports.ipynb", cells))
+    assert points(result)["net.instantiate"] == 0
+    # Notebook cell 3 holds Net (a markdown title, then the data cell); the imports moved to cell 4.
+    assert "cell 3, line 1: NameError: name 'nn' is not defined" in result.error
+    assert "(cell 3, line 1)" not in result.error  # the place is said once
+    assert any(
+        "uses 'nn', which the notebook binds only further down (cell 4, line 8); it runs top to bottom, so move that line above" in note
+        for note in result.notes
+    ), result.notes

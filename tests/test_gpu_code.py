@@ -169,3 +169,13 @@ def test_only_programs_that_name_a_gpu_pay_for_the_mode():
     assert mentions_gpu([v.NET, TO_DEVICE_LOOP])
     assert mentions_gpu(["x = torch.zeros(3).to(0)"])
     assert mentions_gpu([v.DEVICE_LOOP])
+
+
+def test_a_mixed_precision_scaler_made_at_top_level_earns_full_marks(grade, tmp_path):
+    loop = v.LOOP.replace(
+        "            loss.backward()\n            optimizer.step()\n",
+        "            scaler.scale(loss).backward()\n            scaler.step(optimizer)\n            scaler.update()\n",
+    )
+    cells = v.notebook_cells(loop="device = torch.device('cuda')\nscaler = torch.cuda.amp.GradScaler()\n\n" + loop)
+    result = grade(v.write_notebook(tmp_path / "amp.ipynb", cells))
+    assert points(result) == FULL, result.error

@@ -23,7 +23,8 @@ def load_program(units: list[dict[str, Any]], module_name: str) -> tuple[dict[st
             ast.increment_lineno(tree, unit["line"] - 1)
             exec(compile(tree, unit["filename"], "exec"), namespace)
         except BaseException as exc:  # student code may raise anything, SystemExit included
-            notes.append(f"{unit['filename']}, line {unit['line']}: {describe_exception(exc, filenames)}")
+            where = f"{unit['filename']}, line {unit['line']}"
+            notes.append(f"{where}: {describe_exception(exc, filenames).removesuffix(f' ({where})')}")
     return namespace, notes
 
 
