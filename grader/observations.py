@@ -18,6 +18,7 @@ from typing import Any, Iterable
 _FINITE_OR_NONE = "finite number or null"  # JSON lets NaN and Infinity through; this does not
 MAX_LOSS_POINTS = 64  # points of a loss curve; the probes average neighbours to stay within it
 MAX_LOADER_PASSES = 256  # passes over train_loader recorded one by one; a loop may start more
+MAX_CALL_NAMES = 64  # parameter names of the student's training_loop reported
 _INT_LIST = ("list", int)
 _LAYER = {"path": str, "type": str, "hyper": ("dict", object), "params": ("dict", _INT_LIST), "trainable": int}
 _TRACE_CALL = {**_LAYER, "output_shape": (list, type(None))}
@@ -58,7 +59,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "loss_calls": int,
         # how the loop was called: "keyword" or "position", its own parameter names ([] when
         # unreadable), and those it requires that the call could not give
-        "call": {"by": str, "parameters": ("list", str, 64), "unfilled": ("list", str, 64)},
+        "call": {"by": str, "parameters": ("list", str, MAX_CALL_NAMES), "unfilled": ("list", str, MAX_CALL_NAMES)},
         **_LOSS_CURVE,
     },
     "done": {},

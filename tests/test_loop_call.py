@@ -136,3 +136,11 @@ def test_the_call_plan_follows_the_parameters(source, mode, by, unfilled):
     exec(source, namespace)
     plan = plan_call(namespace["f"], LECTURE_ORDER.split(", "), mode)
     assert (plan["by"], plan["unfilled"]) == (by, unfilled)
+
+
+def test_a_loop_with_very_many_parameters_is_still_observed():
+    extra = ", ".join(f"p{i}=None" for i in range(100))
+    namespace: dict = {}
+    exec(f"def f({LECTURE_ORDER}, {extra}, *, q): pass", namespace)
+    plan = plan_call(namespace["f"], LECTURE_ORDER.split(", "), "keyword")
+    assert plan["by"] == "position" and plan["unfilled"] == ["q"] and len(plan["parameters"]) == 64

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from grader.observations import MAX_LOADER_PASSES
+from grader.observations import MAX_CALL_NAMES, MAX_LOADER_PASSES
 from grader.observe.context import ProbeContext, RecordingCrossEntropy, finite_or_none, mean_loss, seed_everything
 
 
@@ -133,12 +133,12 @@ def plan_call(function: Any, signature: list[str], mode: str) -> dict[str, Any]:
     named = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     required = [p for p in parameters if p.kind in named and p.default is inspect.Parameter.empty]
     by_name = all(p.name in signature and p.kind is not inspect.Parameter.POSITIONAL_ONLY for p in required)
-    names = [p.name for p in parameters if p.kind in named]
+    names = [p.name for p in parameters if p.kind in named][:MAX_CALL_NAMES]  # the observation's schema caps them
     if mode == "keyword" and by_name:
         return {"by": "keyword", "parameters": names, "unfilled": []}
     positional = [p for p in parameters if p.kind in named[:2]]
     unfilled = [p.name for p in required if p.kind is inspect.Parameter.KEYWORD_ONLY or positional.index(p) >= len(signature)]
-    return {"by": "position", "parameters": names, "unfilled": unfilled}
+    return {"by": "position", "parameters": names, "unfilled": unfilled[:MAX_CALL_NAMES]}
 
 
 def observe_loop(ctx: ProbeContext) -> None:
