@@ -272,7 +272,7 @@ def _graded_on_cluster(
     prepared: dict[int, PreparedSubmission] = {}
 
     def request(submission: Submission) -> dict[str, Any] | None:
-        """Read on demand, so the whole class's bytes are never in memory at once."""
+        """Each file's bytes, read as its task is submitted (all tasks are submitted up front)."""
         prepared[id(submission)] = prepare(submission, assignment)
         return prepared[id(submission)].request
 

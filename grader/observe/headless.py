@@ -13,7 +13,6 @@ Runs in the worker before it forks; never in the grading host.
 from __future__ import annotations
 
 import importlib
-import os
 
 
 def prepare_packages(packages: list[str]) -> None:
@@ -29,8 +28,7 @@ def prepare_packages(packages: list[str]) -> None:
 
 
 def _matplotlib() -> None:
-    os.environ["MPLBACKEND"] = "Agg"
-    import matplotlib
+    import matplotlib  # the worker's environment already says MPLBACKEND=Agg; use() makes sure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401  (what students import; the slow part)
