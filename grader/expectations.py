@@ -170,6 +170,9 @@ def write_fixtures(expectations: Expectations, assignment: Assignment, path: Pat
             "structure": net.by_kind["structure"],
             "traces": [net.traces[b] for b in sorted(net.traces)],
             "forward": forward,
+            # The reference's forward step by step, for naming a student's differing step. Left
+            # out while net.forward is hidden: selfcheck must not reveal what that check expects.
+            "operations": net.by_kind.get("operations") if assignment.checks["net.forward"].public else None,
         },
         "forward_inputs": encode_array(expectations.forward_inputs),
         "weights": [encode_array(w) for w in expectations.weights],
@@ -194,7 +197,9 @@ def load_fixtures(assignment: Assignment, path: Path | None = None) -> Expectati
         if document.get("settings_fingerprint") != settings_fingerprint(assignment):
             raise FixturesError(f"{path}: fixtures were made for different assignment settings; {hint}")
         net = GroupObservations()
-        for kind in ("instantiate", "structure", "forward"):
+        for kind in ("instantiate", "structure", "forward", "operations"):
+            if kind == "operations" and document["net"].get(kind) is None:
+                continue  # fixtures from before operations were recorded: feedback without the step-by-step comparison
             observation = {"kind": kind, **document["net"][kind]}
             problem = validate(observation)
             if problem:

@@ -72,6 +72,9 @@ class ExtractedProgram:
     units: list[ProgramUnit] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # the notes that are problems reading the file
+    # root -> title of the cell (SourceCell.title) whose binding of it is graded: the last one.
+    # Used in the reading child to annotate that cell; not part of the JSON sent to the host.
+    defined_in: dict[str, str] = field(default_factory=dict)
 
     def source_text(self) -> str:
         """The extracted program as one readable file, for feedback and debugging."""
@@ -157,9 +160,18 @@ def extract_definitions(
     statements = _parse_cells(cells, program, max_cell_chars, skip or {}, progress or (lambda label: None), skipped)
     aliases = _import_aliases(statements)
     bindings = _Bindings(statements)
+    roots = list(roots)
+    for root in roots:
+        graded = bindings.live(root, math.inf)
+        if graded is not None:
+            program.defined_in[root] = graded.cell_title
     kept: dict[int, _Statement] = {s.order: s for s in statements if _is_star_import(s.node)}
     # (name, position it is read at, who reads it): roots are read after the whole notebook ran.
     pending: list[tuple[str, float, str | None]] = [(name, math.inf, None) for name in roots]
+    if any(not bindings.defines(name) and not bindings.patched(name) for name in roots):
+        # A graded name the notebook never binds may be there under another (`class Model(nn.Module)`,
+        # `def train(...)`): keep the other classes and functions, so the probes can say which.
+        pending += [(name, math.inf, None) for name in _other_definitions(statements, roots)]
     unparsable: set[int] = set()
 
     def keep(stmt: _Statement, name: str) -> None:
@@ -218,6 +230,19 @@ def extract_definitions(
 
     program.units = [ProgramUnit(s.source, s.filename, s.line) for _, s in sorted(kept.items())]
     return program
+
+
+MAX_OTHER_DEFINITIONS = 16
+
+
+def _other_definitions(statements: list[_Statement], roots: list[str]) -> list[str]:
+    """Top-level classes and functions besides the roots, the last ones first (at most 16)."""
+    names: list[str] = []
+    for stmt in reversed(statements):
+        node = stmt.node
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name not in roots and node.name not in names:
+            names.append(node.name)
+    return names[:MAX_OTHER_DEFINITIONS]
 
 
 def _mentioned_in(name: str, skipped: dict[str, str]) -> list[str]:

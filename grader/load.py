@@ -146,6 +146,24 @@ def cells_from_bytes(path: Path, raw: bytes) -> list[SourceCell]:
 
 
 def _notebook_cells(path: Path, raw: bytes) -> list[SourceCell]:
+    code: list[SourceCell] = []
+    for number, cell in enumerate(notebook_from_bytes(path, raw).cells, start=1):
+        if is_code_cell(cell):
+            source = cell.get("source", "")
+            if isinstance(source, list):
+                source = "".join(source)
+            code.append(SourceCell(f"cell {number}", str(source)))
+    return code
+
+
+def is_code_cell(cell: object) -> bool:
+    """A notebook cell that `cells_from_bytes` turns into a SourceCell (in order)."""
+    return isinstance(cell, dict) and cell.get("cell_type") == "code"
+
+
+def notebook_from_bytes(path: Path, raw: bytes) -> nbformat.NotebookNode:
+    """The notebook whose bytes are `raw`, upgraded to nbformat v4, with a list of cells; raises
+    InvalidNotebookError naming the cause. Untrusted text: call it only in a limited child."""
     if not raw.strip():
         raise InvalidNotebookError(path, "file is empty")
     try:
@@ -171,17 +189,9 @@ def _notebook_cells(path: Path, raw: bytes) -> list[SourceCell]:
             raise ValueError(f"nbformat {major} is newer than this grader understands")
     except Exception as exc:  # nbformat raises many types for structurally wrong notebooks
         raise InvalidNotebookError(path, f"not a notebook: {str(exc) or type(exc).__name__}") from None
-    cells = notebook.get("cells")
-    if not isinstance(cells, list):
+    if not isinstance(notebook.get("cells"), list):
         raise InvalidNotebookError(path, "not a notebook: it has no list of cells")
-    code: list[SourceCell] = []
-    for number, cell in enumerate(cells, start=1):
-        if isinstance(cell, dict) and cell.get("cell_type") == "code":
-            source = cell.get("source", "")
-            if isinstance(source, list):
-                source = "".join(source)
-            code.append(SourceCell(f"cell {number}", str(source)))
-    return code
+    return notebook
 
 
 def _script_cells(path: Path, raw: bytes) -> list[SourceCell]:

@@ -19,11 +19,22 @@ _FINITE_OR_NONE = "finite number or null"  # JSON lets NaN and Infinity through;
 MAX_LOSS_POINTS = 64  # points of a loss curve; the probes average neighbours to stay within it
 MAX_LOADER_PASSES = 256  # passes over train_loader recorded one by one; a loop may start more
 MAX_CALL_NAMES = 64  # parameter names of the student's training_loop reported
+MAX_ALTERNATIVES = 16  # other classes or functions named when the graded one is missing
+MAX_OPERATIONS = 256  # tensor operations of one forward pass recorded; a longer forward is cut short
 _INT_LIST = ("list", int)
 _LAYER = {"path": str, "type": str, "hyper": ("dict", object), "params": ("dict", _INT_LIST), "trainable": int}
 _TRACE_CALL = {**_LAYER, "output_shape": (list, type(None))}
 _OPT_STR = (str, type(None))
 _OPT_NUM = (float, int, type(None))
+_OPERATION = {
+    "op": str,
+    "module": str,  # the layer that ran it ("conv1", "model.0"), "" for the network's own forward
+    "args": ("list", (int, float, bool, list, type(None)), 8),  # non-tensor arguments, None where not shown
+    "kwargs": ("dict", (int, float, bool, list)),
+    "input_shape": (list, type(None)),
+    "output_shape": (list, type(None)),
+    "digest": ("list", _FINITE_OR_NONE, 3),  # [] when not comparable (see grader/observe/operations.py)
+}
 _LOSS_CURVE = {"losses": ("list", _FINITE_OR_NONE, MAX_LOSS_POINTS), "loss_stride": int}  # per training batch
 
 SCHEMA: dict[str, dict[str, Any]] = {
@@ -31,7 +42,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     # the first CUDA request the program made on a machine without CUDA, served by the CPU
     "cuda_on_cpu": {"request": str},
     "reference_failed": {"notes": ("list", str)},
-    "instantiate": {"defined": bool, "is_class": bool, "is_module_class": bool, "error": _OPT_STR},
+    # `alternatives`: when the class is missing, the nn.Module subclasses the program defines instead
+    "instantiate": {"defined": bool, "is_class": bool, "is_module_class": bool, "error": _OPT_STR, "alternatives": ("list", str, MAX_ALTERNATIVES)},
     "structure": {"layers": ("list", _LAYER), "parameters": ("list", {"name": str, "shape": _INT_LIST}), "total_trainable": int},
     "trace": {"batch": int, "ok": bool, "error": _OPT_STR, "calls": ("list", _TRACE_CALL), "output_shape": (list, type(None))},
     "forward": {
@@ -41,8 +53,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "weights": (list, type(None)),
         "error": _OPT_STR,
     },
+    # one forward pass, operation by operation; with the reference weights when they loaded
+    "operations": {"operations": ("list", _OPERATION, MAX_OPERATIONS), "truncated": bool, "error": _OPT_STR, "digests": bool},
     "train": {"initial_loss": _OPT_NUM, "final_loss": _OPT_NUM, "error": _OPT_STR, **_LOSS_CURVE},
-    "loop": {"defined": bool, "callable": bool},
+    # `alternatives`: when the function is missing, others that take its arguments, with their parameters
+    "loop": {"defined": bool, "callable": bool, "alternatives": ("list", str, MAX_ALTERNATIVES)},
     "loop_run": {
         "error": _OPT_STR,
         "initial_loss": _OPT_NUM,

@@ -25,6 +25,7 @@ from grader.isolate.client import Worker
 from grader.isolate.extraction import submission_request
 from grader.load import Submission, read_submission_bytes
 from grader.observations import cuda_on_cpu_note
+from grader.report.annotated_notebook import attach_annotated_notebook
 from grader.results import GRADED, INVALID, SubmissionResult
 from grader.score import score_outcomes, zero_scores
 
@@ -67,9 +68,11 @@ class PreparedSubmission:
 Observed = dict[str, Any] | Exception
 
 
-def prepare(submission: Submission, assignment: Assignment) -> PreparedSubmission:
+def prepare(submission: Submission, assignment: Assignment, *, annotate: bool = False) -> PreparedSubmission:
     """Stage 1 in the grading host: the file's bytes, nothing parsed. A missing, unreadable or
-    oversized file gives a final `invalid` result."""
+    oversized file gives a final `invalid` result. With `annotate` (`grader run`, which writes
+    feedback pages) the reading child also renders the notebook for the annotated page; the
+    request keeps the nonce its placeholders carry."""
     started = time.monotonic()
     result = SubmissionResult(student=submission.student, path=str(submission.path), status=GRADED)
     try:
@@ -78,7 +81,7 @@ def prepare(submission: Submission, assignment: Assignment) -> PreparedSubmissio
         raw = read_submission_bytes(submission.path, assignment.limits.max_submission_mb * 2**20)
     except SubmissionError as exc:
         return PreparedSubmission(submission, _invalid(result, exc.cause, assignment), None, started)
-    request = submission_request(submission.path.name, raw, [assignment.model_class, assignment.loop_function])
+    request = submission_request(submission.path.name, raw, [assignment.model_class, assignment.loop_function], annotate=annotate)
     return PreparedSubmission(submission, result, request, started)
 
 
@@ -145,13 +148,18 @@ def finish(prepared: PreparedSubmission, raw: dict[str, Any], assignment: Assign
     result.notes.extend(f"{name}: {note}" for name, outcome in outcomes.items() for note in outcome.notes)
     result.checks = score_outcomes(outcomes, assignment)
     result.errors.extend(c.error for c in result.checks if c.error)
+    annotate = prepared.request.get("annotate") if prepared.request else None
+    if isinstance(annotate, dict):  # after scoring: the findings boxes show the checks' reasons
+        attach_annotated_notebook(result, extraction.get("annotated"), annotate["nonce"], assignment)
     result.seconds = time.monotonic() - prepared.started
     return result
 
 
-def grade_submission(submission: Submission, assignment: Assignment, worker: Worker, expected: Expectations) -> SubmissionResult:
+def grade_submission(
+    submission: Submission, assignment: Assignment, worker: Worker, expected: Expectations, *, annotate: bool = False
+) -> SubmissionResult:
     """All stages for one submission, on one worker."""
-    prepared = prepare(submission, assignment)
+    prepared = prepare(submission, assignment, annotate=annotate)
     if prepared.request is None:
         return prepared.result
     return conclude(prepared, observe(prepared, worker, assignment), assignment, expected)

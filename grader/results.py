@@ -46,6 +46,9 @@ class SubmissionResult:
     output: dict[str, str] = field(default_factory=dict)  # captured stdout/stderr, by child run
     seconds: float = 0.0
     grader_failed: bool = False  # the grader failed, not the submission: `grader run` grades it again next time
+    # The student's notebook as HTML with the grader's findings after the graded definitions
+    # (grader/report/annotated_notebook.py); "" when not asked for (selfcheck) or not renderable.
+    annotated_notebook: str = ""
 
     @property
     def total(self) -> float:
@@ -73,13 +76,32 @@ class SubmissionResult:
         public_errors = {c.error for c in view.checks if c.public and c.error}
         view.checks = [c for c in view.checks if c.public]
         view.errors = [e for e in view.errors if e not in hidden_errors or e in public_errors]
-        # Output is keyed "<group> stdout", a child run's problems are noted as "<group>: ...";
-        # a check's group is its name's prefix ("loop.trains").
-        hidden_groups = {c.name.split(".", 1)[0] for c in self.checks} - {c.name.split(".", 1)[0] for c in view.checks}
+        # Output is keyed "<group> stdout": a child run that served hidden checks only is withheld.
+        hidden_groups = self._hidden_groups()
         view.output = {key: text for key, text in view.output.items() if key.split(" ", 1)[0] not in hidden_groups}
-        hidden = hidden_groups | {c.name for c in self.checks if not c.public}  # notes start "<group>: " or "<check>: "
-        view.notes = [note for note in view.notes if note.split(": ", 1)[0] not in hidden]
+        hidden = hidden_groups | {c.name for c in self.checks if not c.public}
+        view.notes = [note for note in view.notes if _note_subject(note) not in hidden]
+        view.annotated_notebook = ""  # its findings boxes cover hidden checks too
         return view
+
+    def notes_for(self, check_name: str) -> list[str]:
+        """The notes about one check: those written "<check name>: ..." ("loop.trains: ...")."""
+        return [note for note in self.notes if _note_subject(note) == check_name]
+
+    def withheld_notes(self, check_name: str) -> list[str]:
+        """The notes `public_view` drops because of this check, to show with it once hidden
+        checks are revealed: a hidden check's own notes, and its group's ("loop: ...") when every
+        check of the group is hidden. None for a public check. Every note the public view drops is
+        withheld for at least one hidden check, so nothing is lost."""
+        check = next((c for c in self.checks if c.name == check_name), None)
+        if check is None or check.public:
+            return []
+        subjects = {check_name} | ({_group(check_name)} & self._hidden_groups())
+        return [note for note in self.notes if _note_subject(note) in subjects]
+
+    def _hidden_groups(self) -> set[str]:
+        """Groups whose checks are all hidden: their child run, and its notes, serve hidden checks only."""
+        return {_group(c.name) for c in self.checks} - {_group(c.name) for c in self.checks if c.public}
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -96,3 +118,13 @@ class SubmissionResult:
 
 
 _DERIVED = ("total", "max_total", "error")
+
+
+def _group(check_name: str) -> str:
+    """A check's group is its name's prefix: "loop" for "loop.trains"; one group, one child run."""
+    return check_name.split(".", 1)[0]
+
+
+def _note_subject(note: str) -> str:
+    """What a note is about: notes of a check or a child run start "<check>: " or "<group>: "."""
+    return note.split(": ", 1)[0]

@@ -20,6 +20,8 @@ from conftest import FULL, ROOT
 from grader.commands.run import resume_command
 from grader.errors import GraderError
 from grader.report.formats import DEFAULT_FORMATS, parse_formats
+from grader.report.gradescope import gradescope_results
+from grader.results import CheckResult, SubmissionResult
 
 HIDDEN = "net.forward"  # marked `public = false` in the bundled copy of the assignment
 
@@ -112,7 +114,8 @@ def _check_spec(results: dict) -> None:
     assert isinstance(results["score"], (int, float))
     assert isinstance(results["execution_time"], int) and results["execution_time"] >= 0
     assert isinstance(results["output"], str) and results["output"]
-    assert results["visibility"] == "visible"  # students see the visible checks' scores at once
+    # The bundle hides a check, so the total waits for publication; visible tests show at once.
+    assert results["visibility"] == "after_published" and "Score:" not in results["output"]
     tests = results["tests"]
     assert [t["name"] for t in tests] == list(FULL)
     assert [t["number"] for t in tests] == [str(n) for n in range(1, len(FULL) + 1)]
@@ -133,11 +136,60 @@ def test_wrong_notebook_gets_the_reasons_on_gradescope(autograded):
     _check_spec(results)
     tests = {t["name"]: t for t in results["tests"]}
     assert tests[HIDDEN]["status"] == "failed" and tests[HIDDEN]["visibility"] == "after_published"
-    assert "check your activation functions, pooling" in tests[HIDDEN]["output"]
+    assert "your forward calls avg_pool2d 2 times where the reference calls max_pool2d" in tests[HIDDEN]["output"]
     assert tests["loop.trains"]["score"] == 16
     assert "gradients were never cleared: call optimizer.zero_grad() each step" in tests["loop.trains"]["output"]
     assert results["score"] == 100 - 20 - 4
     assert "1 more check will be shown when grades are published" in results["output"]
+
+
+# ---------------------------------------------------------------- the document, without grading
+
+SECRET_NOTE = "loop.trains: your loop calls the optimizer before loss.backward(), so it steps on stale gradients"
+
+
+def _hand_built(*, loop_public: bool) -> SubmissionResult:
+    """85 of 100 points; loop.trains (hidden unless `loop_public`) lost 15 and carries a note."""
+    checks = [CheckResult(name, points, points) for name, points in FULL.items() if name != "loop.trains"]
+    checks.append(CheckResult("loop.trains", 5, 20, public=loop_public, reasons=["the loss did not go down"]))
+    notes = ["cell 4 skipped: it downloads data", "net.forward: x.view(-1) flattens the batch too", SECRET_NOTE, "loop: the run printed 2 MB"]
+    return SubmissionResult("s", "s.ipynb", "graded", checks=checks, notes=notes)
+
+
+def test_hidden_check_hides_the_total_and_its_notes_until_published(cifar2):
+    results = gradescope_results(_hand_built(loop_public=False), cifar2)
+    assert results["visibility"] == "after_published" and results["score"] == 85  # shown once published
+    summary = results["output"]  # may be read before publication
+    assert "Score:" not in summary and "85" not in summary and "100" not in summary
+    assert "total score will be shown when grades are published" in summary
+    assert "1 more check will be shown when grades are published" in summary
+    assert "cell 4 skipped" in summary and "net.forward: x.view(-1)" in summary  # notes of public checks stay
+    assert "loop" not in summary  # neither the hidden check's note nor its child run's
+    tests = {t["name"]: t for t in results["tests"]}
+    assert {t["visibility"] for name, t in tests.items() if name != "loop.trains"} == {"visible"}
+    hidden = tests["loop.trains"]
+    assert hidden["visibility"] == "after_published"
+    assert "the loss did not go down" in hidden["output"] and SECRET_NOTE in hidden["output"]
+    assert "loop: the run printed 2 MB" in hidden["output"]  # every loop check is hidden: its group's note too
+    assert all("loop" not in t["output"] for name, t in tests.items() if name != "loop.trains")
+
+
+def test_all_public_checks_show_the_total_at_once(cifar2):
+    results = gradescope_results(_hand_built(loop_public=True), cifar2)
+    assert results["visibility"] == "visible" and {t["visibility"] for t in results["tests"]} == {"visible"}
+    assert "Score: 85 / 100" in results["output"]
+    assert "will be shown when grades are published" not in results["output"]
+    assert SECRET_NOTE in results["output"] and "loop: the run printed 2 MB" in results["output"]
+
+
+def test_a_hidden_passed_check_keeps_its_note_for_publication(cifar2):
+    result = _hand_built(loop_public=True)
+    next(c for c in result.checks if c.name == "net.forward").public = False  # full marks, one note
+    results = gradescope_results(result, cifar2)
+    forward = next(t for t in results["tests"] if t["name"] == "net.forward")
+    assert forward["output"].startswith("passed") and "net.forward: x.view(-1)" in forward["output"]
+    assert "x.view(-1)" not in results["output"] and "Score:" not in results["output"]
+    assert SECRET_NOTE in results["output"]  # loop.trains is public here
 
 
 def test_parse_formats_takes_repeats_and_comma_lists():

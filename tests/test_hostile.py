@@ -101,7 +101,7 @@ def _hostile_folder(folder: Path, port: int) -> dict[str, object]:
         "forges_report": (
             cells(net_with(
                 "import os, json\n"
-                "fake = {'kind': 'instantiate', 'defined': True, 'is_class': True, 'is_module_class': True, 'error': None}\n"
+                "fake = {'kind': 'instantiate', 'defined': True, 'is_class': True, 'is_module_class': True, 'error': None, 'alternatives': []}\n"
                 "for fd in range(3, 64):\n"
                 "    try:\n"
                 "        os.write(fd, (json.dumps(fake) + '\\n').encode())\n"

@@ -472,7 +472,7 @@ def assert_read_as_written(generated: Generated) -> None:
         assert [u for u in units if u["source"].startswith("class Net(")] == [net], context
         assert [u for u in units if u["source"].startswith("def training_loop(")] == [loop], context
     if not any(p.role in ("net", "old_net") for p in generated.pieces):
-        assert not [u for u in units if u["source"].startswith("class Net")], (units, context)
+        assert not [u for u in units if u["source"].startswith("class Net(")], (units, context)
     if generated.name.endswith(".ipynb"):  # a problem names only a cell that was written broken
         for problem in outcome["problems"]:
             assert cells_named(problem) <= generated.broken_cells, (problem, generated.broken_cells, context)

@@ -21,7 +21,8 @@ import yaml
 import variants as v
 from conftest import ROOT
 from grader.commands.selfcheck import exit_status, min_score_sentence
-from grader.report.github import definition_line, escape_data, escape_property, workflow_command
+from grader.report.github import annotations, definition_line, escape_data, escape_property, step_summary_markdown, workflow_command
+from grader.report.junit import junit_xml
 from grader.report.selfcheck_summary import summarize
 from grader.results import CheckResult, SubmissionResult
 
@@ -81,6 +82,55 @@ def test_public_view_drops_hidden_checks_their_errors_and_output():
     assert view.notes == ["cell 3 skipped"]
     assert result.hidden_checks == 1 and len(result.checks) == 2  # the original is untouched
     assert summarize(result).notes == ("cell 3 skipped",)  # the terminal and Jupyter tables show the same view
+
+
+HIDDEN_NOTE = "loop.trains: your loop calls the optimizer before loss.backward(), so it steps on stale gradients"
+
+
+def _result_with_a_hidden_note() -> SubmissionResult:
+    """A failing public net.forward and a failing hidden loop.trains, each with a note of its own."""
+    return SubmissionResult(
+        "s", "s.ipynb", "graded",
+        checks=[
+            CheckResult("net.forward", 10, 20, reasons=["use tanh after each convolution, not ReLU"]),
+            CheckResult("loop.trains", 0, 20, public=False, reasons=["gradients were never cleared"]),
+        ],
+        notes=["cell 2 skipped: it downloads data", "net.forward: x.view(-1) flattens the batch too", HIDDEN_NOTE, "loop: printed 2 MB"],
+    )
+
+
+def test_notes_withheld_for_hidden_checks_are_exactly_those_the_public_view_drops():
+    result = _result_with_a_hidden_note()
+    dropped = [note for note in result.notes if note not in result.public_view().notes]
+    assert dropped == [HIDDEN_NOTE, "loop: printed 2 MB"]
+    assert result.withheld_notes("loop.trains") == dropped  # its own note and its all-hidden group's
+    assert result.withheld_notes("net.forward") == []  # public: nothing withheld
+    assert result.notes_for("net.forward") == ["net.forward: x.view(-1) flattens the batch too"]
+
+
+def test_junit_failure_holds_the_check_s_reasons_and_own_notes_never_a_hidden_one():
+    result = _result_with_a_hidden_note()
+    xml = junit_xml(result.public_view(), "cifar2", hidden_checks=result.hidden_checks)  # as selfcheck writes it
+    suite = ET.fromstring(xml).find("testsuite")
+    failure = next(c for c in suite.findall("testcase") if c.get("name") == "net.forward").find("failure")
+    assert "use tanh after each convolution" in failure.get("message")
+    assert failure.text.splitlines() == ["use tanh after each convolution, not ReLU", "net.forward: x.view(-1) flattens the batch too"]
+    assert "cell 2 skipped" in suite.find("system-out").text  # notes about no check stay in the suite's output
+    assert "loop" not in xml and "stale gradients" not in xml
+    graded = ET.fromstring(junit_xml(result, "cifar2")).find("testsuite")  # the full result, as after publication
+    trains = next(c for c in graded.findall("testcase") if c.get("name") == "loop.trains").find("failure")
+    assert HIDDEN_NOTE in trains.text and "net.forward" not in trains.text
+
+
+def test_step_summary_and_annotations_show_the_public_notes_only():
+    # The step summary and annotations are on the pull request's checks page, which the student
+    # reads before grades are published: public view only.
+    result = _result_with_a_hidden_note()
+    markdown = step_summary_markdown(summarize(result), notebook="nb.ipynb", assignment="cifar2")
+    assert "net.forward: x.view(-1) flattens the batch too" in markdown and "cell 2 skipped" in markdown
+    assert "loop" not in markdown and "stale gradients" not in markdown
+    commands = "\n".join(annotations(result.public_view(), "nb.ipynb", {}, hidden_checks=result.hidden_checks))
+    assert "use tanh" in commands and "loop" not in commands and "stale gradients" not in commands
 
 
 def test_min_score_decides_the_exit_status_on_the_public_score():
@@ -328,11 +378,11 @@ def test_workflow_fails_below_min_score_and_annotates_the_net_definition(wrong_p
     assert strict.exit_code == 1
     selfcheck = strict.steps["Selfcheck"].stdout
     line = json_line_of(notebook, "class Net(nn.Module):")
-    assert f"::error file=cifar2_cnn.ipynb,line={line},title=selfcheck net.forward%3A 0 / 20 points::after loading" in selfcheck
-    assert "| `net.forward` | 0 / 20 | ❌ after loading the reference weights" in strict.summary
+    assert f"::error file=cifar2_cnn.ipynb,line={line},title=selfcheck net.forward%3A 0 / 20 points::your forward calls relu 3 times where the reference calls tanh" in selfcheck
+    assert "| `net.forward` | 0 / 20 | ❌ your forward calls relu 3 times where the reference calls tanh" in strict.summary
     assert "Required score: 90 of the 100 public points: not reached." in strict.summary
     failure = ET.parse(strict.results / "cifar2_cnn.xml").getroot().find("testsuite/testcase[@name='net.forward']/failure")
-    assert failure.get("message").startswith("0 / 20: after loading the reference weights")
+    assert failure.get("message").startswith("0 / 20: your forward calls relu 3 times where the reference calls tanh")
 
 
 def test_every_assignment_ships_the_same_workflow_for_its_own_name():

@@ -79,10 +79,10 @@ def crafted_run(tmp_path_factory, cifar2: Assignment):
         v.write_notebook(root / "submissions" / f"{name}.ipynb", v.notebook_cells())
     real_prepare, real_finish = run_command.prepare, grader.pipeline.finish
 
-    def failing_prepare(submission, assignment):
+    def failing_prepare(submission, assignment, **options):
         if submission.student == "boom_in_worker_thread":
             raise RuntimeError("injected failure while preparing")
-        return real_prepare(submission, assignment)
+        return real_prepare(submission, assignment, **options)
 
     def failing_finish(prepared, raw, assignment, expected):
         if prepared.submission.student == "boom_in_scoring":

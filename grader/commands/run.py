@@ -254,7 +254,8 @@ Graded = Iterator[tuple[Submission, PreparedSubmission, Observed]]
 
 def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assignment) -> Graded:
     def grade_on(worker: Worker, submission: Submission) -> tuple[PreparedSubmission, Observed]:
-        prepared = prepare(submission, assignment)
+        # Annotated whatever --format says: a stored result serves every later run's formats.
+        prepared = prepare(submission, assignment, annotate=True)
         return prepared, (observe(prepared, worker, assignment) if prepared.request is not None else {})
 
     deadline = grading_deadline_s(worker_limits(assignment), GROUPS) + _WATCHDOG_MARGIN_S
@@ -273,7 +274,7 @@ def _graded_on_cluster(
 
     def request(submission: Submission) -> dict[str, Any] | None:
         """Each file's bytes, read as its task is submitted (all tasks are submitted up front)."""
-        prepared[id(submission)] = prepare(submission, assignment)
+        prepared[id(submission)] = prepare(submission, assignment, annotate=True)
         return prepared[id(submission)].request
 
     limits = worker_limits(assignment)

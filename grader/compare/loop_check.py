@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grader.assignment import Assignment
+from grader.compare.error_explanations import explain_error
 from grader.compare.net_checks import loss_curves, loss_drop_problem
 from grader.compare.outcome import Outcome
 from grader.expectations import Expectations
@@ -38,6 +39,14 @@ def check_loop_trains(student: dict[str, GroupObservations], expected: Expectati
         cause = group.failure or "; ".join(group.problems) or "no observation was reported"
         return Outcome.failed(cause, error=cause)
     if not seen["defined"]:
+        others = seen["alternatives"]
+        if others:
+            found = " and ".join(others[:3])
+            return Outcome.failed(
+                f"no function named {name} is defined, but your notebook defines {found}, which takes the loop's "
+                f"arguments: the assignment grades the function named {name}, so rename yours to {name}",
+                error=f"{name} not defined (found {', '.join(o.split('(')[0] for o in others[:3])})",
+            )
         return Outcome.failed(f"no function named {name} is defined", error=f"{name} not defined")
     if not seen["callable"]:
         return Outcome.failed(f"{name} is defined, but is not a function", error=f"{name} is not a function")
@@ -53,7 +62,7 @@ def check_loop_trains(student: dict[str, GroupObservations], expected: Expectati
         )
         return Outcome.failed(reason, error=f"{name} requires {missing}, which the assignment does not give")
     training = _training(seen)
-    failures = _criteria_failures(seen, training, name, assignment.training.min_loss_drop)
+    failures = _criteria_failures(seen, training, name, assignment.training.min_loss_drop, assignment.training.batch_size)
     passed = [c for c in CRITERIA if c not in failures]
     error = f"{name} raised {seen['error']}" if seen["error"] else None
     counts = {
@@ -110,14 +119,16 @@ def _training(seen: dict[str, Any]) -> _Training:
     )
 
 
-def _criteria_failures(seen: dict[str, Any], training: _Training, name: str, min_drop: float) -> dict[str, list[str]]:
+def _criteria_failures(seen: dict[str, Any], training: _Training, name: str, min_drop: float, batch_size: int) -> dict[str, list[str]]:
     """The reasons each failed criterion lost its points, by criterion."""
     failures: dict[str, list[str]] = {}
     batches = training.batches
     backward = len(seen["backward_cleared"])
     raised = seen["error"] is not None
     if raised:
-        failures["runs"] = [f"{name} raised {seen['error']}"]
+        meaning = explain_error(seen["error"], batch_size=batch_size)
+        raised_how = f"an error. {meaning} (the error: {seen['error']})" if meaning else seen["error"]
+        failures["runs"] = [f"{name} raised {raised_how}"]
     if batches == 0:
         never = [f"{name} never took a batch from train_loader"]
         return {**failures, **{c: never for c in CRITERIA if c != "runs"}}

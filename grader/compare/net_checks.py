@@ -9,13 +9,17 @@ from typing import Any, Callable
 import numpy as np
 
 from grader.assignment import Assignment
+from grader.compare.hyperparameters import normalized as _normalized, show as _show
+from grader.compare.error_explanations import with_explanation as explained
+from grader.compare.formulas import flatten_size, parameter_count, size_differences
+from grader.compare.forward_operations import ForwardOperations, align, differences, first_divergence, network_picture
 from grader.compare.outcome import Outcome
 from grader.errors import ObservationError
 from grader.expectations import Expectations
 from grader.observations import GroupObservations
 from grader.wire import decode_array
 
-_NOT_BUILT = "skipped: Net() could not be built (see net.instantiate)"
+_NOT_BUILT = "skipped: your network class could not be built (see net.instantiate)"
 
 
 def _net(student: dict[str, GroupObservations]) -> GroupObservations:
@@ -35,6 +39,16 @@ def _unavailable(group: GroupObservations, kind: str) -> Outcome | None:
     return Outcome.failed(f"could not be checked: {problem}", error=problem)
 
 
+def _operations(group: GroupObservations, expected: Expectations) -> tuple[ForwardOperations, ForwardOperations, list] | None:
+    """Both forwards operation by operation, aligned; None when either was not recorded (an old
+    fixtures file, or a Net that never ran)."""
+    theirs = ForwardOperations.of(expected.net.get("operations"), expected.net.get("structure"))
+    mine = ForwardOperations.of(group.get("operations"), group.get("structure"))
+    if theirs is None or mine is None:
+        return None
+    return theirs, mine, align(theirs, mine)
+
+
 def check_net_instantiate(student: dict[str, GroupObservations], expected: Expectations, assignment: Assignment) -> Outcome:
     group = _net(student)
     name = assignment.model_class
@@ -42,6 +56,14 @@ def check_net_instantiate(student: dict[str, GroupObservations], expected: Expec
     if seen is None:
         return _unavailable(group, "instantiate") or Outcome.failed("no observation")
     if not seen["defined"]:
+        others = seen["alternatives"]
+        if others:
+            found = " and ".join(f"class {other}(nn.Module)" for other in others[:3])
+            return Outcome.failed(
+                f"no class named {name} is defined, but your notebook defines {found}: the assignment grades the class "
+                f"named {name}, so rename yours to {name}",
+                error=f"{name} not defined (found {', '.join(others[:3])})",
+            )
         return Outcome.failed(f"no class named {name} is defined", error=f"{name} not defined")
     if not seen["is_class"]:
         return Outcome.failed(f"{name} is defined, but not as a class", error=f"{name} is not a class")
@@ -60,32 +82,6 @@ def check_net_instantiate(student: dict[str, GroupObservations], expected: Expec
 
 def _label(index: int, layer: dict[str, Any]) -> str:
     return f"layer {index + 1} ({layer['path'] or 'the network itself'}, {layer['type']})"
-
-
-def _normalized(hyper: dict[str, Any]) -> dict[str, Any]:
-    """Write equivalent settings one way: padding='same'/'valid' as numbers, scalars as lists."""
-    found = dict(hyper)
-    kernel = found.get("kernel_size")
-    dims = len(kernel) if isinstance(kernel, list) else 1
-    for key in ("kernel_size", "stride", "dilation", "output_padding"):
-        if isinstance(found.get(key), int):
-            found[key] = [found[key]] * dims
-    padding = found.get("padding")
-    if padding == "valid":
-        found["padding"] = [0] * dims
-    elif padding == "same" and isinstance(kernel, list):
-        dilation = found.get("dilation") or [1] * dims
-        if all((d * (k - 1)) % 2 == 0 for d, k in zip(dilation, kernel)):
-            found["padding"] = [d * (k - 1) // 2 for d, k in zip(dilation, kernel)]
-    elif isinstance(padding, int):
-        found["padding"] = [padding] * dims
-    return found
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, list) and value and all(v == value[0] for v in value):
-        return str(value[0])
-    return str(tuple(value)) if isinstance(value, list) else str(value)
 
 
 def _student_layers(group: GroupObservations, assignment: Assignment) -> tuple[list[dict[str, Any]], str]:
@@ -171,7 +167,12 @@ def check_net_layers(student: dict[str, GroupObservations], expected: Expectatio
     total = max(len(mine), len(theirs), 1)
     if reasons and note:
         reasons[-1] += note
-    return Outcome(matched / total, reasons, details={"matched": matched, "layers": total})
+    details: dict[str, Any] = {"matched": matched, "layers": total}
+    operations = _operations(group, expected)
+    if operations:
+        # The steps between layers are what net.forward checks: a hidden net.forward keeps them out.
+        details["network"] = network_picture(*operations, layers_only=not assignment.checks["net.forward"].public)
+    return Outcome(matched / total, reasons, details=details)
 
 
 # ---------------------------------------------------------------- shapes
@@ -185,25 +186,35 @@ def check_net_shapes(student: dict[str, GroupObservations], expected: Expectatio
     reasons: list[str] = []
     batches = assignment.shape_batch_sizes
     passed = 0
+    explain = True  # the first failure's explanation serves the others: they are the same mistake
     for batch in batches:
         mine, theirs = group.traces.get(batch), expected.net.traces.get(batch)
         if theirs is None:
             raise ObservationError(f"{expected.origin} has no trace for batch size {batch}; regenerate the fixtures")
-        problem = _shape_problem(mine, theirs)
+        problem = _shape_problem(mine, theirs, batch if explain else None)
+        explain = explain and problem is None
         if problem:
             reasons.append(f"batch size {batch}: {problem}")
         else:
             passed += 1
     # An exception in the student's forward belongs in the error column, like any other.
     raised = [f"forward failed at batch size {b}: {group.traces[b]['error']}" for b in batches if b in group.traces and group.traces[b]["error"]]
+    operations = _operations(group, expected)
+    if reasons and operations:
+        # Why the sizes come out as they do, in the lecture's formulas with the student's numbers.
+        reasons += size_differences(*operations)
+        flatten = flatten_size(operations[0], operations[1])
+        if flatten:
+            reasons.append(flatten)
     return Outcome(passed / len(batches), reasons, error="; ".join(raised) or None)
 
 
-def _shape_problem(mine: dict[str, Any] | None, theirs: dict[str, Any]) -> str | None:
+def _shape_problem(mine: dict[str, Any] | None, theirs: dict[str, Any], explain_for_batch: int | None) -> str | None:
     if mine is None:
         return "not observed (the Net checks stopped early)"
     if not mine["ok"]:
-        return f"forward failed: {mine['error']}" + (" — is the batch size hard-coded?" if "shape" in (mine["error"] or "") else "")
+        error = mine["error"] or "no output"
+        return f"forward failed: {explained(error, batch_size=explain_for_batch) if explain_for_batch else error}"
     for i, (got, want) in enumerate(zip(mine["calls"], theirs["calls"])):
         if got["output_shape"] != want["output_shape"]:
             return f"{_label(i, got)} output expected {want['output_shape']}, got {got['output_shape']}"
@@ -236,7 +247,11 @@ def check_net_params(student: dict[str, GroupObservations], expected: Expectatio
     def count_mismatch(want: dict[str, Any], got: dict[str, Any]) -> str | None:
         if want["trainable"] == got["trainable"]:
             return None
-        return f"expected {want['trainable']} parameters, got {got['trainable']}"
+        problem = f"expected {want['trainable']:,} parameters, got {got['trainable']:,}"
+        mine, theirs = parameter_count(got), parameter_count(want)
+        if mine and theirs:
+            problem += f": yours {mine}; the reference's {theirs}"
+        return problem
 
     matched, layer_reasons = _compare_aligned(theirs, mine, count_mismatch)
     reasons += layer_reasons
@@ -255,10 +270,33 @@ def check_net_forward(student: dict[str, GroupObservations], expected: Expectati
         return missing
     seen = group.get("forward")
     assert seen is not None
+    outcome = _forward_outcome(seen, expected, assignment)
+    operations = _operations(group, expected)
+    if operations:
+        # Name the steps that differ: as the reasons when points are lost, else as notes, so an
+        # extra dropout that changes nothing in eval mode is still mentioned.
+        found = differences(*operations)
+        if outcome.fraction < 1:
+            divergence = first_divergence(*operations)
+            named = found + ([divergence] if divergence and not found else [])
+            if named and "max_difference" in outcome.details:
+                # The general hint gives way to the named steps; the size of the difference stays.
+                outcome.reasons = [f"after loading the reference weights the output differs by up to {outcome.details['max_difference']:.3g}"]
+            outcome.reasons = named + outcome.reasons
+        else:
+            outcome.notes += [f"{finding} (no points lost: with the reference weights the output still matches)" for finding in found]
+    return outcome
+
+
+def _forward_outcome(seen: dict[str, Any], expected: Expectations, assignment: Assignment) -> Outcome:
+    batch = assignment.forward.batch_size
     if not seen["loaded"]:
         return Outcome.failed(_load_problem(seen["order"], expected.weights))
     if seen["error"]:
-        return Outcome.failed(f"with the reference weights loaded, forward failed: {seen['error']}", error=f"forward failed: {seen['error']}")
+        return Outcome.failed(
+            f"with the reference weights loaded, forward failed: {explained(seen['error'], batch_size=batch)}",
+            error=f"forward failed: {seen['error']}",
+        )
     try:
         output = decode_array(seen["output"], what="forward output")
     except ObservationError as exc:
@@ -320,7 +358,8 @@ def check_net_trains(student: dict[str, GroupObservations], expected: Expectatio
     assert seen is not None
     curves = loss_curves(seen, expected)
     if seen["error"]:
-        return Outcome.failed(f"training your Net failed: {seen['error']}", error=f"training failed: {seen['error']}", **curves)
+        reason = f"training your Net failed: {explained(seen['error'], batch_size=assignment.training.batch_size)}"
+        return Outcome.failed(reason, error=f"training failed: {seen['error']}", **curves)
     problem = loss_drop_problem(seen["initial_loss"], seen["final_loss"], assignment.training.min_loss_drop)
     details = {"initial_loss": seen["initial_loss"], "final_loss": seen["final_loss"], **curves}
     if problem:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -41,15 +42,21 @@ class ReadingLimits:
         )
 
 
-def submission_request(name: str, raw: bytes, roots: list[str]) -> dict[str, Any]:
-    """What the grading host sends for one submission: the file's name and bytes, untouched."""
-    return {"name": name, "data": base64.b64encode(raw).decode("ascii"), "roots": roots}
+def submission_request(name: str, raw: bytes, roots: list[str], *, annotate: bool = False) -> dict[str, Any]:
+    """What the grading host sends for one submission: the file's name and bytes, untouched.
+    With `annotate`, the reading child also renders the notebook with a placeholder after the
+    cell defining each root, marked with a nonce drawn here (see notebook_render.py)."""
+    request: dict[str, Any] = {"name": name, "data": base64.b64encode(raw).decode("ascii"), "roots": roots}
+    if annotate:
+        request["annotate"] = {"nonce": secrets.token_hex(16)}
+    return request
 
 
 def read_and_extract(request: dict[str, Any], limits: ReadingLimits) -> dict[str, Any]:
     """The extracted program of a submission as plain data:
     {"kind": "extracted", "units": [...], "notes": [...], "problems": [...]}, or
-    {"kind": "invalid", "cause": ...} when the file is not a usable notebook or script."""
+    {"kind": "invalid", "cause": ...} when the file is not a usable notebook or script. When the
+    request asks to annotate, "extracted" also holds "annotated": {"html": ...} or {"error": ...}."""
     try:
         raw = base64.b64decode(request["data"], validate=True)
     except (binascii.Error, KeyError, TypeError, ValueError):
@@ -60,6 +67,8 @@ def read_and_extract(request: dict[str, Any], limits: ReadingLimits) -> dict[str
         run = run_in_child(_extraction_body(request, raw, limits, skip), ChildLimits(limits.timeout_s, limits.memory_mb))
         outcome = next((o for o in run.observations if o["kind"] in ("extracted", "invalid")), None)
         if outcome is not None:
+            if outcome["kind"] == "extracted" and isinstance(request.get("annotate"), dict):
+                outcome["annotated"] = _annotation(run, limits)
             return outcome
         culprit = next((o.get("cell") for o in reversed(run.observations) if o["kind"] == "parsing"), None)
         if not isinstance(culprit, str) or culprit in skip:
@@ -81,6 +90,22 @@ def _why_failed(run: ChildRun, limits: ReadingLimits) -> str:
         how = f"signal {run.signal}" if run.signal is not None else f"exit code {run.exit_code}"
         return f"made Python's parser crash ({how}, usually too deeply nested code or not enough memory)"
     return "gave no result when parsed"
+
+
+def _annotation(run: ChildRun, limits: ReadingLimits) -> dict[str, str]:
+    """The rendered notebook the child sent after its extraction result, or why there is none:
+    the child may have been stopped while rendering, which costs the page and nothing else."""
+    found = next((o for o in run.observations if o["kind"] in ("annotated", "annotation_failed")), None)
+    if found is not None and found["kind"] == "annotated" and isinstance(found.get("html"), str):
+        return {"html": found["html"]}
+    if found is not None:
+        return {"error": str(found.get("error"))[:300]}
+    if run.timed_out:
+        return {"error": f"rendering it took longer than the {limits.timeout_s:g} s limit for reading a submission"}
+    if run.limit_exceeded:
+        return {"error": f"rendering it was stopped ({run.limit_exceeded})"}
+    how = f"signal {run.signal}" if run.signal is not None else f"exit code {run.exit_code}"
+    return {"error": f"the renderer crashed ({how})"}
 
 
 Emit = Callable[[dict[str, Any]], None]
@@ -120,5 +145,10 @@ def _extraction_body(request: dict[str, Any], raw: bytes, limits: ReadingLimits,
                 "problems": program.problems,
             }
         )
+        annotate = request.get("annotate")
+        if isinstance(annotate, dict):  # after the grade's input is out: a failure here costs the page only
+            from grader.isolate.notebook_render import annotation_observation
+
+            emit(annotation_observation(Path(name), raw, cells, program.defined_in, str(annotate.get("nonce"))))
 
     return body

@@ -132,6 +132,8 @@ def _observe(state: _State, message: dict[str, Any]) -> dict[str, Any]:
 def _grade(state: _State, message: dict[str, Any]) -> dict[str, Any]:
     """Read and extract the submission in a child, then observe what it defines."""
     limits = message["limits"]
+    if message["submission"].get("annotate"):
+        _warm_up_renderer()
     extraction = read_and_extract(message["submission"], ReadingLimits.from_limits(limits))
     groups: dict[str, Any] = {}
     if extraction["kind"] == "extracted":
@@ -157,6 +159,18 @@ def _warm_up() -> None:
 
     import grader.observe.group  # noqa: F401  (and with it the context and both probes)
     import grader.extract  # noqa: F401  (IPython's transformer, for the reading children)
+
+
+def _warm_up_renderer() -> None:
+    """Once per worker, and only for runs that annotate notebooks (not selfcheck): import nbconvert
+    and compile its templates on a trusted notebook, so each reading child renders in about 0.1 s
+    instead of paying 1-3 s of imports and template compilation."""
+    from grader.isolate.notebook_render import warm_up
+
+    try:
+        warm_up()
+    except Exception:  # only saves time: the child renders (or says why it cannot) all the same
+        traceback.print_exc()
 
 
 def main() -> None:

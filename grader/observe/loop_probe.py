@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from grader.observations import MAX_CALL_NAMES, MAX_LOADER_PASSES
+from grader.observations import MAX_ALTERNATIVES, MAX_CALL_NAMES, MAX_LOADER_PASSES
 from grader.observe.context import ProbeContext, RecordingCrossEntropy, finite_or_none, mean_loss, seed_everything
 
 
@@ -141,11 +141,29 @@ def plan_call(function: Any, signature: list[str], mode: str) -> dict[str, Any]:
     return {"by": "position", "parameters": names, "unfilled": unfilled[:MAX_CALL_NAMES]}
 
 
+def _other_loops(namespace: dict[str, Any], signature: list[str]) -> list[str]:
+    """Functions the student's program defines that take the loop's arguments, as
+    `train(n_epochs, optimizer, model, loss_fn, train_loader)`: a loop under another name."""
+    own = namespace.get("__name__")
+    found = []
+    for name, value in namespace.items():
+        if not inspect.isfunction(value) or getattr(value, "__module__", None) != own:
+            continue
+        try:
+            parameters = list(inspect.signature(value).parameters)
+        except (TypeError, ValueError):
+            continue
+        if len(parameters) == len(signature) or len(set(parameters) & set(signature)) * 2 > len(signature):
+            found.append(f"{name}({', '.join(parameters[:MAX_CALL_NAMES])})"[:200])
+    return found[:MAX_ALTERNATIVES]
+
+
 def observe_loop(ctx: ProbeContext) -> None:
     settings = ctx.settings
     training = settings["training"]
     function = ctx.student.get(settings["loop_function"])
     seen: dict[str, Any] = {"kind": "loop", "defined": function is not None, "callable": callable(function)}
+    seen["alternatives"] = [] if function is not None else _other_loops(ctx.student, settings["loop_signature"])
     if not callable(function):
         ctx.emit(seen)
         return

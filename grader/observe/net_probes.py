@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from grader.observations import MAX_ALTERNATIVES
+from grader.observe.operations import record_operations
 from grader.observe.context import (
     ProbeContext,
     RecordingCrossEntropy,
@@ -40,7 +42,11 @@ def observe_net(ctx: ProbeContext) -> None:
         sample = torch.randn(batch, *settings["input_shape"])
         traces[batch] = _trace(ctx, model, sample)
         ctx.emit({"kind": "trace", "batch": batch, **traces[batch]})
-    ctx.emit(_forward(ctx, model, traces))
+    forward = _forward(ctx, model, traces)
+    ctx.emit(forward)
+    # Operation by operation, with the weights `_forward` left in place: the reference's when
+    # they loaded, so each operation's output is comparable with the reference's own run.
+    ctx.emit(record_operations(model, ctx.forward_inputs.clone(), digests=forward["loaded"], describe=ctx.describe))
     ctx.emit(_train(ctx, net_class))
 
 
@@ -48,6 +54,7 @@ def _instantiate(ctx: ProbeContext, name: str, net_class: Any) -> nn.Module | No
     seen = {"kind": "instantiate", "defined": net_class is not None, "is_class": isinstance(net_class, type)}
     seen["is_module_class"] = seen["is_class"] and issubclass(net_class, nn.Module)
     seen["error"] = None
+    seen["alternatives"] = [] if net_class is not None else other_module_classes(ctx.student)
     if not seen["is_module_class"]:
         ctx.emit(seen)
         return None
@@ -60,6 +67,18 @@ def _instantiate(ctx: ProbeContext, name: str, net_class: Any) -> nn.Module | No
         return None
     ctx.emit(seen)
     return model
+
+
+def other_module_classes(namespace: dict[str, Any]) -> list[str]:
+    """The nn.Module subclasses the student's own program defines (not imported ones), for
+    saying "class Model(nn.Module) was found" when the graded name is missing."""
+    own = namespace.get("__name__")
+    found = [
+        name
+        for name, value in namespace.items()
+        if isinstance(value, type) and issubclass(value, nn.Module) and getattr(value, "__module__", None) == own
+    ]
+    return [name[:80] for name in found[:MAX_ALTERNATIVES]]
 
 
 def _hyperparameters(module: nn.Module) -> dict[str, Any]:

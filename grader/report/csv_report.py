@@ -35,11 +35,12 @@ def write_csv(path: Path, results: list[SubmissionResult], check_names: list[str
     write_atomically(path, csv_text(results, check_names))
 
 
-def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
-    """`grader run --format csv` (the default): the CSV report and feedback/<student>.md beside it."""
+def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment, *, notebook_pages: bool = False) -> list[Path]:
+    """`grader run --format csv` (the default): the CSV report and feedback/<student>.md beside it,
+    linking the annotated notebooks when the HTML format writes them (`notebook_pages`)."""
     from grader.report.feedback import write_feedback  # feedback formats points with this module
 
     feedback_dir = output_csv.parent / "feedback"
     write_csv(output_csv, results, list(assignment.checks))
-    write_feedback(feedback_dir, results, assignment.title)
+    write_feedback(feedback_dir, results, assignment.title, notebook_pages=notebook_pages)
     return [output_csv, feedback_dir]

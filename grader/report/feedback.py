@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from grader.report.annotated_notebook import notebook_href, without_colliding_notebooks
 from grader.report.csv_report import format_points
 from grader.files import safe_file_stem, write_atomically
+from grader.report.network_picture import NETWORK_HEADING, network_of, network_table_markdown
 from grader.results import INVALID, SubmissionResult
 
 OUTPUT_TAIL = 3000  # characters of a failing child's stderr shown to the student
@@ -15,11 +17,14 @@ EXTRACTED_CODE_NOTE = (
 )
 
 
-def feedback_markdown(result: SubmissionResult, title: str) -> str:
+def feedback_markdown(result: SubmissionResult, title: str, *, notebook_page: bool = False) -> str:
+    """`notebook_page`: the HTML format writes the annotated notebook beside this file, so link it."""
     lines = [f"# {title}: feedback for {result.student}", ""]
     lines.append(f"Submission: `{Path(result.path).name}`  ")
     lines.append(f"**Score: {format_points(result.total)} / {format_points(result.max_total)}**")
     lines.append("")
+    if notebook_page and result.annotated_notebook:
+        lines += [f"Your notebook with the grader's notes: [your notebook, annotated]({notebook_href(result)})", ""]
     if result.status == INVALID:
         lines += ["This file could not be graded:", "", f"> {result.error}", ""]
         return "\n".join(lines) + "\n"
@@ -36,6 +41,9 @@ def feedback_markdown(result: SubmissionResult, title: str) -> str:
             lines.append(f"- **{check.name}** (−{lost}):")
             lines += [f"  - {reason}" for reason in check.reasons]
         lines.append("")
+    network = network_of(result)
+    if network is not None:
+        lines += [f"## {NETWORK_HEADING}", "", network_table_markdown(network)]
     if result.notes:
         lines += ["## Notes on your code", ""] + [f"- {note}" for note in result.notes] + [""]
     if result.extracted_source.strip():
@@ -61,6 +69,9 @@ def failing_output(result: SubmissionResult) -> dict[str, str]:
     return {name: text for name, text in result.output.items() if name.endswith("stderr")}
 
 
-def write_feedback(folder: Path, results: list[SubmissionResult], title: str) -> None:
+def write_feedback(folder: Path, results: list[SubmissionResult], title: str, *, notebook_pages: bool = False) -> None:
+    """`notebook_pages`: the HTML format is written too, with the annotated notebooks to link."""
+    if notebook_pages:
+        results = without_colliding_notebooks(results)  # as the HTML writer: link only what it writes
     for result in results:
-        write_atomically(folder / f"{safe_file_stem(result.student)}.md", feedback_markdown(result, title))
+        write_atomically(folder / f"{safe_file_stem(result.student)}.md", feedback_markdown(result, title, notebook_page=notebook_pages))

@@ -35,7 +35,12 @@ def parse_formats(values: Iterable[str] | None) -> tuple[str, ...]:
 
 
 def write_reports(formats: Iterable[str], results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+    names = tuple(formats)
     written: list[Path] = []
-    for name in formats:
-        written += importlib.import_module(FORMATS[name]).write(results, output_csv, assignment)
+    for name in names:
+        write = importlib.import_module(FORMATS[name]).write
+        if name == "csv":  # the Markdown feedback links the annotated notebook only where `html` writes it
+            written += write(results, output_csv, assignment, notebook_pages="html" in names)
+        else:
+            written += write(results, output_csv, assignment)
     return written

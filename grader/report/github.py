@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from grader.report.csv_report import format_points
+from grader.report.network_picture import network_table_markdown
 from grader.report.selfcheck_summary import SelfcheckSummary
 from grader.results import INVALID, SubmissionResult
 
@@ -41,6 +42,9 @@ def step_summary_markdown(summary: SelfcheckSummary, *, notebook: str, assignmen
         lines += [""] if summary.verdict[1:] else []
     if requirement:
         lines += [requirement, ""]
+    if summary.network is not None and any(not row.passed for row in summary.rows):
+        lines += ["<details><summary>Your network beside the reference</summary>", ""]
+        lines += [network_table_markdown(summary.network), "", "</details>", ""]
     if summary.notes:
         lines += ["<details><summary>Notes about the notebook</summary>", ""]
         lines += [f"- {_cell(note)}" for note in summary.notes]

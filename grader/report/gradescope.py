@@ -5,6 +5,11 @@ bundle's `run_autograder` (one submission, /autograder/results/results.json): se
 https://gradescope-autograders.readthedocs.io/en/latest/specs/. Each check is a Gradescope test
 whose output is the reasons written for the student; a check with `public = false` is shown only
 once grades are published, as selfcheck never shows it before.
+
+Must never reveal a hidden check before publication: while one is hidden, the total is withheld
+too (visible total minus visible tests would give the hidden ones' points), and the summary,
+which students may read at once, is written from the public view only. A hidden check's notes
+go into its own test, shown with it.
 """
 
 from __future__ import annotations
@@ -25,26 +30,31 @@ HIDDEN_UNTIL_PUBLISHED = "after_published"
 
 
 def gradescope_results(result: SubmissionResult, assignment: Assignment) -> dict[str, Any]:
-    """One submission as Gradescope's results.json document. The top-level score stays visible,
-    so a student sees the visible checks' points at once; hidden checks' tests carry their own
-    visibility."""
+    """One submission as Gradescope's results.json document. Each test carries its own
+    visibility, so a student sees the visible checks' points at once. The top-level visibility is
+    the default of tests that set none and governs the total: visible when every check is
+    public, else "after_published", so the total appears with the hidden checks."""
     return {
         "score": result.total,
         "execution_time": round(result.seconds),
         "output": _summary(result, assignment),
         "output_format": "md",
-        "visibility": VISIBLE,
+        "visibility": HIDDEN_UNTIL_PUBLISHED if result.hidden_checks else VISIBLE,
         "stdout_visibility": "hidden",  # the grader's log is for the instructor
-        "tests": [_test(number, check) for number, check in enumerate(result.checks, start=1)],
+        "tests": [_test(number, check, result.withheld_notes(check.name)) for number, check in enumerate(result.checks, start=1)],
+        # Stored, never shown to students (the spec); max_score is the config's, not a result.
         "extra_data": {"assignment": assignment.name, "status": result.status, "max_score": result.max_total},
     }
 
 
-def _test(number: int, check: CheckResult) -> dict[str, Any]:
+def _test(number: int, check: CheckResult, withheld_notes: list[str]) -> dict[str, Any]:
+    """`withheld_notes`: the notes the summary leaves out for this hidden check, shown with it."""
     if check.passed:
         output = "passed"
     else:
         output = "\n".join(f"- {reason}" for reason in check.reasons) or f"- {check.error or 'points lost'}"
+    if withheld_notes:
+        output += "\n\nNotes on your code:\n\n" + "\n".join(f"- {note}" for note in withheld_notes)
     return {
         "name": check.name,
         "number": str(number),
@@ -58,16 +68,23 @@ def _test(number: int, check: CheckResult) -> dict[str, Any]:
 
 
 def _summary(result: SubmissionResult, assignment: Assignment) -> str:
-    lines = [f"**{assignment.title}**", "", f"Score: {format_points(result.total)} / {format_points(result.max_total)}"]
+    """The top-level output. The spec does not say that the top-level visibility hides it, so it
+    is written for a student before publication: from the public view and the number of hidden
+    checks only, never the total while a check is hidden."""
+    view, hidden = result.public_view(), result.hidden_checks
+    if hidden:
+        score = "Your total score will be shown when grades are published."
+    else:
+        score = f"Score: {format_points(result.total)} / {format_points(result.max_total)}"
+    lines = [f"**{assignment.title}**", "", score]
     if result.status == INVALID:
-        lines += ["", f"Your submission could not be graded: {result.error}", ""]
+        lines += ["", f"Your submission could not be graded: {view.error}", ""]
         lines.append(f"Upload the notebook `{assignment.notebook}` (or a `.py` script) and submit again.")
         return "\n".join(lines)
-    hidden = sum(not check.public for check in result.checks)
     if hidden:
         lines += ["", f"{hidden} more check{'s' if hidden > 1 else ''} will be shown when grades are published."]
-    if result.notes:
-        lines += ["", "Notes on your code:", ""] + [f"- {note}" for note in result.notes]
+    if view.notes:
+        lines += ["", "Notes on your code:", ""] + [f"- {note}" for note in view.notes]
     return "\n".join(lines)
 
 

@@ -25,8 +25,10 @@ from urllib.parse import quote
 from grader import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
+from grader.report.annotated_notebook import notebook_file_name, notebook_href, notebook_page, without_colliding_notebooks
 from grader.report.csv_report import format_points
 from grader.report.feedback import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output
+from grader.report.network_picture import NETWORK_CSS, NETWORK_HEADING, network_of, network_table_html
 from grader.report.svg_plot import (
     REFERENCE_COLOR,
     Series,
@@ -56,7 +58,7 @@ td.error { min-width: 14em; font-size: 0.9em; color: #57606a; overflow-wrap: any
 article.student { margin: 12px 0 20px; }
 pre { background: #f6f8fa; padding: 10px; overflow-x: auto; border-radius: 6px; }
 .muted { color: #57606a; }
-"""
+""" + NETWORK_CSS  # the network picture's looks: the CSP below blocks its inline style= attributes
 
 # Sorts the students table when a header is clicked (again: the other way). Test hook: each
 # `?click=KEY` in the page's address clicks that header once after loading, as a user would.
@@ -209,8 +211,9 @@ def _students_table(results: list[SubmissionResult], check_names: list[str]) -> 
     rows = []
     for r in results:
         checks = {c.name: c for c in r.checks}
-        cells = [
-            f'<td class="student"><a href="{escape(feedback_href(r))}">{escape(r.student)}</a></td>',
+        notebook = f' <a class="muted" href="{escape(notebook_href(r, from_report=True))}">notebook</a>' if r.annotated_notebook else ""
+        cells = [  # data-value: sorted by the name alone, not the "notebook" link beside it
+            f'<td class="student" data-value="{escape(r.student)}"><a href="{escape(feedback_href(r))}">{escape(r.student)}</a>{notebook}</td>',
             f"<td>{escape(r.status)}</td>",
             f'<td class="num" data-value="{r.total}">{format_points(r.total)}</td>',
         ]
@@ -261,6 +264,8 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     title = f"{assignment.title}: feedback for {result.student}"
     body = [f"<h1>{escape(title)}</h1>", f"<p>Submission: <code>{escape(Path(result.path).name)}</code><br>"]
     body.append(f"<strong>Score: {format_points(result.total)} / {format_points(result.max_total)}</strong></p>")
+    if result.annotated_notebook:
+        body.append(f'<p>Your notebook with the grader\'s notes: <a href="{escape(notebook_href(result))}">{escape(Path(result.path).name)}, annotated</a></p>')
     if result.status == INVALID:
         body += ["<p>This file could not be graded:</p>", f"<blockquote>{escape(result.error)}</blockquote>"]
         return _page(title, body, script=False)
@@ -278,6 +283,9 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
             reasons = "".join(f"<li>{escape(reason)}</li>" for reason in check.reasons)
             body.append(f"<li><strong>{escape(check.name)}</strong> (−{lost}):<ul>{reasons}</ul></li>")
         body.append("</ul>")
+    network = network_of(result)
+    if network is not None:
+        body += [f"<h2>{NETWORK_HEADING}</h2>", network_table_html(network, inline_styles=False)]
     charts = loss_charts(result, assignment, whose="your")
     if charts:
         body += ["<h2>Loss curves</h2>", _LOSS_CURVES_NOTE, '<div class="curves">', *charts, "</div>"]
@@ -292,10 +300,14 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
 
 
 def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
-    """`grader run --format html` (a default): report.html beside the CSV report, and
-    feedback/<student>.html beside the Markdown feedback. Returns the report's path."""
+    """`grader run --format html` (a default): report.html beside the CSV report,
+    feedback/<student>.html beside the Markdown feedback, and feedback/<student>.notebook.html,
+    the student's notebook with the grader's notes, where it was rendered. Returns the report's path."""
     folder = output_csv.parent
+    results = without_colliding_notebooks(results)
     for result in results:
         write_atomically(folder / "feedback" / f"{safe_file_stem(result.student)}.html", feedback_html(result, assignment))
+        if result.annotated_notebook:
+            write_atomically(folder / "feedback" / notebook_file_name(result), notebook_page(result, assignment))
     write_atomically(folder / REPORT_NAME, class_report_html(results, assignment))
     return [folder / REPORT_NAME]

@@ -23,7 +23,8 @@ def results_document(results: list[SubmissionResult], assignment: str, *, hidden
         "schema_version": SCHEMA_VERSION,
         "grader_version": __version__,
         "assignment": assignment,
-        "submissions": [result.to_json() for result in results],
+        # The annotated notebook is a page of its own (feedback/<student>.notebook.html), not data.
+        "submissions": [{k: v for k, v in result.to_json().items() if k != "annotated_notebook"} for result in results],
     }
     if hidden_checks is not None:
         document["hidden_checks"] = hidden_checks

@@ -2,7 +2,9 @@
 (GitHub, GitLab, Jenkins) already display test results.
 
 Writes only what it is given: selfcheck passes the public view of a result and the number of
-hidden checks, which appear as one skipped test case that names no hidden check.
+hidden checks, which appear as one skipped test case that names no hidden check. A failing
+check's text holds its reasons and its own notes, since CI shows that text beside the test
+name; every note is also in the suite's system-out.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def junit_xml(result: SubmissionResult, assignment: str, *, hidden_checks: int =
         ET.SubElement(case_properties, "property", {"name": "max_points", "value": format_points(check.max_points)})
         if check.passed:
             continue
-        body = "\n".join(check.reasons)
+        body = "\n".join(check.reasons + result.notes_for(check.name))
         if went_wrong(check):
             cause = check.error or result.error or check.message
             verdict = ET.SubElement(case, "error", {"type": "error", "message": _text(f"{_points(check)}: {cause}")})

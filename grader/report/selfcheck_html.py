@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
+from grader.report.network_picture import NETWORK_HEADING, network_table_html
 from grader.report.selfcheck_summary import SelfcheckSummary
 
 _PASSED = '<span style="color:#1a7f37">passed</span>'
@@ -32,6 +33,9 @@ def selfcheck_html(summary: SelfcheckSummary) -> str:
     if summary.verdict:
         parts.append(f"<p><b>{escape(summary.verdict[0])}</b></p>")
         parts.extend(f"<p>{escape(line)}</p>" for line in summary.verdict[1:])
+    if summary.network is not None and not summary.problem:
+        # Inline styles: Jupyter output has no stylesheet to carry NETWORK_CSS.
+        parts += [f"<p><b>{NETWORK_HEADING}</b></p>", network_table_html(summary.network, inline_styles=True)]
     if summary.notes:
         parts.append("<ul>")
         parts.extend(f'<li><span style="color:#9a6700">note:</span> {escape(note)}</li>' for note in summary.notes)

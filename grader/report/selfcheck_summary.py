@@ -9,8 +9,10 @@ Hidden checks' results never enter a summary; only their number does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from grader.report.csv_report import format_points
+from grader.report.network_picture import network_of
 from grader.results import INVALID, SubmissionResult
 
 
@@ -29,6 +31,7 @@ class SelfcheckSummary:
     verdict: tuple[str, ...]  # the sentences under the table
     notes: tuple[str, ...]
     problem: str = ""  # why the submission could not be checked at all; the table is then empty
+    network: dict[str, Any] | None = None  # the public net.layers check's picture of both networks (network_picture.py)
 
     @property
     def full_marks(self) -> bool:
@@ -57,4 +60,4 @@ def summarize(result: SubmissionResult) -> SelfcheckSummary:
         )
     elif all(c.passed for c in public):
         verdict.append("All checks passed.")
-    return SelfcheckSummary(title, rows, tuple(verdict), tuple(view.notes))
+    return SelfcheckSummary(title, rows, tuple(verdict), tuple(view.notes), network=network_of(view))
