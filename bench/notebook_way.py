@@ -68,6 +68,7 @@ def write_config(path: Path, assignment: Any, expected: Any, reference_path: Pat
         "reference_helpers": reference_helpers(read_cells(reference_path), assignment),
         "forward_inputs": encode_array(expected.forward_inputs),
         "reference_weights": [encode_array(w) for w in expected.weights],
+        "reference_behaviour": expected.behaviour,
         "loop_model_spec": expected.loop_model_spec,
         "cifar10_labels": CIFAR10_LABELS,
         "repo_root": str(ROOT),
@@ -97,6 +98,8 @@ class _Config:
         self.dataset = build_dataset(s["data"], s["input_shape"], s["num_classes"])
         self.forward_inputs = torch.from_numpy(decode_array(raw["forward_inputs"]).copy())
         self.reference_weights = [torch.from_numpy(decode_array(w).copy()) for w in raw["reference_weights"]]
+        behaviour = raw["reference_behaviour"]
+        self.reference_behaviour = {"output": decode_array(behaviour["output"]), "gradients": behaviour["gradients"]}
         self.reference_helpers = raw["reference_helpers"]
         self.loop_model_spec = raw["loop_model_spec"]
 

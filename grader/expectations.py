@@ -27,7 +27,7 @@ from grader.load import SourceCell, read_cells
 from grader.observations import GroupObservations, read_group, validate
 from grader.wire import decode_array, encode_array
 
-FIXTURES_FORMAT = 1
+FIXTURES_FORMAT = 2  # 2: the reference's gradients, operations and training run
 
 
 @dataclass
@@ -36,13 +36,22 @@ class Expectations:
     net: GroupObservations  # the reference's own Net observations
     forward_inputs: np.ndarray
     weights: list[np.ndarray]  # the reference's parameters in forward order
-    loop_model_spec: list[dict[str, Any]] | None  # None: the loop check trains the reference Net
+    loop_model_spec: list[dict[str, Any]]  # the stand-in model the loop check trains
+    reference_loop: dict[str, Any] | None = None  # the reference loop's run on it; None in selfcheck
 
     @property
     def forward_output(self) -> np.ndarray:
         forward = self.net.get("forward")
         assert forward is not None and forward["output"] is not None
         return decode_array(forward["output"], what="reference output")
+
+    @property
+    def behaviour(self) -> dict[str, Any]:
+        """What the reference Net does with its weights, for the probes to recognise a Net that
+        behaves the same (see net_probes._behaves_like_reference): its output and gradients."""
+        forward = self.net.get("forward")
+        assert forward is not None and forward["output"] is not None
+        return {"output": forward["output"], "gradients": forward["gradients"]}
 
     @property
     def layers(self) -> list[dict[str, Any]]:
@@ -61,9 +70,21 @@ def forward_inputs(assignment: Assignment) -> np.ndarray:
 
 
 def linear_loop_model(assignment: Assignment) -> list[dict[str, Any]]:
-    """A model that is not the reference, for exercising a student's training_loop in selfcheck."""
-    features = math.prod(assignment.input_shape)
-    return [{"type": "Flatten"}, {"type": "Linear", "args": {"in_features": features, "out_features": assignment.num_classes}}]
+    """The stand-in model a student's training_loop trains (in `grader run` and selfcheck alike):
+    images averaged down to a small grid, then one linear layer. Sized to the task (about 16
+    inputs per class), it learns the grader's data gradually over the short training job, so the
+    loss curve shows how a loop trains, instead of a linear layer on every pixel, which fits the
+    data in one step and flattens every curve to zero."""
+    shape = assignment.input_shape
+    if len(shape) != 3:
+        return [{"type": "Flatten"}, {"type": "Linear", "args": {"in_features": math.prod(shape), "out_features": assignment.num_classes}}]
+    channels, height, width = shape
+    grid = max(1, min(height, width, round(math.sqrt(16 * assignment.num_classes / channels))))
+    return [
+        {"type": "AdaptiveAvgPool2d", "args": {"output_size": grid}},
+        {"type": "Flatten"},
+        {"type": "Linear", "args": {"in_features": channels * grid * grid, "out_features": assignment.num_classes}},
+    ]
 
 
 def worker_limits(assignment: Assignment) -> dict[str, Any]:
@@ -80,19 +101,18 @@ def read_observed(raw: dict[str, Any], assignment: Assignment) -> dict[str, Grou
 
 def reference_helpers(cells: list[SourceCell], assignment: Assignment) -> dict[str, list[dict[str, Any]]]:
     """What each child group may use from the reference, and nothing more: the Net checks get
-    only the reference's training_loop (to train the student's Net), the loop check only its Net
-    (to be trained by the student's loop). A student's Net therefore never shares a process with
-    the reference Net it could otherwise find in memory and pass off as its own."""
-    return {
-        "net": extract_definitions(cells, [assignment.loop_function]).to_json(),
-        "loop": extract_definitions(cells, [assignment.model_class]).to_json(),
-    }
+    only the reference's training_loop (to train the student's Net); the loop check trains a
+    stand-in model and gets nothing. A student's Net therefore never shares a process with the
+    reference Net it could otherwise find in memory and pass off as its own."""
+    return {"net": extract_definitions(cells, [assignment.loop_function]).to_json(), "loop": []}
 
 
 def observe_reference(
-    assignment: Assignment, worker: Worker, reference_path: Path, *, loop_model_spec: list[dict[str, Any]] | None = None
+    assignment: Assignment, worker: Worker, reference_path: Path, *, known: tuple[Expectations, GroupObservations] | None = None
 ) -> tuple[Expectations, GroupObservations]:
     """Run the reference through the probes; returns its expectations and its loop observations.
+    With `known` (what an earlier run observed of this very reference, grader/expectations_cache.py)
+    the probes are not run again.
 
     Leaves `worker` configured to grade students against this reference.
     """
@@ -106,6 +126,10 @@ def observe_reference(
     if program.notes:
         raise ReferenceSolutionError(f"{reference_path}: " + "; ".join(program.notes))
     inputs = forward_inputs(assignment)
+    # The student's loop trains a small stand-in model, not the reference Net: what the loop
+    # check judges (batches, epochs, zero_grad, backward, step, the loss going down) does not
+    # depend on the model, and a linear model trains in milliseconds.
+    loop_model_spec = linear_loop_model(assignment)
     worker.configure(
         settings=assignment.probe_settings(),
         packages=list(assignment.packages),
@@ -113,8 +137,22 @@ def observe_reference(
         loop_model_spec=loop_model_spec,
         forward_inputs=encode_array(inputs),
         reference_weights=None,
+        reference_behaviour=None,
     )
-    groups = read_observed(worker.observe(program.to_json(), ["net", "loop"], worker_limits(assignment)), assignment)
+    expectations, loop = known or _observed_reference(assignment, worker, reference_path, program.to_json(), inputs, loop_model_spec)
+    # The reference, now known to run, warms the worker up for the students' children.
+    worker.configure(
+        reference_weights=[encode_array(w) for w in expectations.weights],
+        reference_behaviour=expectations.behaviour,
+        rehearsal=program.to_json(),
+    )
+    return expectations, loop
+
+
+def _observed_reference(
+    assignment: Assignment, worker: Worker, reference_path: Path, units: list[dict[str, Any]], inputs: np.ndarray, loop_model_spec: list[dict[str, Any]]
+) -> tuple[Expectations, GroupObservations]:
+    groups = read_observed(worker.observe(units, ["net", "loop"], worker_limits(assignment)), assignment)
     net = groups["net"]
     for group in groups.values():
         failed = group.get("reference_failed")
@@ -128,14 +166,13 @@ def observe_reference(
         error = forward and forward["error"]
         raise ReferenceSolutionError(f"{reference_path}: the reference Net did not produce an output ({error})")
     weights = [decode_array(w, what="reference weights") for w in forward["weights"]]
-    # The reference, now known to run, warms the worker up for the students' children.
-    worker.configure(reference_weights=[encode_array(w) for w in weights], rehearsal=program.to_json())
     expectations = Expectations(
         origin=str(reference_path),
         net=net,
         forward_inputs=inputs,
         weights=weights,
         loop_model_spec=loop_model_spec,
+        reference_loop=groups["loop"].get("loop"),
     )
     return expectations, groups["loop"]
 
@@ -148,6 +185,7 @@ def configure_for_selfcheck(worker: Worker, assignment: Assignment, expectations
         loop_model_spec=expectations.loop_model_spec,
         forward_inputs=encode_array(expectations.forward_inputs),
         reference_weights=[encode_array(w) for w in expectations.weights],
+        reference_behaviour=expectations.behaviour,
     )
 
 
@@ -170,6 +208,8 @@ def write_fixtures(expectations: Expectations, assignment: Assignment, path: Pat
             "structure": net.by_kind["structure"],
             "traces": [net.traces[b] for b in sorted(net.traces)],
             "forward": forward,
+            # The reference's own training run: a Net that behaves like it is credited with it.
+            "train": {key: value for key, value in net.by_kind["train"].items() if key != "seconds"},
             # The reference's forward step by step, for naming a student's differing step. Left
             # out while net.forward is hidden: selfcheck must not reveal what that check expects.
             "operations": net.by_kind.get("operations") if assignment.checks["net.forward"].public else None,
@@ -197,7 +237,7 @@ def load_fixtures(assignment: Assignment, path: Path | None = None) -> Expectati
         if document.get("settings_fingerprint") != settings_fingerprint(assignment):
             raise FixturesError(f"{path}: fixtures were made for different assignment settings; {hint}")
         net = GroupObservations()
-        for kind in ("instantiate", "structure", "forward", "operations"):
+        for kind in ("instantiate", "structure", "forward", "train", "operations"):
             if kind == "operations" and document["net"].get(kind) is None:
                 continue  # fixtures from before operations were recorded: feedback without the step-by-step comparison
             observation = {"kind": kind, **document["net"][kind]}

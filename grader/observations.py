@@ -52,10 +52,15 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "output": (dict, type(None)),
         "weights": (list, type(None)),
         "error": _OPT_STR,
+        # one digest per parameter, in forward order, of the gradients of the cross-entropy on
+        # the forward inputs (labels 0, 1, 2, ...) with the weights used: [] when not computed
+        "gradients": ("list", ("list", _FINITE_OR_NONE, 3), 4096),
     },
     # one forward pass, operation by operation; with the reference weights when they loaded
     "operations": {"operations": ("list", _OPERATION, MAX_OPERATIONS), "truncated": bool, "error": _OPT_STR, "digests": bool},
-    "train": {"initial_loss": _OPT_NUM, "final_loss": _OPT_NUM, "error": _OPT_STR, **_LOSS_CURVE},
+    # `equivalent`: not trained, because with the reference weights the Net gave the reference's
+    # outputs and gradients (the probe checked; grader/compare checks again): it trains like it
+    "train": {"initial_loss": _OPT_NUM, "final_loss": _OPT_NUM, "error": _OPT_STR, "equivalent": bool, **_LOSS_CURVE},
     # `alternatives`: when the function is missing, others that take its arguments, with their parameters
     "loop": {"defined": bool, "callable": bool, "alternatives": ("list", str, MAX_ALTERNATIVES)},
     "loop_run": {
@@ -79,6 +84,20 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "done": {},
 }
+
+
+# Two digests of the same tensor (grader/observe/operations.py: sum, sum of magnitudes, a fixed
+# weighting) agree when every component is within this fraction of the magnitude: far above
+# float32's rounding, far below any real difference. The child decides with half of it, so the
+# grader's own check of the same numbers never disagrees with the child's decision.
+DIGEST_RTOL = 1e-4
+
+
+def digests_agree(mine: list[float], theirs: list[float], rtol: float = DIGEST_RTOL) -> bool:
+    if len(mine) != 3 or len(theirs) != 3:
+        return False
+    scale = max(abs(theirs[1]), 1.0)
+    return all(abs(a - b) <= rtol * scale for a, b in zip(mine, theirs))
 
 
 def _fits(value: Any, spec: Any) -> bool:

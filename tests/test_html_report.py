@@ -44,7 +44,7 @@ def test_loss_history_stays_bounded_by_averaging_neighbours():
     seen = history.observation()
     assert len(seen["losses"]) <= MAX_LOSS_POINTS and seen["loss_stride"] == 16
     assert seen["losses"][0] == pytest.approx(sum(range(16)) / 16)  # the mean of the first 16 losses
-    assert validate({"kind": "train", "initial_loss": 1.0, "final_loss": 0.5, "error": None, **seen}) is None
+    assert validate({"kind": "train", "initial_loss": 1.0, "final_loss": 0.5, "error": None, "equivalent": False, **seen}) is None
 
 
 def test_nan_loss_is_a_gap_in_the_curve():
@@ -60,7 +60,7 @@ def test_nan_loss_is_a_gap_in_the_curve():
     ids=["too long", "nan", "inf", "string", "bool", "not a list"],
 )
 def test_malformed_loss_curve_is_rejected(losses):
-    train = {"kind": "train", "initial_loss": 1.0, "final_loss": 0.5, "error": None, "losses": losses, "loss_stride": 1}
+    train = {"kind": "train", "initial_loss": 1.0, "final_loss": 0.5, "error": None, "equivalent": False, "losses": losses, "loss_stride": 1}
     assert validate(train) == "malformed 'train' observation"
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from grader.assignment import Assignment
 from grader.commands.reference_check import verified_reference_expectations
 from grader.errors import ReferenceSolutionError
-from grader.expectations import configure_for_selfcheck, linear_loop_model, load_fixtures, write_fixtures
+from grader.expectations import configure_for_selfcheck, load_fixtures, write_fixtures
 from grader.load import Submission
 from grader.pipeline import grade_submission, open_worker
 
@@ -19,9 +19,7 @@ def make_fixtures(assignment: Assignment, reference_path: Path | None = None, co
     console = console or Console(stderr=True)
     reference_path = reference_path or assignment.default_reference_path()
     with open_worker(assignment) as worker:
-        expected = verified_reference_expectations(
-            assignment, worker, reference_path, loop_model_spec=linear_loop_model(assignment)
-        )
+        expected = verified_reference_expectations(assignment, worker, reference_path)
         path = write_fixtures(expected, assignment)
         reloaded = load_fixtures(assignment, path)
         configure_for_selfcheck(worker, assignment, reloaded)

@@ -16,15 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from grader.compare.hyperparameters import describe_layer
+from grader.observations import digests_agree
 
 # One kind for the ways of flattening, so `view`, `reshape`, `flatten` and nn.Flatten align.
 _RESHAPES = {"view", "reshape", "flatten"}
 _FINAL_SOFTMAX = {"softmax", "log_softmax"}
 _DROPOUTS = {"dropout", "dropout2d", "dropout1d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"}
 MAX_FINDINGS = 6
-# Two digests agree when every component is within this fraction of the output's magnitude:
-# far above float32's rounding over a layer, far below any real difference.
-DIGEST_RTOL = 1e-4
 
 Pair = tuple[int | None, int | None]
 
@@ -213,11 +211,9 @@ def first_divergence(reference: ForwardOperations, student: ForwardOperations, p
 def _same_output(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
     if mine["output_shape"] != theirs["output_shape"]:
         return False
-    a, b = mine["digest"], theirs["digest"]
-    if len(a) != 3 or len(b) != 3:
+    if len(mine["digest"]) != 3 or len(theirs["digest"]) != 3:
         return True  # nothing to compare: not evidence of a difference
-    scale = max(abs(b[1]), 1.0)
-    return all(abs(x - y) <= DIGEST_RTOL * scale for x, y in zip(a, b))
+    return digests_agree(mine["digest"], theirs["digest"])
 
 
 # ---------------------------------------------------------------- the picture of both networks

@@ -35,6 +35,7 @@ class _State:
         self.loop_model_spec: list[dict[str, Any]] | None = None
         self.forward_inputs: Any = None
         self.reference_weights: list[Any] | None = None
+        self.reference_behaviour: dict[str, Any] | None = None
         self.dataset: Any = None
         self.threads = 1  # torch threads in each child
 
@@ -66,6 +67,12 @@ class _State:
         if "reference_weights" in message:
             weights = message["reference_weights"]
             self.reference_weights = None if weights is None else [torch.from_numpy(decode_array(w).copy()) for w in weights]
+        if "reference_behaviour" in message:
+            behaviour = message["reference_behaviour"]
+            self.reference_behaviour = None if behaviour is None else {
+                "output": decode_array(behaviour["output"], what="reference output"),
+                "gradients": behaviour["gradients"],
+            }
         if "rehearsal" in message:
             _rehearse(self, message["rehearsal"])
 

@@ -24,6 +24,9 @@ class ProbeContext:
     reference: dict[str, Any] | None  # namespace of the reference program (instructor runs only)
     forward_inputs: torch.Tensor
     reference_weights: list[torch.Tensor] | None  # forward-ordered; None while observing the reference
+    # What the reference does with those weights: {"output": array, "gradients": [digest, ...]};
+    # None while observing the reference
+    reference_behaviour: dict[str, Any] | None
     loop_model_spec: list[dict[str, Any]] | None
     dataset: TensorDataset
     emit: Callable[[dict[str, Any]], None]

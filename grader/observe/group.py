@@ -30,6 +30,7 @@ class TrustedInputs(Protocol):
     loop_model_spec: list[dict[str, Any]] | None
     forward_inputs: Any
     reference_weights: list[Any] | None
+    reference_behaviour: dict[str, Any] | None
     dataset: Any
 
 
@@ -65,6 +66,7 @@ def _observe_group(group: str, inputs: TrustedInputs, load_student: Callable[[],
         reference=reference,
         forward_inputs=inputs.forward_inputs,
         reference_weights=inputs.reference_weights,
+        reference_behaviour=inputs.reference_behaviour,
         loop_model_spec=inputs.loop_model_spec,
         dataset=inputs.dataset,
         emit=emit,

@@ -9,11 +9,13 @@ import time
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from grader.observations import MAX_ALTERNATIVES
-from grader.observe.operations import record_operations
+from grader.observations import DIGEST_RTOL, MAX_ALTERNATIVES, digests_agree
+from grader.observe.operations import digest, record_operations
+from grader.wire import decode_array
 from grader.observe.context import (
     ProbeContext,
     RecordingCrossEntropy,
@@ -47,7 +49,7 @@ def observe_net(ctx: ProbeContext) -> None:
     # Operation by operation, with the weights `_forward` left in place: the reference's when
     # they loaded, so each operation's output is comparable with the reference's own run.
     ctx.emit(record_operations(model, ctx.forward_inputs.clone(), digests=forward["loaded"], describe=ctx.describe))
-    ctx.emit(_train(ctx, net_class))
+    ctx.emit(_train(ctx, net_class, equivalent=_behaves_like_reference(ctx, forward)))
 
 
 def _instantiate(ctx: ProbeContext, name: str, net_class: Any) -> nn.Module | None:
@@ -169,6 +171,7 @@ def _forward(ctx: ProbeContext, model: nn.Module, traces: dict[int, dict[str, An
         "output": None,
         "weights": None,
         "error": None,
+        "gradients": [],
     }
     weights = ctx.reference_weights
     if weights is None:
@@ -189,7 +192,42 @@ def _forward(ctx: ProbeContext, model: nn.Module, traces: dict[int, dict[str, An
         seen["output"] = encode_tensor(output)
     except BaseException as exc:
         seen["error"] = ctx.describe(exc)
+        return seen
+    try:
+        seen["gradients"] = _gradients(model, ctx.forward_inputs.clone(), [p for _, p in order])
+    except BaseException:  # no gradients to compare: the Net is simply trained (see _train)
+        seen["gradients"] = []
     return seen
+
+
+def _gradients(model: nn.Module, inputs: torch.Tensor, parameters: list[nn.Parameter]) -> list[list[float]]:
+    """A digest of each parameter's gradient (forward order) of the cross-entropy on `inputs`
+    with labels 0, 1, 2, ... in turn: equal to the reference's when the Net, with the reference
+    weights, computes what the reference does and lets gradients flow the same way."""
+    model.eval()  # deterministic: dropout off, batch norm on its running statistics
+    model.zero_grad(set_to_none=True)
+    output = model(inputs)
+    labels = torch.arange(len(inputs)) % output.shape[-1]
+    nn.functional.cross_entropy(output, labels).backward()
+    return [digest(p.grad) if p.grad is not None else [] for p in parameters]
+
+
+def _behaves_like_reference(ctx: ProbeContext, forward: dict[str, Any]) -> bool:
+    """True when, with the reference weights, the Net's output and every gradient equal the
+    reference's: it then trains exactly as the reference does from the same weights, and net.trains
+    need not spend a training run on it. Decided with half the tolerance grader/compare uses, so
+    that the grader's own check of the same numbers always agrees."""
+    behaviour = ctx.reference_behaviour
+    if behaviour is None or not forward["loaded"] or forward["output"] is None or not forward["gradients"]:
+        return False
+    tolerance = ctx.settings["forward"]
+    output = decode_array(forward["output"], what="forward output")
+    if output.shape != behaviour["output"].shape or not np.allclose(output, behaviour["output"], atol=tolerance["atol"] / 2, rtol=tolerance["rtol"] / 2):
+        return False
+    theirs = behaviour["gradients"]
+    return len(theirs) == len(forward["gradients"]) and all(
+        digests_agree(mine, want, DIGEST_RTOL / 2) for mine, want in zip(forward["gradients"], theirs)
+    )
 
 
 def standard_training_loop(n_epochs: int, optimizer: Any, model: nn.Module, loss_fn: Any, train_loader: Any) -> None:
@@ -202,11 +240,15 @@ def standard_training_loop(n_epochs: int, optimizer: Any, model: nn.Module, loss
             optimizer.step()
 
 
-def _train(ctx: ProbeContext, net_class: type) -> dict[str, Any]:
+def _train(ctx: ProbeContext, net_class: type, *, equivalent: bool) -> dict[str, Any]:
     """Train a fresh student Net with the reference's (or the standard) loop; record the losses:
-    over the whole set before and after, and of every batch on the way (the loss curve)."""
+    over the whole set before and after, and of every batch on the way (the loss curve). A Net
+    that behaves like the reference (`equivalent`) is not trained: it is credited with the
+    reference's own training run."""
     training = ctx.settings["training"]
-    seen: dict[str, Any] = {"kind": "train", "initial_loss": None, "final_loss": None, "error": None, "seconds": None}
+    seen: dict[str, Any] = {"kind": "train", "initial_loss": None, "final_loss": None, "error": None, "seconds": None, "equivalent": equivalent}
+    if equivalent:
+        return {**seen, "losses": [], "loss_stride": 1}
     loss_fn = RecordingCrossEntropy()
     trainer = standard_training_loop
     if ctx.reference is not None and callable(ctx.reference.get(ctx.settings["loop_function"])):

@@ -60,15 +60,21 @@ def _shape(value: Any) -> list[int] | None:
     return list(value.shape) if isinstance(value, torch.Tensor) else None
 
 
-def _digest(output: torch.Tensor) -> list[float]:
-    """Three numbers that two equal outputs share and different ones almost never do: the sum,
-    the sum of magnitudes, and a fixed pseudo-random weighting (catches a permutation)."""
-    if not output.is_floating_point() or output.numel() == 0:
+_WEIGHTS: dict[int, torch.Tensor] = {}  # the fixed weighting, by length: made once per size
+
+
+def digest(tensor: torch.Tensor) -> list[float]:
+    """Three numbers that two equal tensors share and different ones almost never do: the sum,
+    the sum of magnitudes, and a fixed pseudo-random weighting (catches a permutation); [] for a
+    tensor that has none (integers, empty, NaN)."""
+    if not tensor.is_floating_point() or tensor.numel() == 0:
         return []
-    values = output.detach().reshape(-1).double()
-    weights = torch.sin(torch.arange(values.numel(), dtype=torch.float64) * 0.7071 + 0.5)
-    digest = [float(values.sum()), float(values.abs().sum()), float((values * weights).sum())]
-    return digest if all(math.isfinite(d) for d in digest) else []
+    values = tensor.detach().reshape(-1).double()
+    weights = _WEIGHTS.get(values.numel())
+    if weights is None:
+        weights = _WEIGHTS[values.numel()] = torch.sin(torch.arange(values.numel(), dtype=torch.float64) * 0.7071 + 0.5)
+    found = [float(values.sum()), float(values.abs().sum()), float(values @ weights)]
+    return found if all(math.isfinite(d) for d in found) else []
 
 
 class OperationRecorder(TorchFunctionMode):
@@ -121,7 +127,7 @@ class OperationRecorder(TorchFunctionMode):
                 "kwargs": named,
                 "input_shape": _shape(source),
                 "output_shape": _shape(output),
-                "digest": _digest(output) if self._digests and output is not None else [],
+                "digest": digest(output) if self._digests and output is not None else [],
             }
         )
 

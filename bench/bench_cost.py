@@ -1,0 +1,207 @@
+"""What grading costs, against the targets of the "same verdicts at a fifth of the cost" work.
+
+Measures on this machine, CPU only:
+
+- the checks' own CPU time per correct submission, one torch thread, in one warm process
+  (bench/notebook_way.py time-checks: no fork, sandbox or JSON), and which probe spends it;
+- a whole `grader run --workers 2` of COUNT correct notebooks (process start, worker start and
+  the reference included), with the reference's expectations taken from the cache (the usual
+  second run) and observed afresh (`GRADER_CACHE_DIR=off`), and `--workers 1`, for the scaling;
+- the same COUNT notebooks executed the notebook way (bench/notebook_way.py: a fresh Jupyter
+  kernel per notebook, top to bottom, the grader's data and training budget, then the checks in
+  the kernel), two kernels at a time, as a 2-core machine would run them;
+- `grader selfcheck NOTEBOOK` wall time (median of REPEAT runs, warm disk);
+- the calibration: the reference's and the stand-in model's loss over the short training jobs.
+
+Writes cost.md and cost.json into --out (default bench/).
+
+    .venv/bin/python bench/bench_cost.py              # 24 notebooks, the figures in bench/cost.md
+    .venv/bin/python bench/bench_cost.py --count 4 --out /tmp/cost
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+import notebook_way  # noqa: E402
+import variants as v  # noqa: E402
+from bench_grading import machine  # noqa: E402
+from bench_throughput import load_average, reference_expectations, time_checks_alone  # noqa: E402
+
+CORRECT = [v.notebook_cells(), v.notebook_cells(v.NET_SEQUENTIAL), v.notebook_cells(v.NET_MODULES), v.MAGIC_CELLS,
+           v.notebook_cells(v.NET_DEFAULTS), v.ACROSS_CELLS, v.notebook_cells(v.NET_RESHAPE), v.notebook_cells(loop=v.DEVICE_LOOP)]  # fmt: skip
+GRADER = [sys.executable, "-m", "grader"]
+
+
+def make_cohort(folder: Path, count: int) -> list[Path]:
+    return [v.write_notebook(folder / f"s{i:03d}.ipynb", CORRECT[i % len(CORRECT)]) for i in range(count)]
+
+
+def grader_run(cohort: Path, out: Path, workers: int, *, cache: str) -> dict[str, Any]:
+    env = {**os.environ, "GRADER_CACHE_DIR": cache, "CUDA_VISIBLE_DEVICES": ""}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*GRADER, "run", str(cohort), "-o", str(out / "report.csv"), "--workers", str(workers), "--force", "--format", "csv"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"grader run failed:\n{done.stderr[-3000:]}")
+    rows = (out / "report.csv").read_text().splitlines()[1:]
+    totals = [float(row.split(",")[3]) for row in rows]
+    return {"seconds": round(seconds, 2), "submissions": len(rows), "full_marks": sum(t == 100 for t in totals)}
+
+
+def notebook_way_two_at_a_time(cohort: list[Path], work: Path, assignment: Any, expected: Any) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    config = notebook_way.write_config(work / "config.json", assignment, expected, ROOT / "reference" / "cifar2.py")
+    env = notebook_way.kernel_environment(work)
+    for folder in ("ipython", "jupyter"):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+    os.environ["JUPYTER_RUNTIME_DIR"] = env["JUPYTER_RUNTIME_DIR"]
+    limits = assignment.limits
+
+    def one(path: Path) -> dict[str, Any]:
+        outcome = notebook_way.execute_notebook(
+            path, config, work / path.stem, epochs=assignment.training.epochs,
+            cell_timeout_s=limits.check_timeout_s, notebook_timeout_s=limits.timeout_s, env=env,
+        )  # fmt: skip
+        score = notebook_way.score_observations(outcome, assignment, expected, limits.check_timeout_s)
+        return {"seconds": outcome["seconds"], "total": score["total"]}
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(one, cohort))
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": round(seconds, 2),
+        "median_notebook_s": round(statistics.median(r["seconds"] for r in results), 2),
+        "full_marks": sum(r["total"] == 100 for r in results),
+    }
+
+
+def selfcheck_wall(notebook: Path, repeat: int) -> dict[str, Any]:
+    runs = []
+    for _ in range(repeat + 1):  # the first warms the disk cache
+        started = time.perf_counter()
+        done = subprocess.run([*GRADER, "selfcheck", str(notebook), "--assignment", "cifar2"], cwd=ROOT, capture_output=True, text=True)
+        runs.append(time.perf_counter() - started)
+        if done.returncode != 0:
+            raise SystemExit(f"selfcheck failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return {"median_s": round(statistics.median(runs[1:]), 2), "runs_s": [round(r, 2) for r in runs[1:]]}
+
+
+def calibration(expected: Any) -> dict[str, Any]:
+    train, loop = expected.net.get("train"), expected.reference_loop
+    return {
+        "reference_net_trained": {"initial_loss": round(train["initial_loss"], 3), "final_loss": round(train["final_loss"], 3)},
+        "stand_in_model": expected.loop_model_spec,
+        "stand_in_trained_by_reference_loop": {"initial_loss": round(loop["initial_loss"], 3), "final_loss": round(loop["final_loss"], 3)},
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    checks, runs, nb, sc = r["checks"], r["grader_run"], r["notebook_way"], r["selfcheck"]
+    cached, fresh, one = runs["workers_2_cached"], runs["workers_2_fresh"], runs["workers_1_cached"]
+    ratio = nb["seconds"] / cached["seconds"]
+    scaling = one["seconds"] / cached["seconds"]
+    count = r["count"]
+    per_submission = (cached["seconds"] - r["startup_s"]) / count if count else 0
+    lines = [
+        f"# Cost benchmark ({r['date']})",
+        "",
+        f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, Python {r['machine']['python']}, torch {r['machine']['torch']}. "
+        f"Load average at start: {', '.join(map(str, r['load_average_at_start']))}.",
+        "",
+        f"Cohort: {count} correct notebooks (tests/variants.py: the lecture's layout, nn.Sequential, modules, magics, defaults, "
+        "a Net across cells, reshape, device code), CPU only.",
+        "",
+        "| measure | figure | target | |",
+        "|---|---:|---|---|",
+        f"| the checks' CPU per correct submission, 1 torch thread (median of {checks['repeat']}) | {checks['cpu_s']:.3f} s "
+        f"(Net checks {checks['net_cpu_s']:.3f} s, loop check {checks['loop_cpu_s']:.3f} s) | ≤ 0.4 s | {_met(checks['cpu_s'] <= 0.4)} |",
+        f"| `grader run --workers 2`, whole run, reference from the cache | {cached['seconds']:.1f} s | | |",
+        f"| `grader run --workers 2`, whole run, reference observed afresh | {fresh['seconds']:.1f} s | | |",
+        f"| the notebook way, fresh kernels two at a time | {nb['seconds']:.1f} s (median notebook {nb['median_notebook_s']:.1f} s) | | |",
+        f"| notebook way ÷ `grader run --workers 2` (cached) | {ratio:.1f}× | ≥ 10× | {_met(ratio >= 10)} |",
+        f"| `grader run --workers 1` ÷ `--workers 2` (whole runs, cached) | {scaling:.2f}× | ≥ 1.7× | {_met(scaling >= 1.7)} |",
+        f"| `grader selfcheck NOTEBOOK`, wall (median of {len(sc['runs_s'])}) | {sc['median_s']:.2f} s | ≤ 4 s | {_met(sc['median_s'] <= 4)} |",
+        f"| full marks | grader {cached['full_marks']}/{count}, notebook way {nb['full_marks']}/{count} | all | {_met(cached['full_marks'] == nb['full_marks'] == count)} |",
+        "",
+        f"Start-up of a whole run (process start, worker start with the torch import, the reference from the cache and its self-check): "
+        f"about {r['startup_s']:.1f} s, measured as a `grader run --workers 2` of one notebook. The rest, {per_submission:.2f} s per "
+        f"submission over {count}, is the checks on two workers plus bookkeeping. The ceiling the checks imply: with "
+        f"{checks['cpu_s']:.2f} s of checks per notebook on 2 cores and {nb['median_notebook_s']:.1f} s per notebook the notebook way, "
+        f"grading alone could be {nb['median_notebook_s'] / max(checks['cpu_s'], 1e-9):.0f}× faster; a class-sized run approaches that "
+        f"as the start-up is spread over more notebooks.",
+        "",
+        "## Calibration of the short training jobs",
+        "",
+        f"- `net.trains`: the reference Net, trained by the reference loop: loss {r['calibration']['reference_net_trained']['initial_loss']} → "
+        f"{r['calibration']['reference_net_trained']['final_loss']} (it must fall by the configured margin). A Net that gives the "
+        "reference's output and gradients with the reference weights is credited with this run; any other Net is trained the same way.",
+        f"- `loop.trains`: the stand-in model {json.dumps(r['calibration']['stand_in_model'])}, trained by the reference loop: loss "
+        f"{r['calibration']['stand_in_trained_by_reference_loop']['initial_loss']} → {r['calibration']['stand_in_trained_by_reference_loop']['final_loss']}.",
+        "",
+        "Every verdict is unchanged: the test suite's pinned points, the reference's full marks against itself and the bundled "
+        "examples' expected report all pass with these settings.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=24)
+    parser.add_argument("--repeat", type=int, default=5, help="selfcheck runs and checks-alone runs (default 5)")
+    parser.add_argument("--out", type=Path, default=BENCH)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "count": args.count, "load_average_at_start": load_average()}
+    with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp:
+        work = Path(tmp)
+        cohort = make_cohort(work / "cohort", args.count)
+        assignment, expected, _ = reference_expectations(ROOT / "assignments" / "cifar2")
+        results["calibration"] = calibration(expected)
+        config = notebook_way.write_config(work / "checks.json", assignment, expected, ROOT / "reference" / "cifar2.py")
+        timing = time_checks_alone(config, cohort[0], args.repeat)
+        results["checks"] = {"repeat": args.repeat, **{k: round(timing["median"][k], 3) for k in ("cpu_s", "net_cpu_s", "loop_cpu_s")}}
+        cache = str(work / "cache")
+        grader_run(work / "cohort", work / "warm", 2, cache=cache)  # fills the cache
+        one = work / "one"
+        v.write_notebook(one / "s.ipynb", CORRECT[0])
+        results["startup_s"] = grader_run(one, work / "one-out", 2, cache=cache)["seconds"]
+        results["grader_run"] = {
+            "workers_2_cached": grader_run(work / "cohort", work / "w2", 2, cache=cache),
+            "workers_2_fresh": grader_run(work / "cohort", work / "w2f", 2, cache="off"),
+            "workers_1_cached": grader_run(work / "cohort", work / "w1", 1, cache=cache),
+        }
+        results["notebook_way"] = notebook_way_two_at_a_time(cohort, work / "nb", assignment, expected)
+        results["selfcheck"] = selfcheck_wall(cohort[0], args.repeat)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "cost.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "cost.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""What the reference was observed to do, kept on disk between runs, so a second `grader run`
+does not put the reference through every probe again (a second or two of torch work before the
+first submission).
+
+An entry is keyed by everything that decides it: the gradebook's grading fingerprint (the probe
+settings, limits, points, the reference's bytes, the grader's version and source) and the torch
+version. It is read like any report from a child: validated observation by observation, and
+dropped at the first doubt, so a damaged or foreign file costs one observation of the reference,
+never a wrong expectation. The reference still passes its own checks on every run
+(grader/commands/reference_check.py); only the probes' work is saved.
+
+Where: `$GRADER_CACHE_DIR`, else `$XDG_CACHE_HOME/grader`, else `~/.cache/grader`;
+`GRADER_CACHE_DIR=off` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from grader.assignment import Assignment
+from grader.expectations import Expectations
+from grader.files import write_atomically
+from grader.gradebook import grading_fingerprint
+from grader.observations import GroupObservations, validate
+from grader.wire import decode_array, encode_array
+
+CACHE_FORMAT = 1
+ENVIRONMENT_VARIABLE = "GRADER_CACHE_DIR"
+
+
+def cache_folder() -> Path | None:
+    """Where entries live; None when caching is turned off."""
+    chosen = os.environ.get(ENVIRONMENT_VARIABLE)
+    if chosen is not None:
+        return None if chosen.strip().lower() in ("", "off", "0", "no") else Path(chosen)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "grader"
+
+
+def entry_path(assignment: Assignment, reference_path: Path) -> Path | None:
+    folder = cache_folder()
+    if folder is None:
+        return None
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = "unknown"
+    made_of = [CACHE_FORMAT, grading_fingerprint(assignment, reference_path), torch_version, platform.machine()]
+    key = hashlib.sha256(json.dumps(made_of).encode()).hexdigest()[:32]
+    return folder / "expectations" / f"{assignment.name}-{key}.json"
+
+
+def load(path: Path | None, reference_path: Path) -> tuple[Expectations, GroupObservations] | None:
+    """The entry at `path`, or None when there is none or it is not entirely sound."""
+    if path is None:
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("format") != CACHE_FORMAT:
+            return None
+        net, loop = _group(document["net"]), _group(document["loop"])
+        if net is None or loop is None or net.get("forward") is None:
+            return None
+        expectations = Expectations(
+            origin=str(reference_path),
+            net=net,
+            forward_inputs=decode_array(document["forward_inputs"], what="cached inputs"),
+            weights=[decode_array(w, what="cached weights") for w in document["weights"]],
+            loop_model_spec=document["loop_model"],
+            reference_loop=loop.get("loop"),
+        )
+        expectations.behaviour  # noqa: B018  (raises on an entry without the reference's output)
+        return expectations, loop
+    except Exception:  # any doubt: observe the reference again
+        return None
+
+
+def store(path: Path | None, expectations: Expectations, loop: GroupObservations) -> None:
+    """Keep an entry for the next run; a cache that cannot be written only costs that."""
+    if path is None:
+        return
+    document = {
+        "format": CACHE_FORMAT,
+        "net": _plain(expectations.net),
+        "loop": _plain(loop),
+        "forward_inputs": encode_array(expectations.forward_inputs),
+        "weights": [encode_array(w) for w in expectations.weights],
+        "loop_model": expectations.loop_model_spec,
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, json.dumps(document))
+    except OSError:
+        pass
+
+
+def _plain(group: GroupObservations) -> dict[str, Any]:
+    return {"observations": [*group.by_kind.values(), *(group.traces[b] for b in sorted(group.traces))]}
+
+
+def _group(document: dict[str, Any]) -> GroupObservations | None:
+    group = GroupObservations()
+    for observation in document["observations"]:
+        if validate(observation):
+            return None
+        if observation["kind"] == "trace":
+            group.traces[observation["batch"]] = observation
+        else:
+            group.by_kind[observation["kind"]] = observation
+    return group

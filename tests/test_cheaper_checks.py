@@ -1,0 +1,119 @@
+"""The same verdicts at a fraction of the cost: a Net that behaves like the reference with the
+reference's weights (same output, same gradient for every parameter) is credited with the
+reference's own training run instead of being trained again, the grader checks that claim
+itself, a Net that only looks the same is still trained, the training loop trains a stand-in
+linear model, and the reference's expectations are kept on disk between runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+import variants as v
+from conftest import FULL, ROOT, points
+from grader import expectations_cache
+from grader.commands.reference_check import verified_reference_expectations
+from grader.compare.net_checks import check_net_trains
+from grader.errors import ReferenceSolutionError
+from grader.isolate.client import Worker
+
+
+def _check(result, name: str):
+    return next(c for c in result.checks if c.name == name)
+
+
+@pytest.mark.parametrize("net", [v.NET, v.NET_SEQUENTIAL, v.NET_MODULES, v.NET_DEFAULTS], ids=["lecture", "sequential", "modules", "defaults"])
+def test_a_net_that_behaves_like_the_reference_is_credited_with_its_training(net, grade, tmp_path, reference_worker):
+    result = grade(v.write_notebook(tmp_path / "student.ipynb", v.notebook_cells(net)))
+    assert points(result) == FULL
+    trains = _check(result, "net.trains")
+    _, expected = reference_worker
+    reference = expected.net.get("train")
+    assert trains.details["trained_like_reference"] is True
+    assert trains.details["losses"] == reference["losses"] and trains.details["final_loss"] == reference["final_loss"]
+
+
+def test_a_net_whose_gradients_do_not_flow_is_trained_and_judged_by_its_own_run(grade, tmp_path):
+    # The same outputs as the reference, but no gradient reaches the convolutions: not the same
+    # training, so it is trained for real (and its loss still falls, through fc1 and fc2).
+    detached = v.NET.replace("out = out.view(-1, 8 * 8 * 8)", "out = out.view(-1, 8 * 8 * 8).detach()")
+    result = grade(v.write_notebook(tmp_path / "detached.ipynb", v.notebook_cells(detached)))
+    trains = _check(result, "net.trains")
+    assert "trained_like_reference" not in trains.details
+    assert len(trains.details["losses"]) == 32  # 4 epochs of 8 batches, its own run
+    assert points(result)["net.forward"] == 20
+
+
+def test_the_grader_does_not_take_the_probes_word_for_it(reference_worker, cifar2):
+    """A child that says "equivalent" for a Net whose gradients differ gets no credit."""
+    _, expected = reference_worker
+    group = copy.deepcopy(expected.net)
+    group.by_kind["train"] = {**group.by_kind["train"], "equivalent": True, "losses": [], "initial_loss": None, "final_loss": None}
+    assert check_net_trains({"net": group}, expected, cifar2).fraction == 1.0  # the reference itself: credited
+    forward = group.by_kind["forward"]
+    forward["gradients"] = [[g[0] * 2, g[1] * 2, g[2] * 2] if g else g for g in forward["gradients"]]
+    outcome = check_net_trains({"net": group}, expected, cifar2)
+    assert outcome.fraction == 0 and "gradients differ from the reference's" in outcome.reasons[0]
+
+
+def test_the_loop_check_trains_a_stand_in_model_beside_the_reference_loop(grade, tmp_path):
+    result = grade(v.write_notebook(tmp_path / "student.ipynb", v.notebook_cells()))
+    loop = _check(result, "loop.trains")
+    assert loop.passed and len(loop.details["losses"]) == 32
+    assert loop.details["losses"] == pytest.approx(loop.details["reference_losses"])  # the reference loop, same stand-in
+
+
+# ---------------------------------------------------------------- the reference's expectations, cached
+
+
+def test_a_second_run_takes_the_reference_from_the_cache(cifar2, tmp_path, monkeypatch):
+    monkeypatch.setenv(expectations_cache.ENVIRONMENT_VARIABLE, str(tmp_path / "cache"))
+    reference = ROOT / "reference" / "cifar2.py"
+    with Worker() as worker:
+        first = verified_reference_expectations(cifar2, worker, reference)
+    entries = list((tmp_path / "cache" / "expectations").glob("cifar2-*.json"))
+    assert len(entries) == 1
+
+    def never(*args, **kwargs):
+        raise AssertionError("the reference was observed again")
+
+    monkeypatch.setattr("grader.expectations._observed_reference", never)
+    with Worker() as worker:
+        second = verified_reference_expectations(cifar2, worker, reference)
+        assert second.weights[0].tolist() == first.weights[0].tolist()
+        assert second.behaviour == first.behaviour
+    # Another reference is another entry: the changed one is observed (and fails here, on purpose).
+    changed = tmp_path / "changed.py"
+    changed.write_text(reference.read_text() + "\n# a comment changes the bytes\n")
+    with Worker() as worker, pytest.raises(AssertionError, match="observed again"):
+        verified_reference_expectations(cifar2, worker, changed)
+
+
+def test_a_damaged_cache_entry_is_observed_again(cifar2, tmp_path, monkeypatch):
+    monkeypatch.setenv(expectations_cache.ENVIRONMENT_VARIABLE, str(tmp_path / "cache"))
+    reference = ROOT / "reference" / "cifar2.py"
+    entry = expectations_cache.entry_path(cifar2, reference)
+    assert entry is not None
+    entry.parent.mkdir(parents=True)
+    entry.write_text(json.dumps({"format": expectations_cache.CACHE_FORMAT, "net": {"observations": [{"kind": "forward"}]}}))
+    assert expectations_cache.load(entry, reference) is None
+    with Worker() as worker:
+        verified_reference_expectations(cifar2, worker, reference)
+    assert expectations_cache.load(entry, reference) is not None  # rewritten, sound
+
+
+def test_the_cache_can_be_turned_off(cifar2, monkeypatch):
+    monkeypatch.setenv(expectations_cache.ENVIRONMENT_VARIABLE, "off")
+    assert expectations_cache.entry_path(cifar2, ROOT / "reference" / "cifar2.py") is None
+
+
+def test_a_broken_reference_fails_even_with_a_cache(cifar2, tmp_path, monkeypatch):
+    monkeypatch.setenv(expectations_cache.ENVIRONMENT_VARIABLE, str(tmp_path / "cache"))
+    broken = tmp_path / "broken.py"
+    broken.write_text((ROOT / "reference" / "cifar2.py").read_text().replace("torch.tanh(self.fc1(out))", "self.fc1(out).detach()"))
+    for _ in range(2):  # nothing is cached for a reference that fails its own checks
+        with Worker() as worker, pytest.raises(ReferenceSolutionError, match="fails its own check"):
+            verified_reference_expectations(cifar2, worker, broken)
+    assert not (tmp_path / "cache" / "expectations").exists() or not list((tmp_path / "cache" / "expectations").iterdir())
