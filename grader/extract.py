@@ -26,11 +26,12 @@ import re
 import symtable
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
-
-from IPython.core.inputtransformer2 import TransformerManager
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from grader.load import SourceCell, python_lines
+
+if TYPE_CHECKING:  # imported where used: the grading host imports this module but never parses
+    from IPython.core.inputtransformer2 import TransformerManager
 
 # Cell magics whose body is ordinary Python that runs in the notebook's namespace.
 _PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
@@ -302,6 +303,8 @@ def _parse_cells(
     skipped: dict[str, str],
 ) -> list[_Statement]:
     """The top-level statements of every cell that parses; the others go to `skipped`."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
     transformer = TransformerManager()
     statements: list[_Statement] = []
     for cell in cells:

@@ -37,9 +37,10 @@ def data_folders(assignment: Assignment) -> tuple[Path, ...]:
     return (Path(assignment.data.root),) if assignment.data.root else ()
 
 
-def open_worker(assignment: Assignment, sandbox: str = "auto", threads: int = 1, *, wait: bool = True) -> Worker:
-    """A worker for this assignment: its sandbox also shows the data folder the config names."""
-    return Worker(threads, sandbox=sandbox, read_only=data_folders(assignment), wait=wait)
+def open_worker(assignment: Assignment, sandbox: str = "auto", threads: int = 1, *, wait: bool = True, role: str = "all") -> Worker:
+    """A worker for this assignment: its sandbox also shows the data folder the config names.
+    `role`: what it is for (grader/isolate/worker.py ROLES)."""
+    return Worker(threads, sandbox=sandbox, read_only=data_folders(assignment), wait=wait, role=role)
 
 
 def warn_if_unsandboxed(worker: Worker, console: Console) -> None:
@@ -91,11 +92,18 @@ def prepare_failed(submission: Submission) -> PreparedSubmission:
     return PreparedSubmission(submission, result, {}, time.monotonic())
 
 
-def observe(prepared: PreparedSubmission, worker: Worker, assignment: Assignment) -> Observed:
-    """Stages 2-4 in `worker`'s children: read and extract, then run the checks; raw observations."""
+def observe(prepared: PreparedSubmission, worker: Worker, assignment: Assignment, *, reader: Worker | None = None) -> Observed:
+    """Stages 2-4 in `worker`'s children: read and extract, then run the checks; raw observations.
+    With a `reader` (a worker of the "reader" role), reading and extracting happen in its
+    children instead, and `worker` only runs the checks."""
     assert prepared.request is not None
+    limits = worker_limits(assignment)
     try:
-        return worker.grade(prepared.request, GROUPS, worker_limits(assignment))
+        if reader is None:
+            return worker.grade(prepared.request, GROUPS, limits)
+        extraction = reader.read(prepared.request, limits)
+        groups = worker.observe(extraction["units"], GROUPS, limits) if extraction.get("kind") == "extracted" else {}
+        return {"extraction": extraction, "groups": groups}
     except WorkerError as exc:
         return exc
 

@@ -117,3 +117,31 @@ def test_a_broken_reference_fails_even_with_a_cache(cifar2, tmp_path, monkeypatc
         with Worker() as worker, pytest.raises(ReferenceSolutionError, match="fails its own check"):
             verified_reference_expectations(cifar2, worker, broken)
     assert not (tmp_path / "cache" / "expectations").exists() or not list((tmp_path / "cache" / "expectations").iterdir())
+
+
+# ---------------------------------------------------------------- selfcheck: two processes start side by side
+
+
+def test_a_reader_and_a_checks_worker_grade_like_one_worker(cifar2, tmp_path):
+    """`grader selfcheck` reads in a torch-free reader and checks in a worker without IPython,
+    started side by side; the result is the one a single worker gives, invalid files included."""
+    from grader.expectations import configure_for_selfcheck, load_fixtures
+    from grader.load import Submission
+    from grader.pipeline import conclude, observe, open_worker, prepare
+
+    expected = load_fixtures(cifar2)
+    wrong = v.write_notebook(tmp_path / "wrong.ipynb", v.notebook_cells(v.NET_RELU, v.LOOP_NO_ZERO_GRAD))
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{ not json")
+    with open_worker(cifar2, wait=False, role="checks") as worker, open_worker(cifar2, wait=False, role="reader") as reader, open_worker(cifar2) as single:
+        worker.wait_ready()
+        reader.wait_ready()
+        configure_for_selfcheck(worker, cifar2, expected)
+        configure_for_selfcheck(single, cifar2, expected)
+        for path in (wrong, broken):
+            prepared = prepare(Submission(path.stem, path), cifar2)
+            split = conclude(prepared, observe(prepared, worker, cifar2, reader=reader), cifar2, expected)
+            prepared = prepare(Submission(path.stem, path), cifar2)
+            whole = conclude(prepared, observe(prepared, single, cifar2), cifar2, expected)
+            assert points(split) == points(whole) and split.status == whole.status and split.error == whole.error
+    assert points(split)["net.forward"] == 0 or split.status == "invalid"

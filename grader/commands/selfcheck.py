@@ -42,14 +42,19 @@ def check_submission(assignment: Assignment, submission: Submission, *, sandbox:
     """Grade one submission against the assignment's fixtures, on one warm worker. Hidden checks
     are graded too (their results are in the returned checks, marked `public=False`); callers
     decide what to show."""
-    expected = load_fixtures(assignment)
-    prepared = prepare(submission, assignment)
-    if prepared.request is None:  # unreadable: already scored, no worker (nor torch import) needed
-        return prepared.result
-    with open_worker(assignment, sandbox) as worker:
+    # Two processes start side by side, on two cores when there are: one imports torch for the
+    # checks (seconds), the other only what reading a notebook takes; meanwhile this process
+    # reads the fixtures and the file. The student is waiting for the answer.
+    with open_worker(assignment, sandbox, wait=False, role="checks") as worker, open_worker(assignment, sandbox, wait=False, role="reader") as reader:
+        expected = load_fixtures(assignment)
+        prepared = prepare(submission, assignment)
+        if prepared.request is None:  # unreadable: already scored, the workers are not needed
+            return prepared.result
+        worker.wait_ready()
+        reader.wait_ready()
         warn_if_unsandboxed(worker, Console(stderr=True))
         configure_for_selfcheck(worker, assignment, expected)
-        return conclude(prepared, observe(prepared, worker, assignment), assignment, expected)
+        return conclude(prepared, observe(prepared, worker, assignment, reader=reader), assignment, expected)
 
 
 def selfcheck(

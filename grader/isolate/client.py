@@ -61,7 +61,13 @@ class Worker:
     """
 
     def __init__(
-        self, threads: int = 1, *, sandbox: str = "auto", read_only: tuple[Path, ...] = (), wait: bool = True
+        self,
+        threads: int = 1,
+        *,
+        sandbox: str = "auto",
+        read_only: tuple[Path, ...] = (),
+        wait: bool = True,
+        role: str = "all",
     ) -> None:
         if sandbox not in SANDBOX_MODES:
             raise ValueError(f"sandbox must be one of {SANDBOX_MODES}, not {sandbox!r}")
@@ -71,6 +77,7 @@ class Worker:
         self.sandbox = status
         self._prefix = bwrap_command(read_only) if status.active else []
         self.threads = threads
+        self.role = role  # see worker.ROLES
         self._configuration: list[dict[str, Any]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
@@ -101,7 +108,7 @@ class Worker:
         self._buffer = b""
         self._unanswered = 0
         self._proc = subprocess.Popen(
-            [*self._prefix, sys.executable, "-m", "grader.isolate.worker"],
+            [*self._prefix, sys.executable, "-m", "grader.isolate.worker", "--role", self.role],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -150,6 +157,12 @@ class Worker:
         message = {"op": "observe", "units": units, "groups": groups, "limits": limits}
         return self._request_or_restart(message, limits["timeout_s"] + _REPLY_MARGIN_S * len(groups))["groups"]
 
+    def read(self, submission: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
+        """Read and extract a submission (from `submission_request`) in a child: what
+        `read_and_extract` gives. Restarts a dead worker once."""
+        message = {"op": "read", "submission": submission, "limits": limits}
+        return self._request_or_restart(message, grading_deadline_s(limits, []))["extraction"]
+
     def grade(self, submission: dict[str, Any], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
         """Read and extract a submission (from `submission_request`) in a child, then observe it;
         returns {"extraction": ..., "groups": {group: ChildRun as dict}}. Restarts a dead worker once."""
@@ -171,6 +184,7 @@ class Worker:
         self._start()
 
     def _request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.wait_configured()  # configuration sent without waiting is answered first, in order
         self._send(message)
         return self._reply(time.monotonic() + timeout)
 
@@ -241,17 +255,12 @@ class Worker:
         self._kill()
 
     def close(self) -> None:
+        """Stop the worker. It holds nothing that needs a graceful exit (its children are done,
+        its files live in the sandbox's private /tmp), and an interpreter with torch loaded
+        takes a good part of a second to wind down: it is killed."""
         self._closed = True
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            try:
-                assert self._proc.stdin is not None
-                self._proc.stdin.write(b'{"op": "shutdown"}\n')
-                self._proc.stdin.close()
-                self._proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
         self._kill()
         self._proc = None
         self._log.close()

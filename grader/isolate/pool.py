@@ -62,11 +62,11 @@ class WorkerPool(Generic[Job, Outcome]):
         return self.workers[0]
 
     def share_configuration(self) -> None:
-        """Give every worker the configuration the primary received (settings, reference, weights)."""
+        """Give every worker the configuration the primary received (settings, reference, weights).
+        Not waited for: the primary grades meanwhile, and each other worker takes in its
+        configuration (about a second of rehearsal) before it answers its first job."""
         for worker in self.workers[1:]:
             worker.configure_like(self.primary, wait=False)
-        for worker in self.workers[1:]:
-            worker.wait_configured()
 
     def map_unordered(
         self, jobs: Iterable[Job], work: Callable[[Worker, Job], Outcome], *, job_timeout_s: float | None = None

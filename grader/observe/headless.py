@@ -13,6 +13,7 @@ Runs in the worker before it forks; never in the grading host.
 from __future__ import annotations
 
 import importlib
+import re
 
 
 def prepare_packages(packages: list[str]) -> None:
@@ -25,6 +26,11 @@ def prepare_packages(packages: list[str]) -> None:
         prepare = _PREPARE.get(package)
         if prepare is not None:
             prepare()
+
+
+def packages_used(packages: list[str], sources: list[str]) -> list[str]:
+    """The packages a program's source names, so a child that loads it can prepare just those."""
+    return [p for p in packages if any(re.search(rf"\b{re.escape(p)}\b", source) for source in sources)]
 
 
 def _matplotlib() -> None:
