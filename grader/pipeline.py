@@ -39,7 +39,7 @@ def data_folders(assignment: Assignment) -> tuple[Path, ...]:
 
 def open_worker(assignment: Assignment, sandbox: str = "auto", threads: int = 1, *, wait: bool = True, role: str = "all") -> Worker:
     """A worker for this assignment: its sandbox also shows the data folder the config names.
-    `role`: what it is for (grader/isolate/worker.py ROLES)."""
+    `role`: what it is for (grader/isolate/client.py ROLES)."""
     return Worker(threads, sandbox=sandbox, read_only=data_folders(assignment), wait=wait, role=role)
 
 
@@ -102,8 +102,9 @@ def observe(prepared: PreparedSubmission, worker: Worker, assignment: Assignment
         if reader is None:
             return worker.grade(prepared.request, GROUPS, limits)
         extraction = reader.read(prepared.request, limits)
-        groups = worker.observe(extraction["units"], GROUPS, limits) if extraction.get("kind") == "extracted" else {}
-        return {"extraction": extraction, "groups": groups}
+        units = extraction.get("units") if isinstance(extraction, dict) and extraction.get("kind") == "extracted" else None
+        groups = worker.observe(units, GROUPS, limits) if isinstance(units, list) else {}
+        return {"extraction": extraction, "groups": groups}  # `finish` checks the extraction's form
     except WorkerError as exc:
         return exc
 

@@ -38,7 +38,7 @@ class _State:
         self.forward_inputs: Any = None
         self.reference_weights: list[Any] | None = None
         self.reference_behaviour: dict[str, Any] | None = None
-        self.role = "all"  # see ROLES
+        self.role = "all"  # what this process is for: see client.ROLES
         self.packages: list[str] = []  # the assignment's display packages ([environment] packages)
         self.dataset: Any = None
         self.threads = 1  # torch threads in each child
@@ -157,13 +157,6 @@ def _grade(state: _State, message: dict[str, Any]) -> dict[str, Any]:
         units = extraction["units"]
         groups = _observe(state, {"units": units, "groups": message["groups"], "limits": limits})["groups"]
     return {"op": "graded", "extraction": extraction, "groups": groups}
-
-
-# What a worker process is for, from its command line: everything (the default), only the
-# checks of programs already extracted ("checks": no IPython import, about 0.8 s less to start),
-# or only reading and extracting submissions ("reader": no torch at all). `grader selfcheck`
-# starts a checks worker and a reader side by side, so the two imports run on two cores at once.
-ROLES = ("all", "checks", "reader")
 
 
 def _warm_up(role: str) -> None:
