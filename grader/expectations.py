@@ -69,7 +69,7 @@ def forward_inputs(assignment: Assignment) -> np.ndarray:
     return rng.standard_normal((assignment.forward.batch_size, *assignment.input_shape), dtype=np.float32)
 
 
-def linear_loop_model(assignment: Assignment) -> list[dict[str, Any]]:
+def stand_in_loop_model(assignment: Assignment) -> list[dict[str, Any]]:
     """The stand-in model a student's training_loop trains (in `grader run` and selfcheck alike):
     images averaged down to a small grid, then one linear layer. Sized to the task (about 16
     inputs per class), it learns the grader's data gradually over the short training job, so the
@@ -129,7 +129,7 @@ def observe_reference(
     # The student's loop trains a small stand-in model, not the reference Net: what the loop
     # check judges (batches, epochs, zero_grad, backward, step, the loss going down) does not
     # depend on the model, and a linear model trains in milliseconds.
-    loop_model_spec = linear_loop_model(assignment)
+    loop_model_spec = stand_in_loop_model(assignment)
     worker.configure(
         settings=assignment.probe_settings(),
         packages=list(assignment.packages),

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import FULL
 from grader.report.feedback import feedback_markdown
-from grader.report.html_report import _STYLE, _csp_hash, feedback_html
+from grader.report.content_policy import csp_hash
+from grader.report.html_report import _STYLE, feedback_html
 from grader.report.network_picture import (
     NETWORK_CSS,
     NETWORK_HEADING,
@@ -195,7 +196,7 @@ def test_feedback_page_shows_the_table_with_classes_only_when_the_detail_exists(
     assert NETWORK_HEADING in page and 'class="grader-network"' in page
     assert page.index("What to fix") < page.index(NETWORK_HEADING)
     assert "style=" not in page.split("</head>", 1)[1]  # the CSP allows the hashed stylesheet only
-    assert "<img" not in page and NETWORK_CSS in _STYLE and _csp_hash(_STYLE) in page
+    assert "<img" not in page and NETWORK_CSS in _STYLE and csp_hash(_STYLE) in page
     assert NETWORK_HEADING not in feedback_html(_result(), cifar2)
     assert NETWORK_HEADING not in feedback_html(_result([1, 2]), cifar2)
 

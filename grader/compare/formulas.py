@@ -13,40 +13,28 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from grader.compare.forward_operations import ForwardOperations, Pair, kind
+from grader.compare.forward_operations import ForwardOperations, Pair, ints, kind, pool_window
 from grader.compare.hyperparameters import normalized
 
 _POOLS = {"max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d"}
 _SIZED = {"conv2d", "conv1d"} | _POOLS
 
 
-def _ints(value: Any) -> list[int] | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return value
-    return None
-
-
 def _window(ops: ForwardOperations, index: int) -> tuple[int, int, int] | None:
     """(kernel, padding, stride) along the width, for a convolution or pooling operation."""
     operation = ops.operations[index]
     if operation["op"] in _POOLS:
-        args, kwargs = operation["args"], operation["kwargs"]
-        kernel = _ints(kwargs.get("kernel_size", args[0] if args else None))
-        stride = _ints(kwargs.get("stride", args[1] if len(args) > 1 else None)) or kernel
-        padding = _ints(kwargs.get("padding", args[2] if len(args) > 2 else 0))
-        if kwargs.get("ceil_mode") or not (kernel and stride and padding):
+        window = pool_window(operation)
+        if operation["kwargs"].get("ceil_mode") or window is None:
             return None
+        kernel, stride, padding = window
         return kernel[-1], padding[-1], stride[-1]
     layer = ops.layers.get(operation["module"])
     if layer is None:
         return None
     hyper = normalized(layer["hyper"])
-    kernel, stride, padding = (_ints(hyper.get(key)) for key in ("kernel_size", "stride", "padding"))
-    if not (kernel and stride and padding) or any(d != 1 for d in _ints(hyper.get("dilation")) or [1]):
+    kernel, stride, padding = (ints(hyper.get(key)) for key in ("kernel_size", "stride", "padding"))
+    if not (kernel and stride and padding) or any(d != 1 for d in ints(hyper.get("dilation")) or [1]):
         return None
     return kernel[-1], padding[-1], stride[-1]
 
@@ -56,7 +44,7 @@ def output_size(ops: ForwardOperations, index: int) -> str | None:
     operation = ops.operations[index]
     window = _window(ops, index) if kind(operation) in _SIZED else None
     before, after = operation["input_shape"], operation["output_shape"]
-    if window is None or not _ints(before) or not _ints(after) or len(before) < 3:
+    if window is None or not ints(before) or not ints(after) or len(before) < 3:
         return None
     kernel, padding, stride = window
     width = before[-1]
@@ -74,7 +62,7 @@ def size_differences(reference: ForwardOperations, student: ForwardOperations, p
         if i is None or j is None or kind(student.operations[j]) not in _SIZED:
             continue
         mine, theirs = student.operations[j], reference.operations[i]
-        if mine["output_shape"] == theirs["output_shape"] or not (_ints(mine["output_shape"]) and _ints(theirs["output_shape"])):
+        if mine["output_shape"] == theirs["output_shape"] or not (ints(mine["output_shape"]) and ints(theirs["output_shape"])):
             continue
         if mine["input_shape"] != theirs["input_shape"]:
             continue  # a consequence of an earlier step, which is the one to explain
@@ -99,7 +87,7 @@ def _flatten_step(ops: ForwardOperations) -> tuple[int, list[int], int | None] |
     """The first flattening before a Linear layer: its index, the [channels, height, width] it
     received, and the in_features of the Linear layer that follows (None when unknown)."""
     for index, operation in enumerate(ops.operations):
-        shape = _ints(operation["input_shape"])
+        shape = ints(operation["input_shape"])
         if kind(operation) != "reshape" or not shape or len(shape) < 3:
             continue
         following = next((k for k in range(index + 1, len(ops.operations)) if ops.operations[k]["op"] == "linear"), None)
@@ -111,13 +99,13 @@ def _flatten_step(ops: ForwardOperations) -> tuple[int, list[int], int | None] |
 
 def _width_chain(ops: ForwardOperations, upto: int) -> str:
     """`32 → 30 (conv1) → 15 (max_pool2d)`: the width after each convolution and pooling."""
-    first = next((o["input_shape"] for o in ops.operations[:upto] if _ints(o["input_shape"]) and len(o["input_shape"]) >= 3), None)
+    first = next((o["input_shape"] for o in ops.operations[:upto] if ints(o["input_shape"]) and len(o["input_shape"]) >= 3), None)
     if first is None:
         return ""
     chain = [str(first[-1])]
     for index, operation in enumerate(ops.operations[:upto]):
         shape = operation["output_shape"]
-        if kind(operation) in _SIZED and _ints(shape) and len(shape) >= 3:
+        if kind(operation) in _SIZED and ints(shape) and len(shape) >= 3:
             chain.append(f"{shape[-1]} ({ops.place(index)})")
     return " → ".join(chain)
 
@@ -155,9 +143,9 @@ def parameter_count(layer: dict[str, Any]) -> str | None:
     hyper = normalized(layer["hyper"])
     bias = 1 if hyper.get("bias", True) else 0
     plus = " + 1" if bias else ""
-    if "in_channels" in hyper and "out_channels" in hyper and _ints(hyper.get("kernel_size")):
+    if "in_channels" in hyper and "out_channels" in hyper and ints(hyper.get("kernel_size")):
         groups = hyper.get("groups", 1) if isinstance(hyper.get("groups", 1), int) else 1
-        kernel = _ints(hyper["kernel_size"]) or []
+        kernel = ints(hyper["kernel_size"]) or []
         c_in, c_out = hyper["in_channels"], hyper["out_channels"]
         if not (isinstance(c_in, int) and isinstance(c_out, int)) or groups < 1:
             return None

@@ -31,6 +31,29 @@ def kind(operation: dict[str, Any]) -> str:
     return "reshape" if operation["op"] in _RESHAPES else operation["op"]
 
 
+def ints(value: Any) -> list[int] | None:
+    """An observed size as a list of ints (`2` or `[2, 2]`), or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return value
+    return None
+
+
+def pool_window(operation: dict[str, Any]) -> tuple[list[int], list[int], list[int]] | None:
+    """A pooling call's (kernel, stride, padding) as F.max_pool2d(x, kernel_size, stride=None,
+    padding=0, ...) takes them, by position or keyword; None when they cannot be read."""
+    args, kwargs = operation["args"], operation["kwargs"]
+    kernel = ints(kwargs.get("kernel_size", args[0] if args else None))
+    stride = ints(kwargs.get("stride", args[1] if len(args) > 1 else None)) or kernel
+    padding = ints(kwargs.get("padding", args[2] if len(args) > 2 else 0))
+    if not (kernel and stride and padding):
+        return None
+    return kernel, stride, padding
+
+
 @dataclass
 class ForwardOperations:
     """One forward pass as recorded, with its parametrized layers by path (from `structure`)."""
@@ -231,8 +254,12 @@ def _settings(ops: ForwardOperations, index: int) -> str:
     if operation["op"] in _DROPOUTS:
         p = kwargs.get("p", args[0] if args else None)
         return f"p={_plain(p)}" if p is not None else ""
-    if "pool" in operation["op"] and shown:
-        return f"kernel {shown[0]}" + (f", stride {_plain(kwargs['stride'])}" if kwargs.get("stride") not in (None, args[0] if args else None) else "")
+    window = pool_window(operation) if "pool" in operation["op"] else None
+    if window is not None:
+        kernel, stride, padding = window
+        return f"kernel {_plain(kernel)}" + (f", stride {_plain(stride)}" if stride != kernel else "") + (
+            f", padding {_plain(padding)}" if any(padding) else ""
+        )
     if "dim" in kwargs:
         return f"dim={_plain(kwargs['dim'])}"
     return ", ".join(shown)[:60]

@@ -113,7 +113,7 @@ def _watch_gradients(params: list[nn.Parameter], counts: _Counts) -> None:
 
 
 def _loop_model(ctx: ProbeContext) -> nn.Module:
-    """The stand-in model the student's loop trains (expectations.linear_loop_model): the loop's
+    """The stand-in model the student's loop trains (expectations.stand_in_loop_model): the loop's
     behaviour does not depend on the model, and this one trains in milliseconds."""
     seed_everything(ctx.settings["training"]["seed"])
     assert ctx.loop_model_spec, "no model to exercise training_loop with"

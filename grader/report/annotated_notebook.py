@@ -15,9 +15,7 @@ the child's sanitizer can neither run nor fetch anything.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from pygments.formatters import HtmlFormatter
 from grader import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem
+from grader.report.content_policy import csp_hash
 from grader.results import CheckResult, SubmissionResult
 
 # The rendered notebook may be at most this long; the child cuts outputs to stay within it.
@@ -181,12 +180,8 @@ h1 { font-size: 1.4em; }
 )
 
 
-def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
 # No script at all, this stylesheet only, images only from data: URIs (the student's plots).
-_POLICY = f"default-src 'none'; script-src 'none'; style-src {_csp_hash(_STYLE)}; img-src data:; base-uri 'none'; form-action 'none'"
+_POLICY = f"default-src 'none'; script-src 'none'; style-src {csp_hash(_STYLE)}; img-src data:; base-uri 'none'; form-action 'none'"
 
 
 def notebook_page(result: SubmissionResult, assignment: Assignment) -> str:

@@ -15,8 +15,6 @@ it consumes SubmissionResults only.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import statistics
 from html import escape
 from pathlib import Path
@@ -25,6 +23,7 @@ from urllib.parse import quote
 from grader import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
+from grader.report.content_policy import csp_hash
 from grader.report.annotated_notebook import notebook_file_name, notebook_href, notebook_page, without_colliding_notebooks
 from grader.report.csv_report import format_points
 from grader.report.feedback import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output
@@ -106,13 +105,9 @@ _SCRIPT = """
 """
 
 
-def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
 def _page(title: str, body: list[str], *, script: bool) -> str:
-    policy = f"default-src 'none'; style-src {_csp_hash(_STYLE)}"
-    policy += f"; script-src {_csp_hash(_SCRIPT)}" if script else ""
+    policy = f"default-src 'none'; style-src {csp_hash(_STYLE)}"
+    policy += f"; script-src {csp_hash(_SCRIPT)}" if script else ""
     head = [
         "<!DOCTYPE html>",
         '<html lang="en">',
