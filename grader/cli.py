@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _workers_from_environment() -> int | None:
+    """$GRADER_WORKERS: the default of --workers where a machine or a CI job shares its cores."""
+    text = os.environ.get("GRADER_WORKERS", "").strip()
+    if not text:
+        return None
+    try:
+        return _positive_int(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise GraderError(f"GRADER_WORKERS must be a whole number of at least 1, not {text!r}") from None
 
 
 def _non_negative_float(text: str) -> float:
@@ -95,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         metavar="N",
-        help="submissions graded in parallel, each by a warm worker process (default: the number of CPU cores)",
+        help="submissions graded in parallel, each by a warm worker process (default: $GRADER_WORKERS, "
+        "else the number of CPU cores)",
     )
     run.add_argument(
         "--threads",
@@ -198,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 formats=parse_formats(args.format),
             )
             resume = resume_command(args.submissions, args.output, assignment=args.assignment, **options)
+            options["workers"] = args.workers or _workers_from_environment()  # a resumed run reads it again
             summary = run(
                 assignment, args.submissions, args.output, force=args.force, resume_command=resume, console=err, **options
             )

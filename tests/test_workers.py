@@ -44,6 +44,30 @@ def test_workers_must_be_a_positive_number(tmp_path):
     assert "must be at least 1" in done.stderr
 
 
+def test_grader_workers_is_the_default_and_a_bad_value_is_named(tmp_path, monkeypatch, capsys):
+    import grader.commands.run
+    from grader.cli import main
+
+    asked: list[int | None] = []
+
+    def recorded_run(*_: object, workers: int | None = None, **__: object) -> grader.commands.run.RunSummary:
+        asked.append(workers)
+        return grader.commands.run.RunSummary(results=[], graded=0, reused=0, not_graded=0, interrupted=False)
+
+    monkeypatch.setattr(grader.commands.run, "run", recorded_run)
+    command = ["run", str(EXAMPLES), "-o", str(tmp_path / "r.csv")]
+    monkeypatch.setenv("GRADER_WORKERS", "3")
+    assert main(command) == 0 and main([*command, "--workers", "2"]) == 0
+    monkeypatch.delenv("GRADER_WORKERS")
+    assert main(command) == 0
+    assert asked == [3, 2, None]  # None: one per core
+
+    monkeypatch.setenv("GRADER_WORKERS", "many")
+    assert main(command) == 2
+    assert "GRADER_WORKERS must be a whole number of at least 1, not 'many'" in capsys.readouterr().err
+    assert len(asked) == 3
+
+
 class _StartedWorker:
     """Stands in for a Worker where only the pool's bookkeeping is under test."""
 
@@ -51,6 +75,7 @@ class _StartedWorker:
         self.threads = threads
 
     def wait_ready(self) -> None: ...
+    def wait_configured(self) -> None: ...
     def close(self) -> None: ...
     def kill(self) -> None: ...
 
@@ -83,6 +108,23 @@ def test_a_pool_runs_every_job_once_on_its_workers():
         seen = dict(pool.map_unordered(range(6), lambda worker, job: (job * job, pool.workers.index(worker))))
     assert sorted(seen) == list(range(6))
     assert all(square == job * job for job, (square, _) in seen.items())
+
+
+def test_a_worker_that_dies_while_starting_leaves_its_jobs_to_the_others():
+    # Only the primary is waited for when the pool starts; each other worker is waited for in its
+    # own lane, and one that never becomes ready costs the run nothing but its share of the work.
+    started: list[Worker] = []
+
+    def start(threads: int) -> Worker:
+        worker = Worker(threads, sandbox="none", wait=False)
+        if started:
+            worker.kill()  # dies before it said it was ready
+        started.append(worker)
+        return worker
+
+    with WorkerPool(2, start) as pool:
+        outcomes = dict(pool.map_unordered(range(4), lambda worker, job: pool.workers.index(worker)))
+    assert outcomes == {0: 0, 1: 0, 2: 0, 3: 0}
 
 
 def test_the_slowest_known_submissions_are_graded_first(tmp_path):

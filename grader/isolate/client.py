@@ -90,7 +90,8 @@ class Worker:
         self._configuration: list[dict[str, Any]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
-        self._unanswered = 0  # configure messages sent by configure_like(wait=False), not yet answered
+        self._ready = False  # the process said it is ready and has its configuration
+        self._unsent: list[dict[str, Any]] = []  # from configure_like(wait=False), sent before the next request
         self._closed = False
         self._log = tempfile.TemporaryFile()
         try:
@@ -115,7 +116,8 @@ class Worker:
         """Start the process. Linux ties PR_SET_PDEATHSIG to the thread that forks, so a worker
         meant to outlive a helper thread must be spawned from a long-lived thread."""
         self._buffer = b""
-        self._unanswered = 0
+        self._ready = False
+        self._unsent = []
         self._proc = subprocess.Popen(
             [*self._prefix, sys.executable, "-m", "grader.isolate.worker", "--role", self.role],
             stdin=subprocess.PIPE,
@@ -130,8 +132,10 @@ class Worker:
         ready = self._receive(time.monotonic() + _STARTUP_TIMEOUT_S)
         if ready.get("op") != "ready":
             raise WorkerError(f"worker did not start: {ready}")
+        self._ready, self._unsent = True, []  # the replay sends everything
         for message in self._configuration:
-            self._request(message, _STARTUP_TIMEOUT_S)
+            self._send(message)
+            self._reply(time.monotonic() + _STARTUP_TIMEOUT_S)
 
     def configure(self, **fields: Any) -> None:
         """Send trusted inputs (settings, reference program, weights, ...); replayed on restart."""
@@ -145,20 +149,26 @@ class Worker:
         return list(self._configuration)
 
     def configure_like(self, other: "Worker", *, wait: bool = True) -> None:
-        """Give this worker everything `other` was configured with. With `wait=False` the
-        messages are only sent: call `wait_configured()` later, so that several workers apply
-        them (the rehearsal included, about a second of torch work) at the same time."""
-        for message in other._configuration:
-            self._send(message)
-            self._configuration.append(message)
-            self._unanswered += 1
+        """Give this worker everything `other` was configured with. With `wait=False` nothing is
+        sent yet: the messages go out (and their replies are awaited) before this worker's next
+        request, from whichever thread makes it, so the caller never blocks on a busy worker's
+        pipe and several workers apply them (the rehearsal included) at the same time."""
+        messages = list(other._configuration)
+        self._configuration.extend(messages)
+        if self._ready:  # otherwise wait_ready() replays them with the rest
+            self._unsent.extend(messages)
         if wait:
             self.wait_configured()
 
     def wait_configured(self) -> None:
-        """Wait for the replies to configuration sent with `configure_like(..., wait=False)`."""
-        while self._unanswered:
-            self._unanswered -= 1
+        """Wait until the worker is ready and has applied every configuration message."""
+        if not self._ready:
+            self.wait_ready()
+            return
+        unsent, self._unsent = self._unsent, []
+        for message in unsent:
+            self._send(message)
+        for _ in unsent:
             self._reply(time.monotonic() + _STARTUP_TIMEOUT_S)
 
     def observe(self, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +203,7 @@ class Worker:
         self._start()
 
     def _request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
-        self.wait_configured()  # configuration sent without waiting is answered first, in order
+        self.wait_configured()  # a worker started or configured without waiting catches up first
         self._send(message)
         return self._reply(time.monotonic() + timeout)
 

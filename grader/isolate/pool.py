@@ -42,11 +42,11 @@ class WorkerPool(Generic[Job, Outcome]):
         self._start, self._threads = start, threads
         self.workers: list[Worker] = []
         try:
-            # All processes start first, then import torch at the same time.
+            # All processes start here and import torch at the same time; the caller waits only
+            # for the primary (it checks the reference), each other worker in its own lane.
             for _ in range(size):
                 self.workers.append(start(threads))
-            for worker in self.workers:
-                worker.wait_ready()
+            self.primary.wait_ready()
         except BaseException:
             self.kill()
             raise
@@ -63,8 +63,8 @@ class WorkerPool(Generic[Job, Outcome]):
 
     def share_configuration(self) -> None:
         """Give every worker the configuration the primary received (settings, reference, weights).
-        Not waited for: the primary grades meanwhile, and each other worker takes in its
-        configuration (about a second of rehearsal) before it answers its first job."""
+        Not waited for: the primary grades meanwhile, and each other worker's lane sends it its
+        configuration (about a second of rehearsal) before its first job."""
         for worker in self.workers[1:]:
             worker.configure_like(self.primary, wait=False)
 
@@ -84,6 +84,11 @@ class WorkerPool(Generic[Job, Outcome]):
         stop = threading.Event()
 
         def drive(lane: _Lane) -> None:
+            try:
+                lane.worker.wait_configured()
+            except WorkerError:  # a worker that cannot start leaves its share to the others
+                finished.put((lane, _DONE, None))
+                return
             while not stop.is_set() and not lane.retired:
                 try:
                     job = todo.get_nowait()
