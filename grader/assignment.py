@@ -116,6 +116,10 @@ class Assignment:
     def fixtures_path(self) -> Path:
         return self.folder / FIXTURES_NAME
 
+    def data_folders(self) -> tuple[Path, ...]:
+        """Folders a worker's sandbox must show besides Python: the data read from disk, if any."""
+        return (Path(self.data.root),) if self.data.root else ()
+
     def default_reference_path(self) -> Path:
         """`reference/<name>.py` beside `assignments/`, where instructors keep solutions."""
         return self.folder.parent.parent / "reference" / f"{self.name}.py"

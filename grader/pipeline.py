@@ -34,13 +34,13 @@ GROUPS = ["net", "loop"]
 
 def data_folders(assignment: Assignment) -> tuple[Path, ...]:
     """Folders the sandbox must show besides Python: the data the assignment reads from disk."""
-    return (Path(assignment.data.root),) if assignment.data.root else ()
+    return assignment.data_folders()
 
 
 def open_worker(assignment: Assignment, sandbox: str = "auto", threads: int = 1, *, wait: bool = True, role: str = "all") -> Worker:
     """A worker for this assignment: its sandbox also shows the data folder the config names.
     `role`: what it is for (grader/isolate/client.py ROLES)."""
-    return Worker(threads, sandbox=sandbox, read_only=data_folders(assignment), wait=wait, role=role)
+    return Worker(threads, sandbox=sandbox, read_only=assignment.data_folders(), wait=wait, role=role)
 
 
 def warn_if_unsandboxed(worker: Worker, console: Console) -> None:
@@ -92,16 +92,38 @@ def prepare_failed(submission: Submission) -> PreparedSubmission:
     return PreparedSubmission(submission, result, {}, time.monotonic())
 
 
-def observe(prepared: PreparedSubmission, worker: Worker, assignment: Assignment, *, reader: Worker | None = None) -> Observed:
+def read(prepared: PreparedSubmission, reader: Worker, assignment: Assignment) -> dict[str, Any] | WorkerError:
+    """Stage 2 alone, in the children of `reader` (a worker of the "reader" role): read and
+    extract; what `read_and_extract` gives, or why there is nothing."""
+    assert prepared.request is not None
+    try:
+        return reader.read(prepared.request, worker_limits(assignment))
+    except WorkerError as exc:
+        return exc
+
+
+def observe(
+    prepared: PreparedSubmission,
+    worker: Worker,
+    assignment: Assignment,
+    *,
+    reader: Worker | None = None,
+    extraction: dict[str, Any] | WorkerError | None = None,
+) -> Observed:
     """Stages 2-4 in `worker`'s children: read and extract, then run the checks; raw observations.
     With a `reader` (a worker of the "reader" role), reading and extracting happen in its
-    children instead, and `worker` only runs the checks."""
+    children instead, and `worker` only runs the checks; with `extraction` (from `read`, done
+    while `worker` was still starting) only the checks are left."""
     assert prepared.request is not None
     limits = worker_limits(assignment)
+    if isinstance(extraction, WorkerError):
+        return extraction
     try:
-        if reader is None:
+        if reader is None and extraction is None:
             return worker.grade(prepared.request, GROUPS, limits)
-        extraction = reader.read(prepared.request, limits)
+        if extraction is None:
+            assert reader is not None
+            extraction = reader.read(prepared.request, limits)
         units = extraction.get("units") if isinstance(extraction, dict) and extraction.get("kind") == "extracted" else None
         groups = worker.observe(units, GROUPS, limits) if isinstance(units, list) else {}
         return {"extraction": extraction, "groups": groups}  # `finish` checks the extraction's form

@@ -15,9 +15,8 @@ from rich.markup import escape
 from grader.assignment import Assignment
 from grader.commands.selfcheck_outputs import SelfcheckOutputs
 from grader.errors import GraderError
-from grader.expectations import configure_for_selfcheck, load_fixtures
+from grader.isolate.client import Worker
 from grader.load import Submission
-from grader.pipeline import conclude, observe, open_worker, prepare, warn_if_unsandboxed
 from grader.report.csv_report import format_points
 from grader.report.selfcheck_summary import summarize
 from grader.report.terminal import selfcheck_report
@@ -42,19 +41,28 @@ def check_submission(assignment: Assignment, submission: Submission, *, sandbox:
     """Grade one submission against the assignment's fixtures, on one warm worker. Hidden checks
     are graded too (their results are in the returned checks, marked `public=False`); callers
     decide what to show."""
-    # Two processes start side by side, on two cores when there are: one imports torch for the
-    # checks (seconds), the other only what reading a notebook takes; meanwhile this process
-    # reads the fixtures and the file. The student is waiting for the answer.
-    with open_worker(assignment, sandbox, wait=False, role="checks") as worker, open_worker(assignment, sandbox, wait=False, role="reader") as reader:
+    # The student is waiting for the answer, and the torch import is most of the wait. So two
+    # processes start first, side by side: one imports torch for the checks, the other only what
+    # reading a notebook takes. Meanwhile this process imports what it grades with (numpy and the
+    # comparisons, about 0.2 s) and reads the fixtures and the file, and the reader extracts the
+    # submission before the checks worker is ready.
+    read_only = assignment.data_folders()
+    with Worker(sandbox=sandbox, read_only=read_only, wait=False, role="checks") as worker, Worker(
+        sandbox=sandbox, read_only=read_only, wait=False, role="reader"
+    ) as reader:
+        from grader.expectations import configure_for_selfcheck, load_fixtures
+        from grader.pipeline import conclude, observe, prepare, read, warn_if_unsandboxed
+
         expected = load_fixtures(assignment)
         prepared = prepare(submission, assignment)
         if prepared.request is None:  # unreadable: already scored, the workers are not needed
             return prepared.result
-        worker.wait_ready()
         reader.wait_ready()
+        extraction = read(prepared, reader, assignment)
+        worker.wait_ready()
         warn_if_unsandboxed(worker, Console(stderr=True))
         configure_for_selfcheck(worker, assignment, expected)
-        return conclude(prepared, observe(prepared, worker, assignment, reader=reader), assignment, expected)
+        return conclude(prepared, observe(prepared, worker, assignment, extraction=extraction), assignment, expected)
 
 
 def selfcheck(
