@@ -179,3 +179,35 @@ def test_a_class_from_a_module_file_brings_its_module_and_an_alias(tmp_path):
     assert definition_cells(MyNet, "Net", is_class=True) == [module.read_text(), "Net = MyNet\n"]
     with pytest.raises(TypeError, match="takes the class itself"):
         definition_cells(MyNet(), "Net", is_class=True)
+
+
+def test_selfcheck_keeps_its_workers_between_calls_and_replaces_a_dead_one(tmp_path):
+    # A student calls selfcheck() again after each fix: only the first call should pay the torch
+    # import. The kept workers grade each call afresh (a wrong Net in between loses its points),
+    # and a worker that died is replaced instead of failing the next call.
+    from grader.assignment import load_assignment
+    from grader.commands import notebook_selfcheck
+
+    cifar2 = load_assignment(ROOT / "assignments" / "cifar2")
+    script = tmp_path / "mine.py"
+    caller = {"__file__": str(script)}
+
+    def check(net: str):
+        script.write_text(f"{IMPORTS}\n# %%\n{net}\n# %%\n{v.LOOP}\n")
+        return notebook_selfcheck.check_definitions(assignment=cifar2, caller_globals=caller)
+
+    try:
+        assert check(v.NET).full_marks
+        (kept,) = notebook_selfcheck._kept.values()
+        wrong = check(v.NET_WRONG_CHANNELS)
+        assert not wrong.full_marks and any("channels" in " ".join(row.reasons) for row in wrong.summary.rows)
+        assert check(v.NET).full_marks
+        assert list(notebook_selfcheck._kept.values()) == [kept] and kept.alive()
+
+        kept.checks.kill()
+        assert check(v.NET).full_marks
+        (replacement,) = notebook_selfcheck._kept.values()
+        assert replacement is not kept and replacement.alive()
+    finally:
+        notebook_selfcheck.close_kept_workers()
+    assert not notebook_selfcheck._kept and not replacement.alive()

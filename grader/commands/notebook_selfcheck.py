@@ -15,6 +15,7 @@ is kept, shown or returned.
 from __future__ import annotations
 
 import ast
+import atexit
 import inspect
 import io
 import os
@@ -30,7 +31,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from rich.console import Console
 
 from grader.assignment import Assignment, find_assignment
-from grader.commands.selfcheck import check_submission
+from grader.commands.selfcheck import SelfcheckWorkers, check_submission
 from grader.errors import GraderError
 from grader.load import Submission, read_cells
 from grader.report.selfcheck_html import selfcheck_html
@@ -112,8 +113,41 @@ def check_definitions(
     extra += definition_cells(training_loop, chosen.loop_function, is_class=False)
     with tempfile.TemporaryDirectory(prefix="grader-selfcheck-") as folder:
         path = write_program(source, extra, Path(folder))
-        result = check_submission(chosen, Submission(f"{source.name} ({chosen.name})", path), sandbox=sandbox)
+        submission = Submission(f"{source.name} ({chosen.name})", path)
+        result = check_submission(chosen, submission, sandbox=sandbox, workers=kept_workers(chosen, sandbox))
     return SelfcheckReport(summarize(result), chosen.name)
+
+
+# The kernel's pair of selfcheck workers, kept between calls: students call selfcheck() again
+# after each fix, and only the first call should pay the torch import (seconds). One pair at a
+# time (the checks worker holds torch, about 0.7 GB); both die with the kernel.
+_kept: dict[tuple[str, str, str], SelfcheckWorkers] = {}
+
+
+def kept_workers(assignment: Assignment, sandbox: str) -> SelfcheckWorkers:
+    """The kept pair for this assignment, its fixtures as they are now, and this sandbox mode;
+    a new pair when any of them changed or a process has died."""
+    fixtures = assignment.fixtures_path
+    try:
+        stamp = f"{fixtures.stat().st_mtime_ns}:{fixtures.stat().st_size}"
+    except OSError:
+        stamp = "missing"  # load_fixtures says why
+    key = (str(assignment.folder.resolve()), stamp, sandbox)
+    pair = _kept.get(key)
+    if pair is not None and pair.alive():
+        return pair
+    close_kept_workers()
+    _kept[key] = pair = SelfcheckWorkers(assignment, sandbox)
+    return pair
+
+
+def close_kept_workers() -> None:
+    """Stop the kept selfcheck workers (also done at the kernel's exit)."""
+    while _kept:
+        _kept.popitem()[1].close()
+
+
+atexit.register(close_kept_workers)
 
 
 def show(report: SelfcheckReport) -> None:

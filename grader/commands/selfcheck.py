@@ -37,32 +37,70 @@ def find_notebook(assignment: Assignment, cwd: Path) -> Path:
     raise GraderError(f"no {assignment.notebook} in {cwd} and not exactly one other notebook (found: {found}); name the notebook to check")
 
 
-def check_submission(assignment: Assignment, submission: Submission, *, sandbox: str = "auto") -> SubmissionResult:
-    """Grade one submission against the assignment's fixtures, on one warm worker. Hidden checks
-    are graded too (their results are in the returned checks, marked `public=False`); callers
-    decide what to show."""
-    # The student is waiting for the answer, and the torch import is most of the wait. So two
-    # processes start first, side by side: one imports torch for the checks, the other only what
-    # reading a notebook takes. Meanwhile this process imports what it grades with (numpy and the
-    # comparisons, about 0.2 s) and reads the fixtures and the file, and the reader extracts the
-    # submission before the checks worker is ready.
-    read_only = assignment.data_folders()
-    with Worker(sandbox=sandbox, read_only=read_only, wait=False, role="checks") as worker, Worker(
-        sandbox=sandbox, read_only=read_only, wait=False, role="reader"
-    ) as reader:
-        from grader.expectations import configure_for_selfcheck, load_fixtures
-        from grader.pipeline import conclude, observe, prepare, read, warn_if_unsandboxed
+class SelfcheckWorkers:
+    """The two processes a selfcheck grades with, started side by side: one imports torch for the
+    checks, the other only what reading a notebook takes (no torch), so the two imports share the
+    cores. `grader selfcheck` uses a pair once; `selfcheck()` in a notebook keeps its pair between
+    calls (notebook_selfcheck.py), so only the first call pays the torch import. A worker never
+    runs student code itself (its children do), so a kept pair carries nothing from one check
+    to the next."""
 
-        expected = load_fixtures(assignment)
-        prepared = prepare(submission, assignment)
-        if prepared.request is None:  # unreadable: already scored, the workers are not needed
-            return prepared.result
-        reader.wait_ready()
-        extraction = read(prepared, reader, assignment)
-        worker.wait_ready()
-        warn_if_unsandboxed(worker, Console(stderr=True))
-        configure_for_selfcheck(worker, assignment, expected)
-        return conclude(prepared, observe(prepared, worker, assignment, extraction=extraction), assignment, expected)
+    def __init__(self, assignment: Assignment, sandbox: str = "auto") -> None:
+        read_only = assignment.data_folders()
+        self.checks = Worker(sandbox=sandbox, read_only=read_only, wait=False, role="checks")
+        try:
+            self.reader = Worker(sandbox=sandbox, read_only=read_only, wait=False, role="reader")
+        except BaseException:
+            self.checks.close()
+            raise
+        self.configured = False  # the checks worker has the fixtures (sent once per pair)
+        self.warned = False  # the sandbox warning, said once per pair
+
+    def alive(self) -> bool:
+        return self.checks.alive() and self.reader.alive()
+
+    def close(self) -> None:
+        self.checks.close()
+        self.reader.close()
+
+    def __enter__(self) -> "SelfcheckWorkers":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def check_submission(
+    assignment: Assignment, submission: Submission, *, sandbox: str = "auto", workers: SelfcheckWorkers | None = None
+) -> SubmissionResult:
+    """Grade one submission against the assignment's fixtures. Hidden checks are graded too
+    (their results are in the returned checks, marked `public=False`); callers decide what to
+    show. `workers`: a pair kept from an earlier check of this assignment (configured for these
+    fixtures); without, a pair is started and closed here."""
+    if workers is None:
+        with SelfcheckWorkers(assignment, sandbox) as started:
+            return check_submission(assignment, submission, sandbox=sandbox, workers=started)
+    # The student is waiting, and the torch import is most of the wait. The workers started
+    # first; meanwhile this process imports what it grades with (numpy and the comparisons,
+    # about 0.2 s) and reads the fixtures and the file, and the reader extracts the submission
+    # before the checks worker is ready.
+    from grader.expectations import configure_for_selfcheck, load_fixtures
+    from grader.pipeline import conclude, observe, prepare, read, warn_if_unsandboxed
+
+    expected = load_fixtures(assignment)
+    prepared = prepare(submission, assignment)
+    if prepared.request is None:  # unreadable: already scored, the workers are not needed
+        return prepared.result
+    workers.reader.wait_configured()  # ready (the first time), nothing else to wait for
+    extraction = read(prepared, workers.reader, assignment)
+    workers.checks.wait_configured()
+    if not workers.warned:
+        warn_if_unsandboxed(workers.checks, Console(stderr=True))
+        workers.warned = True
+    if not workers.configured:
+        configure_for_selfcheck(workers.checks, assignment, expected)
+        workers.configured = True
+    return conclude(prepared, observe(prepared, workers.checks, assignment, extraction=extraction), assignment, expected)
 
 
 def selfcheck(

@@ -268,6 +268,10 @@ class Worker:
                 self._proc.kill()
             self._proc.wait()
 
+    def alive(self) -> bool:
+        """The process is running and was not stopped by the grader."""
+        return not self._closed and self._proc is not None and self._proc.poll() is None
+
     def kill(self) -> None:
         """Stop the worker at once, even in the middle of a submission (Ctrl-C)."""
         self._closed = True
