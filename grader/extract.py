@@ -351,11 +351,16 @@ def _cell_statements(cell: SourceCell, transformer: TransformerManager, first_or
     for node in body:
         start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         end = node.end_lineno or node.lineno
-        text = "".join(lines[start - 1 : end])
-        if node.col_offset:  # from inside a main guard: its own text, dedented, where that parses
-            text = textwrap.dedent(text)
-        if shared_lines & set(range(start, end + 1)) or (node.col_offset and not _parses(text)):
+        if shared_lines & set(range(start, end + 1)):
+            # Its line holds other statements too. Decided before anything reads the line: a line
+            # of n statements read once per statement costs n² (100,000 took minutes).
             text = ast.unparse(node) + "\n"
+        else:
+            text = "".join(lines[start - 1 : end])
+            if node.col_offset:  # from inside a main guard: its own text, dedented, where that parses
+                text = textwrap.dedent(text)
+                if not _parses(text):
+                    text = ast.unparse(node) + "\n"
         line_in_cell = start + line_shift
         line = line_in_cell if cell.is_notebook else cell.first_line + line_in_cell - 1
         order = first_order + len(statements)

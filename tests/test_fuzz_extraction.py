@@ -327,6 +327,18 @@ def test_nesting_100_000_deep_costs_only_its_cell(kind: str) -> None:
     assert seconds < 30
 
 
+def test_a_line_of_20_000_statements_is_read_whole() -> None:
+    # Each statement of a shared line is unparsed on its own, never read out of the whole line
+    # again: that cost n² and left 20,000 statements past the reading time limit.
+    cells = [Cell("code", v.IMPORTS), Cell("code", pathology("statements_on_one_line", 20_000, "deep"), "noise"), Cell("code", v.NET, "net"), Cell("code", v.LOOP, "loop")]
+
+    outcome, _ = extract("student.ipynb", notebook_bytes(cells), ROOTS + ["deep"])
+
+    assert_net_and_loop_intact(outcome, "cell 3", "cell 4")
+    assert outcome["notes"] == []
+    assert any(unit["source"].startswith("deep = 1") for unit in outcome["units"]), [u["source"][:40] for u in outcome["units"]]
+
+
 def test_markdown_and_raw_cells_are_never_parsed() -> None:
     poison = pathology("unary_minus", 100_000, "deep") + "\x00\ud800"
     cells = [Cell("markdown", poison), Cell("code", v.IMPORTS), Cell("raw", poison), Cell("code", v.NET, "net"), Cell("code", v.LOOP, "loop")]
