@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--force", action="store_true", help="grade every submission again, even those already in the gradebook")
     run.add_argument(
+        "--compare",
+        action="store_true",
+        help="after the report, list each student whose total differs from the gradebook's previous result, and why",
+    )
+    run.add_argument(
         "--workers",
         type=_positive_int,
         metavar="N",
@@ -213,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             resume = resume_command(args.submissions, args.output, assignment=args.assignment, **options)
             options["workers"] = args.workers or _workers_from_environment()  # a resumed run reads it again
             summary = run(
-                assignment, args.submissions, args.output, force=args.force, resume_command=resume, console=err, **options
-            )
+                assignment, args.submissions, args.output, force=args.force, compare=args.compare, resume_command=resume,
+                console=err, **options,
+            )  # fmt: skip
             return INTERRUPTED if summary.interrupted else 0
         if args.command == "selfcheck":
             from grader.commands.selfcheck import find_notebook, selfcheck

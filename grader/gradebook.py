@@ -192,6 +192,23 @@ class Gradebook:
             return None
         return float(seconds) if isinstance(seconds, (int, float)) else None
 
+    def stored_before(self, student: str, before: str) -> tuple[GradebookKey, SubmissionResult] | None:
+        """The student's newest result stored before `before` (a gradebook_timestamp), any version
+        of the file and any settings, with the key it was stored under; None when there is none
+        (or it cannot be read back)."""
+        with _sqlite_errors(self.path, "cannot read the gradebook"):
+            row = self._db.execute(
+                "SELECT source, content_hash, fingerprint, result FROM results WHERE student = ? AND graded_at < ? "
+                "ORDER BY graded_at DESC, rowid DESC LIMIT 1",
+                (student, before),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            return GradebookKey(student, row[0], row[1], row[2]), SubmissionResult.from_json(json.loads(row[3]))
+        except (ValueError, TypeError, AttributeError):
+            return None
+
     def graded_since(self, key: GradebookKey, since: str) -> bool:
         """Whether the result for `key` was stored at `since` (a gradebook_timestamp) or later."""
         with _sqlite_errors(self.path, "cannot read the gradebook"):

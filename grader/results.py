@@ -3,8 +3,13 @@ and the gradebook stores them as JSON: `from_json(to_json())` gives back an equa
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas
 
 GRADED = "graded"
 INVALID = "invalid"
@@ -128,3 +133,78 @@ def _group(check_name: str) -> str:
 def _note_subject(note: str) -> str:
     """What a note is about: notes of a check or a child run start "<check>: " or "<group>: "."""
     return note.split(": ", 1)[0]
+
+
+# ---------------------------------------------------------------- a run as a pandas DataFrame
+
+FRAME_COLUMNS = ["student", "status", "error", "total", "max_total"]  # then one column per check
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def load(path: "str | Path") -> "pandas.DataFrame":
+    """A run's results as a pandas DataFrame, for instructors working in Jupyter: one row per
+    student (sorted by name), the columns of the CSV report (student, status, error, total,
+    max_total, then each check's points). `path` is the CSV report, or a gradebook (SQLite), from
+    which each student's newest result is taken; from a gradebook, `frame.attrs["max_points"]`
+    also gives each check's points, for pass rates."""
+    import pandas as pd
+
+    from grader.errors import GraderError
+
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise GraderError(f"{path}: cannot read the results ({exc.strerror or exc})") from None
+    max_points: dict[str, float] = {}
+    if head == _SQLITE_MAGIC:
+        results = _newest_results(path)
+        rows = [_frame_row(result) for result in results]
+        checks = list(dict.fromkeys(name for row in rows for name in row if name not in FRAME_COLUMNS))
+        frame = pd.DataFrame(rows, columns=FRAME_COLUMNS + checks)
+        frame[checks] = frame[checks].fillna(0.0)
+        for check in (check for result in results for check in result.checks):
+            max_points[check.name] = max(max_points.get(check.name, 0.0), check.max_points)
+    else:
+        try:
+            frame = pd.read_csv(path, keep_default_na=False, dtype={"student": str, "status": str, "error": str})
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise GraderError(f"{path}: neither a grader CSV report nor a gradebook ({exc})") from None
+        missing = [column for column in FRAME_COLUMNS if column not in frame.columns]
+        if missing:
+            raise GraderError(f"{path}: not a grader CSV report (no column {', '.join(missing)})")
+    numbers = [column for column in frame.columns if column not in ("student", "status", "error")]
+    try:
+        frame[numbers] = frame[numbers].astype(float)
+    except ValueError as exc:
+        raise GraderError(f"{path}: a points column holds something other than a number ({exc})") from None
+    frame = frame.sort_values("student", kind="stable").reset_index(drop=True)
+    frame.attrs["max_points"] = max_points  # each check's points, known from a gradebook only
+    return frame
+
+
+def _newest_results(path: Path) -> list[SubmissionResult]:
+    import sqlite3
+
+    from grader.errors import GraderError
+
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT student, result FROM results ORDER BY graded_at, rowid").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise GraderError(f"{path}: not a grader gradebook ({exc})") from None
+    newest = {student: result for student, result in rows}  # later rows replace earlier ones
+    return [SubmissionResult.from_json(json.loads(newest[student])) for student in newest]
+
+
+def _frame_row(result: SubmissionResult) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "student": result.student, "status": result.status, "error": result.error,
+        "total": result.total, "max_total": result.max_total,
+    }  # fmt: skip
+    row.update({check.name: check.points for check in result.checks})
+    return row

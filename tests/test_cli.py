@@ -168,6 +168,39 @@ def test_selfcheck_agrees_with_run_on_the_examples(example_report, tmp_path):
         assert f"Score on the 7 checks above: {total:g} / 100" in done.stdout, done.stdout
 
 
+# ---------------------------------------------------------------- results in pandas
+
+
+def test_results_load_gives_one_frame_from_the_csv_or_the_gradebook(example_report):
+    from grader.results import load
+
+    frame, out, _ = example_report
+    from_csv, from_gradebook = load(out / "report.csv"), load(out / "gradebook.sqlite")
+    assert list(from_csv.columns) == list(from_gradebook.columns) == COLUMNS
+    pd.testing.assert_frame_equal(from_csv, from_gradebook, rtol=1e-6)
+    assert from_csv.set_index("student")[["status", "total"]].to_dict("index") == frame.set_index("student")[["status", "total"]].to_dict("index")
+    # what the README's example does with it
+    assert from_gradebook.attrs["max_points"] == FULL and from_csv.attrs["max_points"] == {}
+    passed = from_gradebook[list(FULL)].ge(pd.Series(FULL)).mean()
+    assert passed["net.instantiate"] == pytest.approx(5 / 6) and passed["net.forward"] == pytest.approx(3 / 6)
+    assert sorted(from_csv.loc[from_csv.total < 50, "student"]) == ["dave", "frank"]
+
+
+def test_results_load_names_the_file_and_the_cause(tmp_path):
+    from grader.errors import GraderError
+    from grader.results import load
+
+    with pytest.raises(GraderError, match=r"nope\.csv: cannot read the results"):
+        load(tmp_path / "nope.csv")
+    (tmp_path / "notes.csv").write_text("name,score\nalice,3\n")
+    with pytest.raises(GraderError, match=r"notes\.csv: not a grader CSV report \(no column student, status, error, total, max_total\)"):
+        load(tmp_path / "notes.csv")
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)
+    with pytest.raises(GraderError, match=r"broken\.sqlite: not a grader gradebook"):
+        load(broken)
+
+
 # ---------------------------------------------------------------- fixtures and help
 
 

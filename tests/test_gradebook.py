@@ -166,9 +166,13 @@ def test_a_changed_and_a_new_notebook_are_the_only_ones_graded(class_folder, fir
     v.write_notebook(folder / "carol.ipynb", v.notebook_cells())  # carol fixed her zero_grad
     v.write_notebook(folder / "gina.ipynb", v.notebook_cells(v.NET_AVGPOOL))  # a late submission
 
-    done, _ = grader(str(folder), "-o", str(tmp_path / "out" / "report.csv"))
+    done, _ = grader(str(folder), "-o", str(tmp_path / "out" / "report.csv"), "--compare")
     assert done.returncode == 0, done.stderr
     assert counts(done) == "2 graded, 5 reused"
+    # --compare: only the students whose total moved, against what the gradebook held before
+    assert "Totals changed against the gradebook's previous results (2 of 7):" in done.stderr
+    changed = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:6]] for line in done.stderr.splitlines() if line.count("│") == 6}
+    assert changed == {"carol": ["96", "100", "+4", "the submission changed"], "gina": ["-", "80", "", "not graded before"]}
     rows = stored_rows(tmp_path / "out" / "gradebook.sqlite")
     unchanged = [s for s in STUDENTS if s != "carol"]
     assert {s: rows[s] for s in unchanged} == {s: first_run["rows"][s] for s in unchanged}
@@ -194,9 +198,10 @@ def test_db_chooses_the_gradebook_and_force_regrades_everything(class_folder, fi
     reused, _ = grader(str(folder), "-o", str(out / "report.csv"), "--db", str(book))
     assert reused.returncode == 0, reused.stderr
     assert counts(reused) == "0 graded, 2 reused"
-    forced, _ = grader(str(folder), "-o", str(out / "report.csv"), "--db", str(book), "--force")
+    forced, _ = grader(str(folder), "-o", str(out / "report.csv"), "--db", str(book), "--force", "--compare")
     assert forced.returncode == 0, forced.stderr
     assert counts(forced) == "2 graded, 0 reused"
+    assert "No total changed against the gradebook's previous results (2 compared)." in forced.stderr
 
     rows = stored_rows(book)
     assert all(rows[s][2] > first_run["rows"][s][2] for s in ("alice", "erin"))  # graded again
@@ -204,6 +209,27 @@ def test_db_chooses_the_gradebook_and_force_regrades_everything(class_folder, fi
     assert not (out / "gradebook.sqlite").exists()
     frame = pd.read_csv(out / "report.csv", keep_default_na=False)
     assert frame.set_index("student").total.to_dict() == {"alice": 100, "erin": 0}
+
+
+def test_compare_says_why_each_total_moved():
+    from grader.report.changes import TotalChange, total_changes
+
+    def stored(student: str, total: float, content: str = "h1", fingerprint: str = "f1") -> tuple[GradebookKey, SubmissionResult]:
+        check = CheckResult("net.forward", total, 100)
+        return GradebookKey(student, f"{student}.ipynb", content, fingerprint), SubmissionResult(student, f"{student}.ipynb", "graded", [check])
+
+    earlier = {"same": stored("same", 80), "resubmitted": stored("resubmitted", 50), "rubric": stored("rubric", 80),
+               "both": stored("both", 80), "forced": stored("forced", 80), "new": None}  # fmt: skip
+    now = [stored("same", 80, "h1", "f2"), stored("resubmitted", 90, "h2"), stored("rubric", 60, fingerprint="f2"),
+           stored("both", 100, "h2", "f2"), stored("forced", 79.5), stored("new", 10)]  # fmt: skip
+    grading = "the grading changed (points, settings, reference or grader version)"
+    assert total_changes(earlier, now) == [
+        TotalChange("resubmitted", 50, 90, "the submission changed"),
+        TotalChange("rubric", 80, 60, grading),
+        TotalChange("both", 80, 100, f"the submission changed and {grading}"),
+        TotalChange("forced", 80, 79.5, "graded again"),
+        TotalChange("new", None, 10, "not graded before"),
+    ]
 
 
 # ---------------------------------------------------------------- interrupted runs

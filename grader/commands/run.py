@@ -58,6 +58,7 @@ from grader.pipeline import (
     prepare_failed,
     warn_if_unsandboxed,
 )
+from grader.report.changes import print_changes, total_changes
 from grader.report.formats import DEFAULT_FORMATS, write_reports
 from grader.report.terminal import class_summary
 from grader.results import SubmissionResult
@@ -94,11 +95,14 @@ def run(
     formats: tuple[str, ...] = DEFAULT_FORMATS,
     resume_command: str | None = None,
     console: Console | None = None,
+    compare: bool = False,
 ) -> RunSummary:
     """Grade what the gradebook lacks (everything with `force`), then write the report.
 
     Ctrl-C abandons the submission in progress, shuts the worker down, writes the report for
     what is done and says how to resume (`resume_command`); the summary is then `interrupted`.
+    With `compare`, prints each student whose total differs from the gradebook's result before
+    this run.
     """
     console = console or Console(stderr=True)
     reference_path = reference_path or assignment.default_reference_path()
@@ -110,6 +114,8 @@ def run(
     started = gradebook_timestamp()
     with Gradebook(gradebook_path) as gradebook:
         pending = [(s, key) for s, key in zip(submissions, keys) if force or _needs_grading(gradebook.lookup(key))]
+        # Read before grading: --force replaces a result stored under the same key.
+        earlier = {key.student: gradebook.stored_before(key.student, started) for key in keys} if compare else {}
         if pending:
             try:
                 _grade_into(
@@ -133,6 +139,9 @@ def run(
     results = [result for result in stored if result is not None]
     summary = RunSummary(results, graded, len(results) - graded, len(submissions) - len(results), interrupted)
     _report(summary, assignment, output_csv, gradebook_path, console, formats)
+    if compare:
+        now = [(key, result) for key, result in zip(keys, stored) if result is not None]
+        print_changes(total_changes(earlier, now), len(now), console)
     if interrupted and resume_command:
         console.print("To resume, run:")
         console.print(f"  {resume_command}", markup=False, highlight=False, soft_wrap=True)
