@@ -244,12 +244,12 @@ def load_fixtures(assignment: Assignment, path: Path | None = None) -> Expectati
             problem = validate(observation)
             if problem:
                 raise FixturesError(f"{path}: {problem}")
-            net.by_kind[kind] = observation
+            net.add(observation)
         for trace in document["net"]["traces"]:
             observation = {"kind": "trace", **trace}
             if validate(observation):
                 raise FixturesError(f"{path}: malformed trace")
-            net.traces[observation["batch"]] = observation
+            net.add(observation)
         return Expectations(
             origin=str(path),
             net=net,

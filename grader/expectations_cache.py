@@ -101,16 +101,12 @@ def store(path: Path | None, expectations: Expectations, loop: GroupObservations
 
 
 def _plain(group: GroupObservations) -> dict[str, Any]:
-    return {"observations": [*group.by_kind.values(), *(group.traces[b] for b in sorted(group.traces))]}
+    return {"observations": group.observations()}
 
 
 def _group(document: dict[str, Any]) -> GroupObservations | None:
     group = GroupObservations()
     for observation in document["observations"]:
-        if validate(observation):
+        if validate(observation) or not group.add(observation):
             return None
-        if observation["kind"] == "trace":
-            group.traces[observation["batch"]] = observation
-        else:
-            group.by_kind[observation["kind"]] = observation
     return group

@@ -146,6 +146,20 @@ class GroupObservations:
     def get(self, kind: str) -> dict[str, Any] | None:
         return self.by_kind.get(kind)
 
+    def add(self, observation: dict[str, Any]) -> bool:
+        """File a validated observation: a trace under its batch size, any other under its kind.
+        False, and nothing filed, when that place is already taken."""
+        seen = self.traces if observation["kind"] == "trace" else self.by_kind
+        key = observation["batch"] if observation["kind"] == "trace" else observation["kind"]
+        if key in seen:
+            return False
+        seen[key] = observation
+        return True
+
+    def observations(self) -> list[dict[str, Any]]:
+        """Every observation filed, traces last by batch size: what `add` takes back."""
+        return [*self.by_kind.values(), *(self.traces[batch] for batch in sorted(self.traces))]
+
     @property
     def program_notes(self) -> list[str]:
         program = self.by_kind.get("program")
@@ -188,17 +202,13 @@ def read_group(run: dict[str, Any], *, what: str, memory_mb: int) -> GroupObserv
         if problem:
             group.problems.append(problem)
             continue
-        kind = observation["kind"]
-        seen = group.traces if kind == "trace" else group.by_kind
-        key = observation["batch"] if kind == "trace" else kind
-        if key in seen:
+        if not group.add(observation):
             # The probes report each fact once; a second copy can only come from student code
             # writing to the report pipe. Trust nothing from this child.
             group.by_kind.clear()
             group.traces.clear()
             group.failure = f"{what} could not be trusted: the submission's code wrote to the grader's report channel"
             return group
-        seen[key] = observation
     if "done" not in group.by_kind:
         group.failure = _failure(run, what=what, memory_mb=memory_mb)
     if run.get("protocol_error"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -30,11 +29,6 @@ from grader.results import GRADED, INVALID, SubmissionResult
 from grader.score import score_outcomes, zero_scores
 
 GROUPS = ["net", "loop"]
-
-
-def data_folders(assignment: Assignment) -> tuple[Path, ...]:
-    """Folders the sandbox must show besides Python: the data the assignment reads from disk."""
-    return assignment.data_folders()
 
 
 def open_worker(assignment: Assignment, sandbox: str = "auto", threads: int = 1, *, wait: bool = True, role: str = "all") -> Worker:
@@ -116,14 +110,13 @@ def observe(
     while `worker` was still starting) only the checks are left."""
     assert prepared.request is not None
     limits = worker_limits(assignment)
+    if extraction is None and reader is not None:
+        extraction = read(prepared, reader, assignment)
     if isinstance(extraction, WorkerError):
         return extraction
     try:
-        if reader is None and extraction is None:
-            return worker.grade(prepared.request, GROUPS, limits)
         if extraction is None:
-            assert reader is not None
-            extraction = reader.read(prepared.request, limits)
+            return worker.grade(prepared.request, GROUPS, limits)
         units = extraction.get("units") if isinstance(extraction, dict) and extraction.get("kind") == "extracted" else None
         groups = worker.observe(units, GROUPS, limits) if isinstance(units, list) else {}
         return {"extraction": extraction, "groups": groups}  # `finish` checks the extraction's form

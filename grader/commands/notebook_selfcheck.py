@@ -129,7 +129,8 @@ def kept_workers(assignment: Assignment, sandbox: str) -> SelfcheckWorkers:
     a new pair when any of them changed or a process has died."""
     fixtures = assignment.fixtures_path
     try:
-        stamp = f"{fixtures.stat().st_mtime_ns}:{fixtures.stat().st_size}"
+        status = fixtures.stat()
+        stamp = f"{status.st_mtime_ns}:{status.st_size}"
     except OSError:
         stamp = "missing"  # load_fixtures says why
     key = (str(assignment.folder.resolve()), stamp, sandbox)

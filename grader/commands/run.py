@@ -51,7 +51,6 @@ from grader.pipeline import (
     Observed,
     PreparedSubmission,
     conclude,
-    data_folders,
     observe,
     open_worker,
     prepare,
@@ -278,7 +277,7 @@ def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assign
 def _graded_on_cluster(
     client: Any, local: Worker, work: list[Submission], assignment: Assignment, sandbox: str, threads: int
 ) -> Graded:
-    settings = RemoteSettings(local.configuration, sandbox, tuple(str(p) for p in data_folders(assignment)), threads)
+    settings = RemoteSettings(local.configuration, sandbox, tuple(str(p) for p in assignment.data_folders()), threads)
     prepared: dict[int, PreparedSubmission] = {}
 
     def request(submission: Submission) -> dict[str, Any] | None:
