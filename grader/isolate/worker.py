@@ -24,6 +24,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from grader.isolate import lazy_dynamo
 from grader.isolate.extraction import ReadingLimits, read_and_extract
 from grader.isolate.sandbox import ChildLimits, ChildRun, die_with_parent, run_in_child
 
@@ -160,8 +161,8 @@ def _grade(state: _State, message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _warm_up(role: str) -> None:
-    """Import and exercise torch once, single-threaded, so forked children start fast (first
-    optimizer use alone costs about a second); and IPython's transformer for reading children."""
+    """Import and exercise torch once, single-threaded, so forked children start fast (kernel and
+    autograd set-up for the first step); and IPython's transformer for reading children."""
     if role != "checks":  # what the reading children parse with
         import IPython.core.inputtransformer2  # noqa: F401
         import nbformat  # noqa: F401
@@ -205,6 +206,8 @@ def main() -> None:
     # The worker itself stays single-threaded: an OpenMP pool started before fork() deadlocks
     # the children. Each child starts its own pool of `threads` (see _probe_body).
     role = sys.argv[sys.argv.index("--role") + 1] if "--role" in sys.argv else "all"
+    if role != "reader":
+        lazy_dynamo.install()  # torch's first optimizer step would import it: 1-2 s for nothing
     _warm_up(role)
     state = _State()
     state.role = role
