@@ -60,11 +60,7 @@ class _State:
                 detail = str(exc).replace("You can use download=True to download it", "the grader never downloads data")
                 raise RuntimeError(f"could not load the training data ({s['data']['kind']}, {where}): {detail}") from exc
         if "packages" in message:
-            from grader.observe.headless import prepare_packages
-
-            self.packages = list(message["packages"])
-            if self.role != "checks":  # a checks worker serves one submission: its child imports what it uses
-                prepare_packages(self.packages)  # a missing one is the student's message, and doctor's
+            self.packages = list(message["packages"])  # imported when a program names them: see _observe
         if "reference_helpers" in message:
             self.reference_helpers = message["reference_helpers"]
         if "loop_model_spec" in message:
@@ -118,17 +114,24 @@ def _probe_body(
 
         assert state.settings is not None
         torch.set_num_threads(state.threads)
-        if state.role == "checks":
-            from grader.observe.headless import packages_used, prepare_packages
-
-            prepare_packages(packages_used(state.packages, [unit["source"] for unit in units]))
+        _prepare_packages_for(state, units)  # already done before forking; here for the rehearsal
         sources = (unit["source"] for unit in units)
         observe_group(group, state, load_units(units, module_name), emit, may_ask_for_cuda=mentions_gpu(sources))
 
     return body
 
 
+def _prepare_packages_for(state: _State, units: list[dict[str, Any]]) -> None:
+    """Import the display packages `units` name (matplotlib, tqdm), once per worker and before it
+    forks, so no child pays the import (about a second for matplotlib) and a worker whose programs
+    never plot never pays it at all. A missing package is the student's message, and doctor's."""
+    from grader.observe.headless import packages_used, prepare_packages
+
+    prepare_packages(packages_used(state.packages, [unit["source"] for unit in units]))
+
+
 def _observe(state: _State, message: dict[str, Any]) -> dict[str, Any]:
+    _prepare_packages_for(state, message["units"])
     limits = message["limits"]
     submission_deadline = time.monotonic() + limits["timeout_s"]
     runs: dict[str, Any] = {}

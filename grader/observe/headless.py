@@ -2,8 +2,8 @@
 
 Students wrap `train_loader` in a progress bar (`tqdm`, often `tqdm.notebook`) and draw live
 loss plots (`matplotlib`, `IPython.display.clear_output`). None of it decides a score, and none
-of it may cost one: the worker imports the packages the assignment allows once, before it forks
-(so no child pays the import, about a second for matplotlib), with matplotlib's file-only Agg
+of it may cost one: the worker imports the allowed packages a program names the first time one
+does, before it forks (so no child pays the import, about a second for matplotlib), with matplotlib's file-only Agg
 backend, and points tqdm's notebook bars, which need ipywidgets, at its text bars (they write to
 the captured stderr).
 
@@ -16,9 +16,15 @@ import importlib
 import re
 
 
+_prepared: set[str] = set()
+
+
 def prepare_packages(packages: list[str]) -> None:
-    """Import the allowed packages that are installed, ready for children."""
+    """Import the allowed packages that are installed, ready for children (each once per process)."""
     for package in packages:
+        if package in _prepared:
+            continue
+        _prepared.add(package)
         try:
             importlib.import_module(package)
         except ImportError:
