@@ -1,4 +1,4 @@
-"""Command-line entry point: `grader run`, `grader selfcheck`, `grader fixtures`."""
+"""Command-line entry point: `grader run`, `grader selfcheck`, `grader fixtures`, `grader assign`, ..."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ examples:
   grader run submissions/ --format csv,json,gradescope   also report.json and gradescope/<student>.json
   grader selfcheck                            check my notebook before I submit
   grader fixtures --assignment cifar2         (instructors) refresh the selfcheck fixtures
+  grader assign reference/cifar2.ipynb        (instructors) the assignment from its solution notebook
   grader doctor                               which isolation layers are active here
   grader gradescope cifar2 -o autograder.zip  (instructors) the Gradescope autograder bundle
 """
@@ -173,6 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     fixtures.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
     assignment_option(fixtures)
 
+    assign = commands.add_parser(
+        "assign",
+        help="make an assignment from one solution notebook (instructors)",
+        description="Read SOLUTION (a notebook with the solution in regions marked ### BEGIN SOLUTION / ### END "
+        "SOLUTION, # BEGIN SOLUTION / # END SOLUTION, or a line ending in # SOLUTION, and the content of "
+        "assignment.toml in a raw cell) and write the student notebook, assignment.toml and fixtures.json into "
+        "the assignment folder, and reference/<name>.py beside assignments/. Cells tagged hidden are left out of "
+        "the student notebook. Nothing is written until the reference earns full marks against itself and the "
+        "student notebook earns 0 with a reason for every check.",
+    )
+    assign.add_argument("solution", type=Path, metavar="SOLUTION", help="the instructor's notebook, solution included")
+    assign.add_argument(
+        "-o", "--output", type=Path, metavar="FOLDER",
+        help="the assignment folder (default: assignments/<name> beside the reference/ folder that holds SOLUTION, "
+        "else in the current folder; the name from the config, else the notebook's)",
+    )  # fmt: skip
+    assign.add_argument("--force", action="store_true", help="replace a student notebook that is already there and would change")
+    sandbox_option(assign)
+
     gradescope = commands.add_parser(
         "gradescope",
         help="build the Gradescope autograder bundle for an assignment (instructors)",
@@ -201,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
             from grader.commands.doctor import doctor
 
             return doctor()
+        if args.command == "assign":
+            from grader.commands.assign import assign
+
+            assign(args.solution, args.output, force=args.force, sandbox=args.sandbox, console=err)
+            return 0
         assignment = find_assignment(args.assignment, notebook=getattr(args, "notebook", None))
         if args.command == "run":
             from grader.commands.run import INTERRUPTED, resume_command, run

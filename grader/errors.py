@@ -32,6 +32,10 @@ class ReferenceSolutionError(GraderError):
     """The instructor's reference solution cannot be loaded or fails its own checks."""
 
 
+class AuthoringError(GraderError):
+    """`grader assign` cannot turn a solution notebook into an assignment (names the notebook and why)."""
+
+
 class FixturesError(GraderError):
     """The selfcheck fixtures file is missing, unreadable, or stale."""
 

@@ -223,6 +223,7 @@ def test_help_is_available_for_every_command():
     assert "grade a folder of submissions" in grader("--help", check=True).stdout
     for command in ("run", "selfcheck", "fixtures"):
         assert "--assignment" in grader(command, "--help", check=True).stdout
+    assert "BEGIN SOLUTION" in grader("assign", "--help", check=True).stdout
 
 
 def test_console_script_is_installed():

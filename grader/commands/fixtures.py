@@ -10,7 +10,8 @@ from rich.console import Console
 from grader.assignment import Assignment
 from grader.commands.reference_check import verified_reference_expectations
 from grader.errors import ReferenceSolutionError
-from grader.expectations import configure_for_selfcheck, load_fixtures, write_fixtures
+from grader.expectations import Expectations, configure_for_selfcheck, load_fixtures, write_fixtures
+from grader.isolate.client import Worker
 from grader.load import Submission
 from grader.pipeline import grade_submission, open_worker
 
@@ -20,12 +21,19 @@ def make_fixtures(assignment: Assignment, reference_path: Path | None = None, co
     reference_path = reference_path or assignment.default_reference_path()
     with open_worker(assignment) as worker:
         expected = verified_reference_expectations(assignment, worker, reference_path)
-        path = write_fixtures(expected, assignment)
-        reloaded = load_fixtures(assignment, path)
-        configure_for_selfcheck(worker, assignment, reloaded)
-        result = grade_submission(Submission("reference", reference_path), assignment, worker, reloaded)
+        path = write_verified_fixtures(assignment, worker, expected, reference_path)
+    console.print(f"Wrote {path} (the reference passes selfcheck against it).")
+    return path
+
+
+def write_verified_fixtures(assignment: Assignment, worker: Worker, expected: Expectations, reference_path: Path) -> Path:
+    """Write the fixtures, then selfcheck the reference against them as a student's notebook is
+    (it must get full marks). Leaves `worker` configured for selfcheck."""
+    path = write_fixtures(expected, assignment)
+    reloaded = load_fixtures(assignment, path)
+    configure_for_selfcheck(worker, assignment, reloaded)
+    result = grade_submission(Submission("reference", reference_path), assignment, worker, reloaded)
     lost = [f"{c.name}: {'; '.join(c.reasons)}" for c in result.checks if not c.passed]
     if lost:
         raise ReferenceSolutionError(f"{reference_path} does not pass selfcheck against {path}: " + " | ".join(lost))
-    console.print(f"Wrote {path} (the reference passes selfcheck against it).")
     return path

@@ -312,6 +312,11 @@ KNOWN_ERRORS: list[KnownError] = [
     _row("loss_not_scalar", r"grad can be implicitly created only for scalar outputs",
          "`.backward()` needs a single number, the loss: call it on the loss of the batch (a loss with the default "
          "reduction='mean'), not on the network's output or a per-image loss."),
+    # The stub `grader assign` leaves where a solution was (grader/authoring/regions.py), or any
+    # starter's `raise NotImplementedError(...)`.
+    _row("not_implemented", r"^NotImplementedError\b",
+         "Not implemented yet: this code still raises NotImplementedError, the starter's stub under "
+         "`# YOUR CODE HERE`; replace that `raise` line with your code."),
     _row("numpy_needs_detach", r"Can't call numpy\(\) on Tensor that requires grad",
          "This tensor is still part of the computation graph: use `.detach().numpy()` (or `.item()` for one number, "
          "such as the loss) before converting it."),

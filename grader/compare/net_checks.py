@@ -10,7 +10,7 @@ import numpy as np
 
 from grader.assignment import Assignment
 from grader.compare.hyperparameters import normalized as _normalized, show as _show
-from grader.compare.error_explanations import with_explanation as explained
+from grader.compare.error_explanations import explain_error, with_explanation as explained
 from grader.compare.formulas import flatten_size, parameter_count, size_differences
 from grader.compare.forward_operations import ForwardOperations, align, differences, first_divergence, network_picture
 from grader.compare.outcome import Outcome
@@ -70,10 +70,12 @@ def check_net_instantiate(student: dict[str, GroupObservations], expected: Expec
     if not seen["is_module_class"]:
         return Outcome.failed(f"class {name} does not subclass nn.Module", error=f"{name} is not an nn.Module")
     if seen["error"]:
+        meaning = explain_error(seen["error"])
         return Outcome.failed(
-            f"{name}() failed: {seen['error']}; {name}() must build with no arguments (give parameters defaults)",
+            f"{name}() failed. {meaning} (the error: {seen['error']})" if meaning
+            else f"{name}() failed: {seen['error']}; {name}() must build with no arguments (give parameters defaults)",
             error=f"{name}() failed: {seen['error']}",
-        )
+        )  # fmt: skip
     return Outcome.passed()
 
 
