@@ -157,15 +157,8 @@ def load(path: "str | Path") -> "pandas.DataFrame":
             head = file.read(len(_SQLITE_MAGIC))
     except OSError as exc:
         raise GraderError(f"{path}: cannot read the results ({exc.strerror or exc})") from None
-    max_points: dict[str, float] = {}
     if head == _SQLITE_MAGIC:
-        results = _newest_results(path)
-        rows = [_frame_row(result) for result in results]
-        checks = list(dict.fromkeys(name for row in rows for name in row if name not in FRAME_COLUMNS))
-        frame = pd.DataFrame(rows, columns=FRAME_COLUMNS + checks)
-        frame[checks] = frame[checks].fillna(0.0)
-        for check in (check for result in results for check in result.checks):
-            max_points[check.name] = max(max_points.get(check.name, 0.0), check.max_points)
+        frame = results_frame(_newest_results(path))
     else:
         try:
             frame = pd.read_csv(path, keep_default_na=False, dtype={"student": str, "status": str, "error": str})
@@ -179,8 +172,27 @@ def load(path: "str | Path") -> "pandas.DataFrame":
         frame[numbers] = frame[numbers].astype(float)
     except ValueError as exc:
         raise GraderError(f"{path}: a points column holds something other than a number ({exc})") from None
+    max_points = frame.attrs.get("max_points", {})  # each check's points, known from a gradebook only
     frame = frame.sort_values("student", kind="stable").reset_index(drop=True)
-    frame.attrs["max_points"] = max_points  # each check's points, known from a gradebook only
+    frame.attrs["max_points"] = max_points
+    return frame
+
+
+def results_frame(results: list[SubmissionResult], checks: list[str] | None = None) -> "pandas.DataFrame":
+    """`results` as the CSV's frame (one row per result, in their order; a check a result lacks
+    counts 0), with each check's points in `attrs["max_points"]`. `checks`: the check columns, in
+    order (default: every check the results have, in the order they appear)."""
+    import pandas as pd
+
+    rows = [_frame_row(result) for result in results]
+    if checks is None:
+        checks = list(dict.fromkeys(check.name for result in results for check in result.checks))
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS + checks)
+    frame[checks] = frame[checks].fillna(0.0).astype(float)
+    max_points: dict[str, float] = {}
+    for check in (check for result in results for check in result.checks):
+        max_points[check.name] = max(max_points.get(check.name, 0.0), check.max_points)
+    frame.attrs["max_points"] = max_points
     return frame
 
 

@@ -15,7 +15,6 @@ it consumes SubmissionResults only.
 
 from __future__ import annotations
 
-import statistics
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
@@ -24,6 +23,7 @@ from grader import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
 from grader.report.content_policy import csp_hash
+from grader.report.class_statistics import ClassStatistics, class_statistics
 from grader.report.annotated_notebook import notebook_file_name, notebook_href, notebook_page, without_colliding_notebooks
 from grader.report.csv_report import format_points
 from grader.report.feedback import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output
@@ -38,7 +38,6 @@ from grader.report.svg_plot import (
 from grader.results import INVALID, CheckResult, SubmissionResult
 
 REPORT_NAME = "report.html"
-HISTOGRAM_BINS = 10
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; color: #24292f; margin: 24px auto; max-width: 1200px; padding: 0 16px; }
@@ -184,22 +183,12 @@ def _points_class(check: CheckResult) -> str:
     return "partial" if check.points > 0 else "zero"
 
 
-def _score_histogram(results: list[SubmissionResult]) -> str:
-    top = max(r.max_total for r in results) or 1.0
-    edges = [round(top * i / HISTOGRAM_BINS, 2) for i in range(HISTOGRAM_BINS + 1)]
-    counts = [0] * HISTOGRAM_BINS
-    for r in results:
-        counts[min(HISTOGRAM_BINS - 1, int(r.total / top * HISTOGRAM_BINS))] += 1
-    return histogram(counts, edges, title="Scores", x_label=f"total points (of {format_points(top)})")
+def _score_histogram(stats: ClassStatistics) -> str:
+    return histogram(stats.histogram, stats.histogram_edges(), title="Scores", x_label=f"total points (of {format_points(stats.max_total)})")
 
 
-def _pass_rates(results: list[SubmissionResult], check_names: list[str]) -> str:
-    bars = []
-    for name in check_names:
-        column = [c for r in results for c in r.checks if c.name == name]
-        passed = sum(c.passed for c in column)
-        fraction = passed / len(column) if column else 0.0
-        bars.append((name, fraction, f"{100 * fraction:.0f}% ({passed}/{len(column)})"))
+def _pass_rates(stats: ClassStatistics) -> str:
+    bars = [(c.name, c.full_marks_rate, f"{100 * c.full_marks_rate:.0f}% ({c.full_marks}/{c.students})") for c in stats.checks]
     return horizontal_bars(bars, title="Full marks per check")
 
 
@@ -238,13 +227,13 @@ def class_report_html(results: list[SubmissionResult], assignment: Assignment) -
     if not results:
         body.append("<p>No submissions.</p>")
         return _page(title, body, script=False)
-    totals = [r.total for r in results]
-    invalid = sum(r.status == INVALID for r in results)
+    stats = class_statistics(results, check_names)
+    assert stats is not None
     body.append(
-        f"<p>{len(results)} submissions ({invalid} could not be read): mean {statistics.mean(totals):.2f}, "
-        f"median {statistics.median(totals):.2f} of {format_points(max(r.max_total for r in results))} points.</p>"
+        f"<p>{stats.students} submissions ({stats.invalid} could not be read): mean {stats.mean:.2f}, "
+        f"median {stats.median:.2f} of {format_points(stats.max_total)} points.</p>"
     )
-    body += ['<div class="charts">', _score_histogram(results), _pass_rates(results, check_names), "</div>"]
+    body += ['<div class="charts">', _score_histogram(stats), _pass_rates(stats), "</div>"]
     body += ["<h2>Students</h2>", '<p class="muted">Click a column header to sort; hover over points for the reasons.</p>']
     body += _students_table(results, check_names)
     body += ["<h2>Loss curves</h2>", _LOSS_CURVES_NOTE]

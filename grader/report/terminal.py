@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import statistics
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from grader.report.class_statistics import class_statistics
 from grader.report.csv_report import format_points
 from grader.report.selfcheck_summary import SelfcheckSummary
 from grader.results import GRADED, SubmissionResult
@@ -24,22 +23,21 @@ def class_summary(results: list[SubmissionResult], console: Console) -> None:
     console.print(students)
     if not results:
         return
-    totals = [r.total for r in results]
+    stats = class_statistics(results)
+    assert stats is not None
     console.print(
-        f"[bold]{len(results)} submissions[/bold]: mean {statistics.mean(totals):.2f}, "
-        f"median {statistics.median(totals):.2f} of {format_points(results[0].max_total)}"
+        f"[bold]{stats.students} submissions[/bold]: mean {stats.mean:.2f}, "
+        f"median {stats.median:.2f} of {format_points(stats.max_total)}"
     )
     checks = Table(title="Checks")
     for column, justify in (("check", "left"), ("max", "right"), ("full marks", "right"), ("mean points", "right")):
         checks.add_column(column, justify=justify)
-    for i, first in enumerate(results[0].checks):
-        column = [r.checks[i] for r in results if len(r.checks) > i]
-        passed = sum(c.passed for c in column)
+    for check in stats.checks:
         checks.add_row(
-            first.name,
-            format_points(first.max_points),
-            f"{passed}/{len(column)} ({100 * passed / len(column):.0f}%)",
-            f"{statistics.mean(c.points for c in column):.2f}",
+            check.name,
+            format_points(check.max_points),
+            f"{check.full_marks}/{check.students} ({100 * check.full_marks_rate:.0f}%)",
+            f"{check.mean_points:.2f}",
         )
     console.print(checks)
 
