@@ -324,3 +324,4 @@ def test_the_authored_assignment_grades_a_class_end_to_end(tmp_path):
     assert rows["narrow"] == {**FULL, "net.layers": 3.75, "net.shapes": 0, "net.params": 2.5, "net.forward": 0}
     feedback = (csv.parent / "feedback" / "blank.md").read_text()
     assert "Not implemented yet" in feedback and "NetWidth" in feedback
+    assert feedback.count("is not implemented yet (its stub raises NotImplementedError") == 5  # each other Net check

@@ -10,7 +10,7 @@ import numpy as np
 
 from grader.assignment import Assignment
 from grader.compare.hyperparameters import normalized as _normalized, show as _show
-from grader.compare.error_explanations import explain_error, with_explanation as explained
+from grader.compare.error_explanations import diagnose_error, explain_error, with_explanation as explained
 from grader.compare.formulas import flatten_size, parameter_count, size_differences
 from grader.compare.forward_operations import ForwardOperations, align, differences, first_divergence, network_picture
 from grader.compare.outcome import Outcome
@@ -20,6 +20,7 @@ from grader.observations import GroupObservations, digests_agree
 from grader.wire import decode_array
 
 _NOT_BUILT = "skipped: your network class could not be built (see net.instantiate)"
+_NOT_IMPLEMENTED = "skipped: your network class is not implemented yet (its stub raises NotImplementedError, see net.instantiate)"
 
 
 def _net(student: dict[str, GroupObservations]) -> GroupObservations:
@@ -32,7 +33,8 @@ def _unavailable(group: GroupObservations, kind: str) -> Outcome | None:
         return None
     instantiate = group.get("instantiate")
     if instantiate is not None and (instantiate["error"] or not instantiate["is_module_class"]):
-        return Outcome.failed(_NOT_BUILT)
+        stub = instantiate["error"] and (diagnose_error(instantiate["error"]) or ("",))[0] == "not_implemented"
+        return Outcome.failed(_NOT_IMPLEMENTED if stub else _NOT_BUILT)
     if group.failure:
         return Outcome.failed(group.failure, error=group.failure)
     problem = "; ".join(group.problems) or "no observation was reported"
