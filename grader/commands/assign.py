@@ -26,7 +26,7 @@ from grader.commands.reference_check import verified_reference_expectations
 from grader.errors import AssignmentConfigError, AuthoringError
 from grader.load import Submission
 from grader.pipeline import grade_submission, open_worker
-from grader.results import SubmissionResult
+from grader.results import GRADED, SubmissionResult
 
 
 # The pull-request selfcheck workflow each assignment ships (README, "Pull requests (CI)").
@@ -124,6 +124,8 @@ def _verify(assignment: Assignment, staged: AssignedFiles, sandbox: str) -> tupl
     lost = [f"{c.name}: {c.message}" for c in reference.checks if not c.passed]
     if lost:
         raise AuthoringError(f"the solution's reference loses points when graded as a submission: {' | '.join(lost)}")
+    if blank.status != GRADED or blank.grader_failed or not all(c.reasons for c in blank.checks if not c.passed):
+        raise AuthoringError(f"the student notebook could not be graded as handed out ({blank.status}): {blank.error or 'a check gave no reason'}")
     return reference, blank
 
 
