@@ -381,7 +381,8 @@ def available_assignments(root: Path | None = None) -> list[Path]:
     root = root or assignments_root()
     if not root.is_dir():
         return []
-    return sorted(p.parent for p in root.glob(f"*/{CONFIG_NAME}"))
+    # (not hidden folders: `grader assign` stages a new assignment in `.<name>.assign` beside it)
+    return sorted(p.parent for p in root.glob(f"*/{CONFIG_NAME}") if not p.parent.name.startswith("."))
 
 
 def find_assignment(name_or_path: str | None, *, cwd: Path | None = None, notebook: Path | None = None) -> Assignment:

@@ -23,7 +23,7 @@ from rich.console import Console
 
 import variants as v
 from conftest import FULL, ROOT, assert_close_documents
-from grader.assignment import load_assignment
+from grader.assignment import available_assignments, load_assignment
 from grader.authoring.regions import RegionError, solution_text, student_text
 from grader.authoring.solution import read_solution
 from grader.commands.assign import assign
@@ -325,3 +325,10 @@ def test_the_authored_assignment_grades_a_class_end_to_end(tmp_path):
     feedback = (csv.parent / "feedback" / "blank.md").read_text()
     assert "Not implemented yet" in feedback and "NetWidth" in feedback
     assert feedback.count("is not implemented yet (its stub raises NotImplementedError") == 5  # each other Net check
+
+
+def test_a_staged_assignment_is_not_offered_while_grader_assign_verifies_it(tmp_path):
+    for folder in ("birds", ".birds.assign"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "assignment.toml").write_text("[model]\ninput_shape = [3, 32, 32]\nnum_classes = 2\n")
+    assert available_assignments(tmp_path) == [tmp_path / "birds"]

@@ -200,9 +200,8 @@ def student_notebook(solution: SolutionNotebook, derived: Derived) -> nbformat.N
             new = nbformat.v4.new_markdown_cell(student_text(cell.source, where, markdown=True))
         else:
             new = nbformat.v4.new_raw_cell(cell.source)
-        kept_tags = sorted(tags - {"solution"})
-        if kept_tags:
-            new.metadata["tags"] = kept_tags
+        if tags:
+            new.metadata["tags"] = sorted(tags)
         notebook.cells.append(new)
     if not any(cell.cell_type == "code" and re.search(r"\bselfcheck\(", cell.source) for cell in notebook.cells):
         notebook.cells += [
