@@ -113,7 +113,7 @@ parts["the notebook reader and the probes (IPython, nbformat, grader)"] = time.p
 t = time.perf_counter()
 from grader.observe.headless import prepare_packages
 prepare_packages(["matplotlib", "tqdm"])
-parts["display packages students import (matplotlib, tqdm)"] = time.perf_counter() - t
+parts["display packages students import (matplotlib, tqdm), only once a program names them"] = time.perf_counter() - t
 t = time.perf_counter()
 from grader.isolate.notebook_render import warm_up
 warm_up()

@@ -48,6 +48,19 @@ def warn_if_unsandboxed(worker: Worker, console: Console) -> None:
         )
 
 
+def note_isolation_for_students(worker: Worker, console: Console) -> None:
+    """selfcheck's word on isolation: on a student's own machine (Colab, a laptop) the code checked
+    is the student's own and bubblewrap is usually absent, so say quietly what applies instead of
+    the instructors' warning."""
+    if not worker.sandbox.active:
+        console.print(
+            "[dim]Your code runs in separate processes with time and memory limits "
+            f"(no bubblewrap sandbox here: {escape(worker.sandbox.reason)}).[/dim]",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @dataclass
 class PreparedSubmission:
     """A submission's bytes, read by the grading host, ready for a worker to read and observe.

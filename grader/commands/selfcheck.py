@@ -54,7 +54,7 @@ class SelfcheckWorkers:
             self.checks.close()
             raise
         self.configured = False  # the checks worker has the fixtures (sent once per pair)
-        self.warned = False  # the sandbox warning, said once per pair
+        self.warned = False  # the word on isolation, said once per pair
 
     def alive(self) -> bool:
         return self.checks.alive() and self.reader.alive()
@@ -85,7 +85,7 @@ def check_submission(
     # about 0.2 s) and reads the fixtures and the file, and the reader extracts the submission
     # before the checks worker is ready.
     from grader.expectations import configure_for_selfcheck, load_fixtures
-    from grader.pipeline import conclude, observe, prepare, read, warn_if_unsandboxed
+    from grader.pipeline import conclude, note_isolation_for_students, observe, prepare, read
 
     expected = load_fixtures(assignment)
     prepared = prepare(submission, assignment)
@@ -95,7 +95,7 @@ def check_submission(
     extraction = read(prepared, workers.reader, assignment)
     workers.checks.wait_configured()
     if not workers.warned:
-        warn_if_unsandboxed(workers.checks, Console(stderr=True))
+        note_isolation_for_students(workers.checks, Console(stderr=True))
         workers.warned = True
     if not workers.configured:
         configure_for_selfcheck(workers.checks, assignment, expected)

@@ -3,9 +3,9 @@
 Students wrap `train_loader` in a progress bar (`tqdm`, often `tqdm.notebook`) and draw live
 loss plots (`matplotlib`, `IPython.display.clear_output`). None of it decides a score, and none
 of it may cost one: the worker imports the allowed packages a program names the first time one
-does, before it forks (so no child pays the import, about a second for matplotlib), with matplotlib's file-only Agg
-backend, and points tqdm's notebook bars, which need ipywidgets, at its text bars (they write to
-the captured stderr).
+does, before it forks (so no child pays the import, about a second for matplotlib), with
+matplotlib's file-only Agg backend, and points tqdm's notebook bars, which need ipywidgets, at its
+text bars (they write to the captured stderr).
 
 Runs in the worker before it forks; never in the grading host.
 """
