@@ -93,6 +93,13 @@ optimizer = optim.SGD(model.parameters(), lr=
     assert solution_text(cell, "cell 2").splitlines()[:3] == ["lr = 1e-2", "def accuracy(correct, total):", "    return correct / total"]
 
 
+def test_a_marker_at_the_margin_inside_a_function_keeps_the_stub_inside_it():
+    cell = "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n# BEGIN SOLUTION\n    pass\n# END SOLUTION\n"
+    assert student_text(cell, "cell 1", parses=_parses) == (
+        "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+    )
+
+
 def test_markdown_answers_become_nbgrader_prompts():
     text = "Why tanh?\n\n### BEGIN SOLUTION\nIt is zero-centred.\n### END SOLUTION"
     assert student_text(text, "cell 3", markdown=True) == "Why tanh?\n\nYOUR ANSWER HERE"

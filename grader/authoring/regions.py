@@ -6,7 +6,7 @@
 
     lr = 1e-2  # SOLUTION       (Otter: one line)
 
-`student_text` replaces each region with a stub at the region's indentation: `# YOUR CODE HERE` and
+`student_text` replaces each region with a stub at the solution's indentation: `# YOUR CODE HERE` and
 `raise NotImplementedError()`, or `...` where the code around needs an expression (a region inside
 a call's parentheses); a `# SOLUTION` line keeps what it assigns to (`lr = ...`, `return ...`).
 `solution_text` keeps the solution and drops the markers. Markdown cells get nbgrader's
@@ -60,7 +60,7 @@ def student_text(text: str, where: str, *, markdown: bool = False, parses: Calla
     position = 0
     for start, end in regions:
         out += [_stub_suffix(line, markdown) if _SUFFIX.match(line) else line for line in lines[position:start]]
-        indent = _BEGIN.match(lines[start]).group("indent")  # type: ignore[union-attr]
+        indent = _region_indent(lines, start, end)
         if markdown:
             out.append(indent + ANSWER_STUB)
         else:
@@ -90,6 +90,15 @@ def _regions(lines: list[str], where: str) -> list[tuple[int, int]]:
     if start is not None:
         raise RegionError(f"{where}, line {start + 1}: BEGIN SOLUTION is never closed by an END SOLUTION")
     return regions
+
+
+def _region_indent(lines: list[str], start: int, end: int) -> str:
+    """The solution's own indentation (its first line), else the BEGIN marker's: a marker written
+    at the margin inside a function must not put the stub outside it."""
+    for line in lines[start + 1 : end]:
+        if line.strip():
+            return line[: len(line) - len(line.lstrip())]
+    return _BEGIN.match(lines[start]).group("indent")  # type: ignore[union-attr]
 
 
 def _stub_suffix(line: str, markdown: bool) -> str:
