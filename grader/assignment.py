@@ -369,12 +369,17 @@ def _read_checks(path: Path, raw: dict[str, Any]) -> dict[str, CheckSettings]:
 # ---------------------------------------------------------------- finding assignments
 
 
+BUNDLED_ASSIGNMENTS = "bundled_assignments"  # in the package: a link to assignments/, copied into a wheel
+
+
 def assignments_root() -> Path:
-    """`$GRADER_ASSIGNMENTS`, else the `assignments/` folder of this checkout."""
+    """`$GRADER_ASSIGNMENTS`, else the assignments shipped with the grader: the `assignments/`
+    folder of this checkout, or their copy inside the installed package (`pip install` of a wheel
+    or from git), so students can selfcheck without a clone."""
     env = os.environ.get("GRADER_ASSIGNMENTS")
     if env:
         return Path(env).resolve()
-    return Path(__file__).resolve().parent.parent / "assignments"
+    return (Path(__file__).resolve().parent / BUNDLED_ASSIGNMENTS).resolve()
 
 
 def available_assignments(root: Path | None = None) -> list[Path]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 import grader
-from grader.assignment import Assignment
+from grader.assignment import BUNDLED_ASSIGNMENTS, Assignment
 from grader.errors import GraderError, ReferenceSolutionError
 
 SOURCE = "grader-src"  # the grader's source inside the bundle, installed by setup.sh
@@ -159,5 +159,7 @@ def _add_text(bundle: zipfile.ZipFile, name: str, text: str, *, executable: bool
 def _add_tree(bundle: zipfile.ZipFile, folder: Path, prefix: str) -> None:
     for path in sorted(folder.rglob("*")):
         parts = path.relative_to(folder).parts
-        if path.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in parts):
+        # (not the package's link to every shipped assignment: the bundle carries its own)
+        skipped = ("__pycache__", BUNDLED_ASSIGNMENTS)
+        if path.is_file() and not any(part.startswith(".") or part in skipped for part in parts):
             bundle.write(path, f"{prefix}/{'/'.join(parts)}")

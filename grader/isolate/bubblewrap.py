@@ -35,8 +35,10 @@ class SandboxStatus:
 
 
 def _python_paths() -> list[Path]:
-    """Folders the worker's Python needs: its installation, the venv, and the grader package."""
+    """Folders the worker's Python needs: its installation, the venv, the grader package, and any
+    other site-packages on its path (a user site, or one a .pth file adds: where torch may live)."""
     paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix), Path(grader.__file__).resolve().parent}
+    paths |= {Path(entry).resolve() for entry in sys.path if Path(entry).name in ("site-packages", "dist-packages")}
     executable = Path(sys.executable)
     paths.add(executable.parent)
     paths.add(executable.resolve().parent.parent)
