@@ -4,6 +4,8 @@ expectations observed from the real reference solution."""
 from __future__ import annotations
 
 import os
+import site
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,6 +41,33 @@ SLOWEST_FILES = [
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
+
+
+@pytest.fixture(scope="session")
+def student_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Python of a student's install: the grader built as a wheel and installed (not editable)
+    into a fresh virtual environment. torch is not downloaded: the environment reuses this one's
+    packages through a .pth file, as a student's environment that already has torch would."""
+    base = tmp_path_factory.mktemp("installed")
+    wheels = base / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(wheels), str(ROOT)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = wheels.glob("grader-*.whl")
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    # torch and the other dependencies, as already installed: this environment's site-packages
+    # (a path a .pth adds is searched after the environment's own, so the installed grader wins).
+    (own_site,) = [p for p in site.getsitepackages() if p.endswith("site-packages")]
+    new_site = next((venv / "lib").glob("python3*/site-packages"))
+    (new_site / "dependencies.pth").write_text(own_site + "\n")
+    return python
 
 
 @pytest.fixture(scope="session")

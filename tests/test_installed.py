@@ -1,48 +1,18 @@
-"""A student's install: the grader built as a wheel and installed (not editable) into a fresh
-virtual environment, then `grader selfcheck` run from a folder that holds only the student's
-notebook. The assignment comes from the package itself, no clone of the grader is involved.
-
-torch is not downloaded: the new environment reuses this one's packages through a .pth file,
-as a student's environment that already has torch would."""
+"""A student's install (conftest's `student_python`: the grader built as a wheel and installed,
+not editable, into a fresh virtual environment), then `grader selfcheck` run from a folder that
+holds only the student's notebook. The assignment comes from the package itself, no clone of the
+grader is involved."""
 
 from __future__ import annotations
 
 import json
 import os
-import site
 import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
-import pytest
 
 import variants as v
 from conftest import FULL, ROOT
-
-
-@pytest.fixture(scope="module")
-def student_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("installed")
-    wheels = base / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(wheels), str(ROOT)],
-        check=True, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    (wheel,) = wheels.glob("grader-*.whl")
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "--quiet", str(wheel)],
-        check=True, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    # torch and the other dependencies, as already installed: this environment's site-packages
-    # (a path a .pth adds is searched after the environment's own, so the installed grader wins).
-    (own_site,) = [p for p in site.getsitepackages() if p.endswith("site-packages")]
-    new_site = next((venv / "lib").glob("python3*/site-packages"))
-    (new_site / "dependencies.pth").write_text(own_site + "\n")
-    return python
 
 
 def test_a_wheel_install_selfchecks_a_lone_notebook_against_the_bundled_assignment(student_python, tmp_path):

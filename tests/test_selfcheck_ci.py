@@ -27,7 +27,6 @@ from grader.report.selfcheck_summary import summarize
 from grader.results import CheckResult, SubmissionResult
 
 WORKFLOW = ROOT / "assignments" / "cifar2" / "github" / "grade.yml"
-VENV_BIN = Path(sys.executable).parent
 
 
 def grader(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -271,14 +270,14 @@ class WorkflowRun:
         return next((done.returncode for done in self.steps.values() if done.returncode), 0)
 
 
-def run_workflow_locally(repo: Path, base_sha: str, scratch: Path, **env_overrides: str) -> WorkflowRun:
+def run_workflow_locally(repo: Path, base_sha: str, scratch: Path, bin_dir: Path, **env_overrides: str) -> WorkflowRun:
     """Every `run:` step of the workflow's one job, with bash as Actions runs `shell: bash`, in
     order, stopping at the first failure.
 
     Skipped: `uses:` steps (checkout, setup-python, upload-artifact: the repository is already
     checked out here, Python is this virtualenv's), and the install step, which needs the
-    network (apt-get, git clone of grader, pip): the grader of this checkout, installed in the
-    test's virtualenv, is put first on PATH instead, which is what that step provides.
+    network (apt-get, pip from git): `bin_dir` is put first on PATH instead, which is what that
+    step provides: the `grader` of a student's install (conftest's student_python), not this checkout.
     """
     workflow = load_workflow(WORKFLOW)
     (job,) = workflow["jobs"].values()
@@ -294,7 +293,8 @@ def run_workflow_locally(repo: Path, base_sha: str, scratch: Path, **env_overrid
         "RUNNER_TEMP": str(scratch / "runner"),
     }
     expressions = {"github.event.pull_request.base.sha": base_sha, "env.GRADER_RESULTS": workflow["env"]["GRADER_RESULTS"]}
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200", **github}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200", **github}
+    env.pop("GRADER_ASSIGNMENTS", None)  # the installed grader's own assignments
     env.update({key: resolve(value, expressions) for key, value in {**workflow["env"], **job.get("env", {})}.items()})
     env.update(env_overrides)
     steps = {}
@@ -338,18 +338,18 @@ def pull_request_repo(folder: Path, net: str) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def correct_pull_request(tmp_path_factory) -> WorkflowRun:
+def correct_pull_request(tmp_path_factory, student_python) -> WorkflowRun:
     folder = tmp_path_factory.mktemp("correct_pr")
     repo, base = pull_request_repo(folder, v.NET)
-    return run_workflow_locally(repo, base, folder / "scratch")
+    return run_workflow_locally(repo, base, folder / "scratch", student_python.parent)
 
 
 @pytest.fixture(scope="module")
-def wrong_pull_request(tmp_path_factory) -> tuple[WorkflowRun, Path]:
+def wrong_pull_request(tmp_path_factory, student_python) -> tuple[WorkflowRun, Path]:
     """A solution that loses net.forward (80 / 100), with the course's min score lowered to 90."""
     folder = tmp_path_factory.mktemp("wrong_pr")
     repo, base = pull_request_repo(folder, v.NET_RELU)
-    return run_workflow_locally(repo, base, folder / "scratch", GRADER_MIN_SCORE="90"), repo / "cifar2_cnn.ipynb"
+    return run_workflow_locally(repo, base, folder / "scratch", student_python.parent, GRADER_MIN_SCORE="90"), repo / "cifar2_cnn.ipynb"
 
 
 def test_workflow_install_step_is_the_only_one_that_needs_the_network():
