@@ -338,7 +338,7 @@ def _size(chars: int) -> str:
 
 def _cell_statements(cell: SourceCell, transformer: TransformerManager, first_order: int) -> list[_Statement]:
     """The cell's top-level statements; raises what the parser raises."""
-    source, line_shift = _plain_python(cell.source, transformer)
+    source, line_shift = plain_python(cell.source, transformer)
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
@@ -403,7 +403,7 @@ def _parses(text: str) -> bool:
 _MAX_NESTED_CELL_MAGICS = 8
 
 
-def _plain_python(source: str, transformer: TransformerManager, depth: int = 0) -> tuple[str, int]:
+def plain_python(source: str, transformer: TransformerManager, depth: int = 0) -> tuple[str, int]:
     """Turn IPython syntax into Python with IPython's own transformer; unwrap `%%time`-style cells.
 
     Returns the source and how many lines the cell's own numbering is ahead of it.
@@ -429,7 +429,7 @@ def _plain_python(source: str, transformer: TransformerManager, depth: int = 0) 
             and call.args[0].value in _PYTHON_CELL_MAGICS
             and depth < _MAX_NESTED_CELL_MAGICS
         ):
-            body, shift = _plain_python(call.args[2].value, transformer, depth + 1)
+            body, shift = plain_python(call.args[2].value, transformer, depth + 1)
             return body, shift + 1
     return text, 0
 

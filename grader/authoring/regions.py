@@ -34,10 +34,6 @@ class RegionError(AuthoringError):
     """A solution region that is not closed, or closed without being opened."""
 
 
-def has_regions(text: str) -> bool:
-    return any(_BEGIN.match(line) or _SUFFIX.match(line) for line in text.splitlines())
-
-
 def solution_text(text: str, where: str) -> str:
     """The cell as the reference runs it: every solution kept, the markers gone."""
     lines = text.splitlines()

@@ -24,13 +24,13 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nbformat
 
 from grader.authoring.regions import solution_text, student_text
 from grader.errors import AuthoringError
-from grader.extract import extract_definitions
+from grader.extract import extract_definitions, plain_python
 from grader.load import SourceCell
 
 HIDDEN_TAGS = frozenset({"hidden", "remove-cell", "otter_ignore"})
@@ -176,13 +176,11 @@ def config_text(solution: SolutionNotebook, derived: Derived) -> str:
 
 def student_notebook(solution: SolutionNotebook, derived: Derived) -> nbformat.NotebookNode:
     """What students get: no hidden or config cell, stubs for solutions, no outputs, a selfcheck cell."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    transformer = TransformerManager()
+    parse = _cell_parser()
 
     def parses(code: str) -> bool:
         try:
-            ast.parse(transformer.transform_cell(code))
+            parse(code)
         except (SyntaxError, ValueError):
             return False
         return True
@@ -249,14 +247,21 @@ def reference_source(solution: SolutionNotebook, derived: Derived) -> str:
 # ---------------------------------------------------------------- reading the solution's code
 
 
-def _parsed_cells(solution: SolutionNotebook) -> list[ast.Module]:
+def _cell_parser() -> Callable[[str], ast.Module]:
+    """Parse a cell as extraction reads a submission's (grader.extract.plain_python: IPython's
+    transformer for magics, `%%time`-style cells unwrapped); raises SyntaxError or ValueError."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     transformer = TransformerManager()
+    return lambda code: ast.parse(plain_python(code, transformer)[0])
+
+
+def _parsed_cells(solution: SolutionNotebook) -> list[ast.Module]:
+    parse = _cell_parser()
     trees = []
     for cell in solution.code_cells():
         try:
-            trees.append(ast.parse(transformer.transform_cell(cell.source)))
+            trees.append(parse(cell.source))
         except (SyntaxError, ValueError) as exc:
             raise AuthoringError(f"{solution.path}, {cell.label}: the solution does not parse ({exc})") from None
     return trees

@@ -93,6 +93,7 @@ def _rehearse(state: _State, units: list[dict[str, Any]]) -> None:
     """
     threads, state.threads = state.threads, 1
     try:
+        _prepare_packages_for(state, units)  # as _observe does before it forks
         for group in ("net", "loop"):
             _probe_body(state, group, units, module_name="__rehearsal__")(lambda observation: None)
     except Exception:  # a rehearsal only saves time; grading must not depend on it
@@ -114,7 +115,6 @@ def _probe_body(
 
         assert state.settings is not None
         torch.set_num_threads(state.threads)
-        _prepare_packages_for(state, units)  # already done before forking; here for the rehearsal
         sources = (unit["source"] for unit in units)
         observe_group(group, state, load_units(units, module_name), emit, may_ask_for_cuda=mentions_gpu(sources))
 
