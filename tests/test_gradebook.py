@@ -312,12 +312,13 @@ def test_a_stored_result_survives_its_process_and_round_trips_exactly(tmp_path):
     key = GradebookKey("zoë", "zoë.ipynb", "ab" * 32, "fingerprint")
     db = tmp_path / "gradebook.sqlite"
     store_and_die = (
-        "import json, os, sys\n"
+        "import json, os, sys, time\n"
         "from pathlib import Path\n"
-        "from grader.gradebook import Gradebook, GradebookKey\n"
+        "from grader.gradebook import COMMIT_WITHIN_S, Gradebook, GradebookKey\n"
         "from grader.results import SubmissionResult\n"
         "key, result = json.load(sys.stdin)\n"
         "Gradebook(Path(sys.argv[1])).store(GradebookKey(*key), SubmissionResult.from_json(result))\n"
+        "time.sleep(COMMIT_WITHIN_S + 1)  # the batch's own timer commits it\n"
         "os.kill(os.getpid(), 9)  # no close, no exit handlers\n"
     )
     message = json.dumps([[key.student, key.source, key.content_hash, key.fingerprint], original.to_json()])
@@ -334,6 +335,53 @@ def test_a_stored_result_survives_its_process_and_round_trips_exactly(tmp_path):
     assert connection.execute("PRAGMA user_version").fetchone()[0] == gradebook_module.SCHEMA_VERSION
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
+
+
+def test_results_stored_in_a_burst_are_committed_in_batches_and_a_kill_loses_only_the_last_batch(tmp_path):
+    """A cluster can finish a hundred submissions a second: the gradebook commits them together,
+    and a process killed in the middle leaves whole results, those committed, in the order stored."""
+    db = tmp_path / "gradebook.sqlite"
+    store_until_killed = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from grader.gradebook import Gradebook, GradebookKey\n"
+        "from grader.results import SubmissionResult\n"
+        "book = Gradebook(Path(sys.argv[1]), commit_within_s=0.2)\n"
+        "started = time.monotonic()\n"
+        "for i in range(100_000):\n"
+        "    book.store(GradebookKey(f's{i:06d}', f's{i:06d}.ipynb', 'ab' * 32, 'f'), SubmissionResult(f's{i:06d}', 'p', 'graded', seconds=i))\n"
+        "    if time.monotonic() - started > 1.5:\n"
+        "        print(i + 1, flush=True)\n"
+        "        os.kill(os.getpid(), 9)  # no close, no exit handlers\n"
+    )
+    child = subprocess.run([sys.executable, "-c", store_until_killed, str(db)], text=True, cwd=ROOT, capture_output=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    stored = int(child.stdout)
+    with sqlite3.connect(db) as connection:
+        students = [row[0] for row in connection.execute("SELECT student FROM results ORDER BY rowid")]
+    # Several batches were committed (the timer fires every 0.2 s) and the last one was lost.
+    assert 0 < len(students) < stored
+    assert students == [f"s{i:06d}" for i in range(len(students))]
+    with Gradebook(db) as book:
+        last = book.lookup(GradebookKey(students[-1], f"{students[-1]}.ipynb", "ab" * 32, "f"))
+        assert last is not None and last.seconds == len(students) - 1
+        assert book.lookup(GradebookKey(f"s{stored - 1:06d}", f"s{stored - 1:06d}.ipynb", "ab" * 32, "f")) is None
+
+
+def test_storing_is_visible_at_once_and_durable_after_commit_or_close(tmp_path):
+    db = tmp_path / "gradebook.sqlite"
+    key = GradebookKey("ann", "ann.ipynb", "cd" * 32, "f")
+    with Gradebook(db, commit_within_s=3600) as book:
+        book.store(key, SubmissionResult("ann", "ann.ipynb", "graded"))
+        assert book.lookup(key) is not None  # the run reads its own results before they are committed
+        with sqlite3.connect(db) as other:
+            assert other.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 0
+        book.commit()
+        with sqlite3.connect(db) as other:
+            assert other.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+        book.store(GradebookKey("bo", "bo.ipynb", "cd" * 32, "f"), SubmissionResult("bo", "bo.ipynb", "graded"))
+    with sqlite3.connect(db) as other:  # close() commits the rest
+        assert other.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2
 
 
 def test_the_fingerprint_changes_with_points_visibility_reference_and_version(tmp_path, monkeypatch):
