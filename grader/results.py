@@ -3,8 +3,9 @@ and the gradebook stores them as JSON: `from_json(to_json())` gives back an equa
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,13 @@ class CheckResult:
     def message(self) -> str:
         return "; ".join(self.reasons) if self.reasons else "passed"
 
+    def to_json(self) -> dict[str, Any]:
+        """Like `asdict`, sharing the nested values (`details`) instead of copying them."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "CheckResult":
-        """The inverse of `asdict`; an unknown field, or a missing required one, raises TypeError."""
+        """The inverse of `to_json`; an unknown field, or a missing required one, raises TypeError."""
         return cls(**data)
 
 
@@ -76,7 +81,7 @@ class SubmissionResult:
         """What a student may see before submitting: the public checks only, no error that only a
         hidden check gave, and no output of a child run that served hidden checks only, so totals
         and causes reveal nothing about hidden checks."""
-        view = SubmissionResult.from_json(self.to_json())
+        view = SubmissionResult.from_json(copy.deepcopy(self.to_json()))
         hidden_errors = {c.error for c in view.checks if not c.public and c.error}
         public_errors = {c.error for c in view.checks if c.public and c.error}
         view.checks = [c for c in view.checks if c.public]
@@ -109,7 +114,11 @@ class SubmissionResult:
         return {_group(c.name) for c in self.checks} - {_group(c.name) for c in self.checks if c.public}
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        """As plain data, what the gradebook stores. It shares the nested lists and dicts with this
+        result instead of copying them (a copy cost more than the rest of storing a result):
+        serialise it, do not change it."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["checks"] = [check.to_json() for check in self.checks]
         data.update(total=self.total, max_total=self.max_total, error=self.error)
         return data
 
