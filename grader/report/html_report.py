@@ -220,6 +220,12 @@ def _students_table(results: list[SubmissionResult], check_names: list[str]) -> 
     return ['<table id="students">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
 
 
+# A class larger than this gets loss curves in its report only for students who lost training
+# points (at most this many): a page with every student's curves grows by 10 kB a student.
+MAX_CLASS_CURVES = 100
+_TRAINING_CHECKS = ("net.trains", "loop.trains")  # the checks loss_charts draws
+
+
 def class_report_html(results: list[SubmissionResult], assignment: Assignment) -> str:
     check_names = list(assignment.checks)
     title = f"{assignment.title}: class report"
@@ -237,7 +243,14 @@ def class_report_html(results: list[SubmissionResult], assignment: Assignment) -
     body += ["<h2>Students</h2>", '<p class="muted">Click a column header to sort; hover over points for the reasons.</p>']
     body += _students_table(results, check_names)
     body += ["<h2>Loss curves</h2>", _LOSS_CURVES_NOTE]
-    for r in results:
+    charted = results
+    if len(results) > MAX_CLASS_CURVES:
+        charted = [r for r in results if any(c.name in _TRAINING_CHECKS and not c.passed for c in r.checks)][:MAX_CLASS_CURVES]
+        body.append(
+            f'<p class="muted">{len(results)} students: shown here are the curves of {len(charted)} who lost points on a '
+            "training check. Every student's feedback page has their own.</p>"
+        )
+    for r in charted:
         charts = loss_charts(r, assignment, whose="student's")
         if charts:
             name = f'<a href="{escape(feedback_href(r))}">{escape(r.student)}</a>'

@@ -105,13 +105,14 @@ def line_chart(series: list[Series], *, title: str, x_label: str, y_label: str, 
     for s in series:  # in order: a dashed reference drawn over the student's line stays visible where they coincide
         dash = ' stroke-dasharray="5 3"' if s.dashed else ""
         path, pen_down, lone = [], False, []
+        values = [yv for _, yv in s.points]
+        last = len(values) - 1
         for i, (xv, yv) in enumerate(s.points):
             if yv is None:
                 pen_down = False
                 continue
-            path.append(f"{'L' if pen_down else 'M'}{_num(px(xv))} {_num(py(yv))}")
-            neighbours = [s.points[j][1] for j in (i - 1, i + 1) if 0 <= j < len(s.points)]
-            if all(n is None for n in neighbours):
+            path.append(f"{'L' if pen_down else 'M'}{px(xv):.1f} {py(yv):.1f}")
+            if (i == 0 or values[i - 1] is None) and (i == last or values[i + 1] is None):
                 lone.append((xv, yv))  # a point with no line to draw: show it as a dot
             pen_down = True
         if path:

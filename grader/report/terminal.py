@@ -12,11 +12,25 @@ from grader.report.selfcheck_summary import SelfcheckSummary
 from grader.results import GRADED, SubmissionResult
 
 
+# A class larger than this gets a table of only the submissions that need a look (invalid, or
+# with an error): ten thousand rows help nobody in a terminal, and cost a second or more to lay out.
+MAX_STUDENT_ROWS = 50
+
+
 def class_summary(results: list[SubmissionResult], console: Console) -> None:
-    students = Table(title="Scores", show_lines=False)
+    shown = results
+    title = "Scores"
+    if len(results) > MAX_STUDENT_ROWS:
+        troubled = [r for r in results if r.status != GRADED or r.error]
+        shown = troubled[:MAX_STUDENT_ROWS]
+        title = (
+            f"Scores: {len(shown)} of the {len(troubled)} submissions with an error, of {len(results)} "
+            "(the report has every row)"
+        )
+    students = Table(title=title, show_lines=False)
     for column, justify in (("student", "left"), ("status", "left"), ("total", "right"), ("error", "left")):
         students.add_column(column, justify=justify, overflow="fold")
-    for r in results:
+    for r in shown:
         style = "red" if r.status != GRADED else ("green" if r.total >= r.max_total else "")
         error = r.error if len(r.error) <= 90 else r.error[:87] + "..."
         students.add_row(escape(r.student), r.status, f"{format_points(r.total)} / {format_points(r.max_total)}", escape(error), style=style)
