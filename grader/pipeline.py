@@ -3,13 +3,15 @@ compare -> score. `grader run` and `grader selfcheck` both grade through these s
 
 The grading host only reads a submission's bytes (`prepare`); parsing them is untrusted work and
 happens in a worker's limited child with the checks (`observe`); `conclude` turns whatever came
-back, failures included, into the submission's result.
+back, failures included, into the submission's result. On a Dask cluster `conclude` runs in the
+Dask worker process beside the warm worker (`grade_on_cluster`): the grader's own code, outside
+the sandbox like the grading host, so the host is left with storing results.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.console import Console
@@ -20,6 +22,8 @@ from grader.compare import CHECKS
 from grader.errors import SubmissionError, WorkerError
 from grader.expectations import Expectations, read_observed, worker_limits
 from grader.extract import ExtractedProgram
+from grader.gradebook import ResultDocument
+from grader.isolate import dask_executor
 from grader.isolate.client import Worker
 from grader.isolate.extraction import submission_request
 from grader.load import Submission, read_submission_bytes
@@ -200,6 +204,26 @@ def grade_submission(
     if prepared.request is None:
         return prepared.result
     return conclude(prepared, observe(prepared, worker, assignment), assignment, expected)
+
+
+@dataclass(frozen=True)
+class ClusterGrading:
+    """What every Dask worker receives once: how to start a grader worker like the local one, and
+    the settings and expectations a result is decided by."""
+
+    worker: dask_executor.RemoteSettings
+    assignment: Assignment
+    expected: Expectations
+
+
+def grade_on_cluster(shared: ClusterGrading, prepared: PreparedSubmission) -> ResultDocument:
+    """The Dask task for one submission, in a Dask worker process: stages 2-4 in the children of
+    that process's warm worker, then stages 5-6 here. Returns the result in the gradebook's
+    form, all the grading host has left to store."""
+    prepared = replace(prepared, started=time.monotonic())  # the host's clock means nothing here
+    worker = dask_executor.warm_worker(shared.worker)
+    result = conclude(prepared, observe(prepared, worker, shared.assignment), shared.assignment, shared.expected)
+    return ResultDocument.of(result)
 
 
 def _invalid(result: SubmissionResult, cause: str, assignment: Assignment) -> SubmissionResult:

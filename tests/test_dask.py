@@ -1,11 +1,16 @@
 """Grading on a Dask cluster (a LocalCluster here): the same sandboxed workers, the same scores,
-the same gradebook, so a run resumed on another executor reuses what is stored."""
+the same gradebook, so a run resumed on another executor reuses what is stored; and the feeder
+that keeps a bounded number of submissions in flight, however large the class."""
 
 from __future__ import annotations
 
+import csv
 import os
+import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,28 +19,105 @@ from conftest import ROOT
 
 pytest.importorskip("distributed")
 
+from grader.errors import WorkerError  # noqa: E402
+from grader.isolate.dask_executor import map_on_cluster  # noqa: E402
+
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
 
 
-def _run(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _run(folder: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "grader", "run", str(EXAMPLES), "-o", str(out), *extra],
+        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(out), *extra],
         capture_output=True, text=True, cwd=ROOT, timeout=600, env={**os.environ, "COLUMNS": "200"},
     )
 
 
+def _class_with_unreadable_files(folder: Path) -> list[str]:
+    """The examples, plus files the grading host refuses (too large, a folder with no notebook)
+    and files only a reading child finds unusable (not JSON, cut short). Their students."""
+    shutil.copytree(EXAMPLES, folder)
+    with open(folder / "huge.ipynb", "wb") as f:
+        f.truncate(200 * 2**20)  # sparse: over the size limit without taking the disk
+    (folder / "empty_folder").mkdir()
+    (folder / "empty_folder" / "notes.txt").write_text("no notebook here\n")
+    (folder / "garbage.ipynb").write_bytes(bytes(range(256)) * 8)
+    text = (EXAMPLES / "alice.ipynb").read_text()
+    (folder / "truncated.ipynb").write_text(text[: len(text) // 2])
+    return ["huge", "empty_folder", "garbage", "truncated"]
+
+
 def test_a_local_dask_cluster_grades_like_the_local_workers_and_shares_the_gradebook(tmp_path):
-    on_dask = _run(tmp_path / "dask" / "report.csv", "--dask", "local:2")
+    folder = tmp_path / "class"
+    unreadable = _class_with_unreadable_files(folder)
+    on_dask = _run(folder, tmp_path / "dask" / "report.csv", "--dask", "local:2")
     assert on_dask.returncode == 0, on_dask.stderr[-3000:]
-    assert "6 graded, 0 reused" in on_dask.stderr
-    # The same bytes as a run on local workers (test_cli checks the committed file against one).
-    assert (tmp_path / "dask" / "report.csv").read_bytes() == (EXAMPLES.parent / "expected_report.csv").read_bytes()
+    assert "10 graded, 0 reused" in on_dask.stderr
+    local = _run(folder, tmp_path / "local" / "report.csv", "--workers", "1")
+    assert local.returncode == 0, local.stderr[-3000:]
+    # The same bytes as a run on local workers: rows, messages of unreadable files, feedback.
+    assert (tmp_path / "dask" / "report.csv").read_bytes() == (tmp_path / "local" / "report.csv").read_bytes()
+    for page in sorted((tmp_path / "local" / "feedback").glob("*.md")):
+        assert (tmp_path / "dask" / "feedback" / page.name).read_bytes() == page.read_bytes(), page.name
+    rows = (tmp_path / "dask" / "report.csv").read_text().splitlines()
+    expected = (EXAMPLES.parent / "expected_report.csv").read_text().splitlines()
+    assert [row for row in rows if row.split(",")[0] not in unreadable] == expected
+    with open(tmp_path / "dask" / "report.csv", newline="") as f:
+        graded = {row["student"]: row for row in csv.DictReader(f)}
+    for student in unreadable:
+        assert (graded[student]["status"], graded[student]["total"]) == ("invalid", "0"), graded[student]
+    assert graded["huge"]["error"] == "the file is 200 MB, over the 64 MB limit for a submission"
+    assert graded["empty_folder"]["error"] == "folder holds no .ipynb or .py file"
     # The same gradebook, read by the local executor: nothing is graded again.
-    resumed = _run(tmp_path / "dask" / "report.csv", "--workers", "1")
-    assert "0 graded, 6 reused" in resumed.stderr
+    resumed = _run(folder, tmp_path / "dask" / "report.csv", "--workers", "1")
+    assert "0 graded, 10 reused" in resumed.stderr
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
-    done = _run(tmp_path / "r.csv", "--dask", "tcp://127.0.0.1:9")
+    done = _run(EXAMPLES, tmp_path / "r.csv", "--dask", "tcp://127.0.0.1:9")
     assert done.returncode == 2
     assert "--dask tcp://127.0.0.1:9: cannot reach the Dask scheduler" in done.stderr
+
+
+def _add_slowly(shared: dict[str, int], job: int) -> int:
+    if job == 13:
+        raise RuntimeError("this task breaks")
+    time.sleep(4.0 if job == 21 else 0.02)
+    return shared["offset"] + job
+
+
+def test_the_feeder_keeps_a_few_submissions_per_thread_in_flight_and_answers_every_job_once():
+    from distributed import Client, LocalCluster
+
+    sent: list[int] = []
+    answered: dict[int, object] = {}
+    most_in_flight = 0
+    lock = threading.Lock()
+
+    def payload(job: int) -> int | None:
+        if job % 10 == 3:
+            return None  # decided on the grading host: nothing to send
+        if job % 10 == 7:
+            raise ValueError(f"cannot read {job}")
+        with lock:
+            sent.append(job)
+        return job
+
+    with LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        for job, outcome in map_on_cluster(client, {"offset": 1000}, _add_slowly, range(60), payload, job_timeout_s=2.0):
+            assert job not in answered
+            answered[job] = outcome
+            in_flight = len([j for j in sent if j not in answered])
+            most_in_flight = max(most_in_flight, in_flight + 1)  # counting the one just answered
+    assert sorted(answered) == list(range(60))
+    assert 3 < most_in_flight <= 2 * 3  # two per Dask thread, never more
+    for job, outcome in answered.items():
+        if job % 10 == 3:
+            assert outcome is None
+        elif job % 10 == 7:
+            assert isinstance(outcome, ValueError) and str(outcome) == f"cannot read {job}"
+        elif job == 13:
+            assert isinstance(outcome, WorkerError) and "this task breaks" in str(outcome)
+        elif job == 21:  # the watchdog answered for it, and the others went on
+            assert isinstance(outcome, WorkerError) and "no result from the Dask cluster within 2 s" in str(outcome)
+        else:
+            assert outcome == 1000 + job

@@ -39,6 +39,7 @@ from grader.gradebook import (
     GRADEBOOK_NAME,
     Gradebook,
     GradebookKey,
+    ResultDocument,
     gradebook_timestamp,
     grading_fingerprint,
     submission_key,
@@ -47,12 +48,15 @@ from grader.load import Submission, discover_submissions
 from grader.isolate.client import Worker, grading_deadline_s
 from grader.expectations import worker_limits
 from grader.isolate.dask_executor import RemoteSettings, connect, map_on_cluster
+from grader.expectations import Expectations
 from grader.isolate.pool import WorkerPool
 from grader.pipeline import (
     GROUPS,
+    ClusterGrading,
     Observed,
     PreparedSubmission,
     conclude,
+    grade_on_cluster,
     observe,
     open_worker,
     prepare,
@@ -249,12 +253,13 @@ def _grade_into(
                 where = f"on Dask ({dask})" if dask else f"({size} workers)"
                 task = progress.add_task(f"grading {where}", total=total, completed=total - len(pending))
                 if client is not None:
-                    graded_here = _graded_on_cluster(client, pool.primary, work, assignment, sandbox, threads or 1)
+                    shared = ClusterGrading(RemoteSettings(pool.primary.configuration, sandbox, tuple(map(str, assignment.data_folders())), threads or 1), assignment, expected)
+                    graded_here = _graded_on_cluster(client, shared, work)
                 else:
                     pool.share_configuration()
-                    graded_here = _graded_in_pool(pool, work, assignment)
-                for submission, prepared, raw in graded_here:
-                    gradebook.store(keys[id(submission)], conclude(prepared, raw, assignment, expected))
+                    graded_here = _graded_in_pool(pool, work, assignment, expected)
+                for submission, result in graded_here:
+                    gradebook.store(keys[id(submission)], result)
                     progress.advance(task)
                 progress.update(task, description="graded")
         except KeyboardInterrupt:
@@ -262,10 +267,12 @@ def _grade_into(
             raise
 
 
-Graded = Iterator[tuple[Submission, PreparedSubmission, Observed]]
+Graded = Iterator[tuple[Submission, SubmissionResult | ResultDocument]]
 
 
-def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assignment) -> Graded:
+def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assignment, expected: Expectations) -> Graded:
+    """Each submission read and observed on the pool's workers, compared and scored here."""
+
     def grade_on(worker: Worker, submission: Submission) -> tuple[PreparedSubmission, Observed]:
         # Annotated whatever --format says: a stored result serves every later run's formats.
         prepared = prepare(submission, assignment, annotate=True)
@@ -274,26 +281,34 @@ def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assign
     deadline = grading_deadline_s(worker_limits(assignment), GROUPS) + _WATCHDOG_MARGIN_S
     for submission, outcome in pool.map_unordered(work, grade_on, job_timeout_s=deadline):
         if isinstance(outcome, BaseException):  # the grader's own work on it failed
-            yield submission, prepare_failed(submission), _as_exception(outcome)
+            yield submission, conclude(prepare_failed(submission), _as_exception(outcome), assignment, expected)
         else:
-            yield submission, *outcome
+            yield submission, conclude(*outcome, assignment, expected)
 
 
-def _graded_on_cluster(
-    client: Any, local: Worker, work: list[Submission], assignment: Assignment, sandbox: str, threads: int
-) -> Graded:
-    settings = RemoteSettings(local.configuration, sandbox, tuple(str(p) for p in assignment.data_folders()), threads)
-    prepared: dict[int, PreparedSubmission] = {}
+def _graded_on_cluster(client: Any, shared: ClusterGrading, work: list[Submission]) -> Graded:
+    """Each submission's bytes read here as its turn comes, everything else done on the cluster
+    (grade_on_cluster); what comes back is the finished result."""
+    assignment, expected = shared.assignment, shared.expected
+    final: dict[int, SubmissionResult] = {}  # decided here: a file that could not be read
 
-    def request(submission: Submission) -> dict[str, Any] | None:
-        """Each file's bytes, read as its task is submitted (all tasks are submitted up front)."""
-        prepared[id(submission)] = prepare(submission, assignment, annotate=True)
-        return prepared[id(submission)].request
+    def payload(submission: Submission) -> PreparedSubmission | None:
+        prepared = prepare(submission, assignment, annotate=True)
+        if prepared.request is None:
+            final[id(submission)] = prepared.result
+            return None
+        return prepared
 
-    limits = worker_limits(assignment)
-    deadline = grading_deadline_s(limits, GROUPS) + _WATCHDOG_MARGIN_S
-    for submission, raw in map_on_cluster(client, settings, work, request, GROUPS, limits, job_timeout_s=deadline):
-        yield submission, prepared.get(id(submission)) or prepare_failed(submission), raw
+    deadline = grading_deadline_s(worker_limits(assignment), GROUPS) + _WATCHDOG_MARGIN_S
+    for submission, outcome in map_on_cluster(client, shared, grade_on_cluster, work, payload, job_timeout_s=deadline):
+        if outcome is None:
+            yield submission, final.pop(id(submission))
+            continue
+        if isinstance(outcome, ResultDocument):
+            yield submission, outcome
+        else:  # the row says the grader failed; the run goes on
+            failure = outcome if isinstance(outcome, Exception) else TypeError(f"a Dask task returned {type(outcome).__name__}")
+            yield submission, conclude(prepare_failed(submission), failure, assignment, expected)
 
 
 def _as_exception(outcome: BaseException) -> Exception:

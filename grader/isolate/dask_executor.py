@@ -2,10 +2,10 @@
 
 Each Dask worker process keeps warm grader workers (worker.py, in the same sandbox and with the
 same limits as on one machine), one per Dask thread, configured once with the reference's
-expectations. A Dask task takes a submission's bytes, reads and extracts them in a limited child
-and returns the raw observations. Validation, comparison and scoring stay in the grader's own
-process, and results go into the same gradebook, so a run resumed on another executor reuses
-them.
+expectations. The cluster is fed with back-pressure: a few submissions in flight per Dask
+thread, the next one read and sent as each finishes, so the grading host holds a bounded number
+of files in memory however large the class. What a task does with its submission is the
+caller's (grader/pipeline.py `grade_on_cluster`); this module only moves work and answers.
 
 Needs the optional extra: `pip install 'grader[dask]'`.
 """
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -23,6 +25,12 @@ from grader.errors import GraderError, WorkerError
 from grader.isolate.client import Worker
 
 Job = TypeVar("Job")
+Payload = TypeVar("Payload")
+
+# Submissions in flight per Dask thread: one running, one queued beside it so a thread never
+# waits for the grading host between two tasks.
+IN_FLIGHT_PER_THREAD = 2
+_NTHREADS_REFRESH_S = 5.0  # how often the cluster's size is asked again (workers may join or leave)
 
 _WARM: dict[tuple[str, int], Worker] = {}  # in each Dask worker process: (configuration, thread) -> worker
 _WARM_LOCK = threading.Lock()
@@ -43,7 +51,8 @@ class RemoteSettings:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _warm_worker(settings: RemoteSettings) -> Worker:
+def warm_worker(settings: RemoteSettings) -> Worker:
+    """The grader worker of the calling Dask thread, started and configured on first use."""
     slot = (settings.key, threading.get_ident())
     with _WARM_LOCK:
         worker = _WARM.get(slot)
@@ -54,11 +63,6 @@ def _warm_worker(settings: RemoteSettings) -> Worker:
         with _WARM_LOCK:
             _WARM[slot] = worker
     return worker
-
-
-def grade_on_cluster(settings: RemoteSettings, submission: dict[str, Any], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
-    """The Dask task: one submission read, extracted and observed by a warm worker of this process."""
-    return _warm_worker(settings).grade(submission, groups, limits)
 
 
 def connect(spec: str) -> Any:
@@ -82,52 +86,97 @@ def connect(spec: str) -> Any:
 
 def map_on_cluster(
     client: Any,
-    settings: RemoteSettings,
+    shared: Any,
+    task: Callable[[Any, Payload], Any],
     jobs: Iterable[Job],
-    request: Callable[[Job], dict[str, Any] | None],
-    groups: list[str],
-    limits: dict[str, Any],
+    payload: Callable[[Job], Payload | None],
     *,
     job_timeout_s: float | None = None,
-) -> Iterator[tuple[Job, dict[str, Any] | Exception]]:
-    """Grade every job's submission (`request(job)`: its bytes, or None when there is nothing to
-    send) on the cluster; yield (job, raw observations or the exception) exactly once per job,
-    as they finish. When no task finishes for `job_timeout_s`, the tasks running then are
-    answered with a WorkerError and cancelled, and the rest go on."""
-    from distributed import wait
+    in_flight_per_thread: int = IN_FLIGHT_PER_THREAD,
+) -> Iterator[tuple[Job, Any]]:
+    """Run `task(shared, payload(job))` on the cluster for every job, in the order given, and
+    yield (job, what the task returned or the exception) exactly once per job, as they finish.
 
-    shared = client.scatter(settings, broadcast=True)  # the reference's weights travel once
-    futures: dict[Any, Job] = {}
-    for job in jobs:
-        try:
-            payload = request(job)
-        except Exception as exc:  # noqa: BLE001 - this job's row says why
-            yield job, exc
-            continue
-        if payload is None:
-            yield job, {}
-            continue
-        futures[client.submit(grade_on_cluster, shared, payload, groups, limits, pure=False)] = job
-    pending = set(futures)
+    `shared` travels to every Dask worker once. `payload(job)` is called just before its job is
+    sent, with at most `in_flight_per_thread` jobs per Dask thread sent and not yet answered;
+    when it returns None there is nothing to send and the job is answered with None at once.
+    When no task finishes for `job_timeout_s`, the tasks running then are answered with a
+    WorkerError and cancelled, and the rest go on."""
+    shared_future = client.scatter(shared, broadcast=True)
+    todo = iter(jobs)
+    futures: dict[Any, Job] = {}  # sent and not yet answered
+    finished: queue.Queue[Any] = queue.Queue()  # filled by Dask's own thread as tasks end
+    exhausted = False
+    capacity, sized_at = 0, -_NTHREADS_REFRESH_S
     try:
-        while pending:
+        while True:
+            if time.monotonic() - sized_at >= _NTHREADS_REFRESH_S:
+                capacity = in_flight_per_thread * max(1, sum(client.nthreads().values()))
+                sized_at = time.monotonic()
+            # Topped up a quarter of the capacity at a time, in one message to the scheduler:
+            # one submission per message costs the scheduler more than the task itself.
+            if len(futures) <= capacity - max(1, capacity // 4):
+                batch_jobs, batch_data = [], []
+                while not exhausted and len(futures) + len(batch_jobs) < capacity:
+                    job = next(todo, _END)
+                    if job is _END:
+                        exhausted = True
+                        break
+                    try:
+                        data = payload(job)  # type: ignore[arg-type]
+                    except Exception as exc:  # noqa: BLE001 - this job's row says why
+                        yield job, exc  # type: ignore[misc]
+                        continue
+                    if data is None:
+                        yield job, None  # type: ignore[misc]
+                        continue
+                    batch_jobs.append(job)
+                    batch_data.append(data)
+                if batch_jobs:
+                    for future, job in zip(client.map(task, [shared_future] * len(batch_data), batch_data, pure=False), batch_jobs):
+                        futures[future] = job  # type: ignore[assignment]
+                        future.add_done_callback(finished.put)
+            if not futures:
+                return
             try:
-                done, pending = wait(pending, timeout=job_timeout_s, return_when="FIRST_COMPLETED")
-            except TimeoutError:
+                batch = [finished.get(timeout=job_timeout_s)]
+            except queue.Empty:
                 running = {key for keys in client.processing().values() for key in keys}
-                stuck = {future for future in pending if future.key in running}
+                stuck = [future for future in futures if future.key in running]
+                client.cancel(stuck)
                 for future in stuck:
-                    yield futures[future], WorkerError(f"no result from the Dask cluster within {job_timeout_s:.0f} s; the task was cancelled")
-                client.cancel(list(stuck))
-                pending -= stuck
+                    yield futures.pop(future), WorkerError(
+                        f"no result from the Dask cluster within {job_timeout_s:.0f} s; the task was cancelled"
+                    )
                 continue
-            for future in done:
-                yield futures[future], _task_result(future)
+            while not finished.empty():
+                batch.append(finished.get_nowait())
+            batch = [future for future in batch if future in futures]  # not one the watchdog answered
+            for future, outcome in _outcomes(client, batch):
+                yield futures.pop(future), outcome
     finally:
-        client.cancel(list(pending))
+        client.cancel(list(futures))
 
 
-def _task_result(future: Any) -> dict[str, Any] | Exception:
+_END = object()
+
+
+def _outcomes(client: Any, batch: list[Any]) -> list[tuple[Any, Any]]:
+    """What each finished task returned, fetched in one round trip, or why there is nothing."""
+    succeeded = [future for future in batch if future.status == "finished"]
+    values: dict[Any, Any] = {}
+    # Straight from the workers, not through the scheduler, which would otherwise carry every
+    # result; through it when the workers cannot be reached from here.
+    for direct in (True, False):
+        try:
+            values = dict(zip(succeeded, client.gather(succeeded, direct=direct))) if succeeded else {}
+            break
+        except Exception:  # noqa: BLE001 - then through the scheduler, then one by one
+            continue
+    return [(future, values[future] if future in values else _task_result(future)) for future in batch]
+
+
+def _task_result(future: Any) -> Any:
     try:
         return future.result()
     except WorkerError as exc:
