@@ -47,7 +47,7 @@ from grader.gradebook import (
 from grader.load import Submission, discover_submissions
 from grader.isolate.client import Worker, grading_deadline_s
 from grader.expectations import worker_limits
-from grader.isolate.dask_executor import RemoteSettings, connect, map_on_cluster
+from grader.isolate.dask_executor import ClusterConnection, RemoteSettings, map_on_cluster
 from grader.expectations import Expectations
 from grader.isolate.pool import WorkerPool
 from grader.pipeline import (
@@ -237,13 +237,15 @@ def _grade_into(
     """Grade and store each pending submission, on a pool of warm workers here or on a Dask
     cluster."""
     size = 1 if dask else max(1, min(workers, len(pending)))
-    client = connect(dask) if dask else None  # an unreachable scheduler fails before any work
+    # Connects, and has the cluster's workers import torch, while the local worker starts.
+    cluster = ClusterConnection(dask, (sandbox, tuple(map(str, assignment.data_folders())), threads or 1)) if dask else None
     start = lambda n: open_worker(assignment, sandbox, n, wait=False)  # noqa: E731
-    with _closing_cluster(client), WorkerPool(size, start, threads) as pool:
+    with _closing(cluster), WorkerPool(size, start, threads) as pool:
         # The class statistics at the end are computed with pandas: import it while the workers start
         # (about 0.3 s), not after the last submission. A later `import pandas` waits for this one.
         threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
         try:
+            client = cluster.client() if cluster is not None else None  # an unreachable scheduler stops the run here
             warn_if_unsandboxed(pool.primary, console)
             console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
             expected = verified_reference_expectations(assignment, pool.primary, reference_path)
@@ -253,7 +255,8 @@ def _grade_into(
                 where = f"on Dask ({dask})" if dask else f"({size} workers)"
                 task = progress.add_task(f"grading {where}", total=total, completed=total - len(pending))
                 if client is not None:
-                    shared = ClusterGrading(RemoteSettings(pool.primary.configuration, sandbox, tuple(map(str, assignment.data_folders())), threads or 1), assignment, expected)
+                    remote = RemoteSettings(pool.primary.configuration, sandbox, tuple(map(str, assignment.data_folders())), threads or 1)
+                    shared = ClusterGrading(remote, assignment, expected)
                     graded_here = _graded_on_cluster(client, shared, work)
                 else:
                     pool.share_configuration()
@@ -316,16 +319,13 @@ def _as_exception(outcome: BaseException) -> Exception:
 
 
 @contextmanager
-def _closing_cluster(client: Any) -> Iterator[None]:
+def _closing(cluster: ClusterConnection | None) -> Iterator[None]:
     """Close the Dask client, and the cluster when `local:N` started it."""
     try:
         yield
     finally:
-        if client is not None:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _report(

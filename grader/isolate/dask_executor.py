@@ -33,6 +33,7 @@ IN_FLIGHT_PER_THREAD = 2
 _NTHREADS_REFRESH_S = 5.0  # how often the cluster's size is asked again (workers may join or leave)
 
 _WARM: dict[tuple[str, int], Worker] = {}  # in each Dask worker process: (configuration, thread) -> worker
+_PRESTARTED: list[tuple[tuple[str, tuple[str, ...], int], Worker]] = []  # started, not yet configured
 _WARM_LOCK = threading.Lock()
 
 
@@ -51,18 +52,84 @@ class RemoteSettings:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def prestart_workers(sandbox: str, read_only: tuple[str, ...], threads: int, dask_worker: Any = None) -> int:
+    """Run on every Dask worker process (`client.run`) while the grading host checks the
+    reference: start a grader worker per Dask thread now, so their torch imports overlap the
+    check instead of following it. `warm_worker` configures them on first use. Returns how many
+    this process has waiting."""
+    wanted = dask_worker.state.nthreads if dask_worker is not None else 1
+    kind = (sandbox, tuple(read_only), threads)
+    with _WARM_LOCK:
+        waiting = sum(1 for k, _ in _PRESTARTED if k == kind)
+        for _ in range(wanted - waiting):
+            _PRESTARTED.append((kind, Worker(threads, sandbox=sandbox, read_only=tuple(Path(p) for p in read_only), wait=False)))
+        return max(wanted, waiting)
+
+
+def _prestarted(settings: RemoteSettings) -> Worker | None:
+    kind = (settings.sandbox, tuple(settings.read_only), settings.threads)
+    with _WARM_LOCK:
+        for i, (k, worker) in enumerate(_PRESTARTED):
+            if k == kind:
+                del _PRESTARTED[i]
+                return worker
+    return None
+
+
 def warm_worker(settings: RemoteSettings) -> Worker:
-    """The grader worker of the calling Dask thread, started and configured on first use."""
+    """The grader worker of the calling Dask thread, started (or taken from those prestarted)
+    and configured on first use."""
     slot = (settings.key, threading.get_ident())
     with _WARM_LOCK:
         worker = _WARM.get(slot)
     if worker is None:
-        worker = Worker(settings.threads, sandbox=settings.sandbox, read_only=tuple(Path(p) for p in settings.read_only))
+        worker = _prestarted(settings) or Worker(settings.threads, sandbox=settings.sandbox, read_only=tuple(Path(p) for p in settings.read_only))
         for message in settings.configuration:
             worker.configure(**{k: v for k, v in message.items() if k != "op"})
         with _WARM_LOCK:
             _WARM[slot] = worker
     return worker
+
+
+class ClusterConnection:
+    """A Dask client for `spec` (see `connect`), connected in a thread of its own so that a local
+    cluster starts while the grading host's own worker imports torch. Once connected, every Dask
+    worker starts its grader workers (`prestart_workers` with `prestart`: sandbox, read-only
+    folders, threads), so their torch imports overlap the host's start-up and reference check.
+    `client()` waits for the connection and raises what connecting raised; `close()` closes it,
+    and the cluster `local:N` started."""
+
+    def __init__(self, spec: str, prestart: tuple[str, tuple[str, ...], int] | None = None) -> None:
+        self._client: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._connect, args=(spec, prestart), daemon=True)
+        self._thread.start()
+
+    def _connect(self, spec: str, prestart: tuple[str, tuple[str, ...], int] | None) -> None:
+        try:
+            self._client = connect(spec)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by client()
+            self._error = exc
+            return
+        if prestart is not None:
+            try:
+                self._client.run(prestart_workers, *prestart)
+            except Exception:  # noqa: BLE001 - only saves time: each Dask thread starts its worker on first use
+                pass
+
+    def client(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._client
+
+    def close(self) -> None:
+        self._thread.join()
+        if self._client is not None:
+            cluster = getattr(self._client, "cluster", None)
+            self._client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def connect(spec: str) -> Any:
@@ -76,7 +143,7 @@ def connect(spec: str) -> Any:
             count = int(spec.split(":", 1)[1])
         except ValueError:
             raise GraderError(f"--dask {spec}: expected local:N with N a number of workers") from None
-        cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=1, threads_per_worker=count, processes=False, dashboard_address=None)
         return Client(cluster)
     try:
         return Client(spec, timeout="10s")
