@@ -3,8 +3,9 @@ with per-student feedback files beside it.
 
 Each result goes into the gradebook (grader/gradebook.py) as soon as it is graded, and the
 report is always written from the gradebook, for the submissions now in the folder. A run that
-is interrupted (Ctrl-C) or killed loses at most the submission in progress; the next run grades
-only what is new or changed, and starts no worker when nothing is. A stored result is never
+is interrupted (Ctrl-C) loses the submissions in progress, one that is killed also the results of
+its last half second (the gradebook commits in batches); the next run grades only what is new,
+changed or lost, and starts no worker when nothing is. A stored result is never
 graded again unless the caller forces it.
 """
 
@@ -46,9 +47,8 @@ from grader.gradebook import (
 )
 from grader.load import Submission, discover_submissions
 from grader.isolate.client import Worker, grading_deadline_s
-from grader.expectations import worker_limits
+from grader.expectations import Expectations, worker_limits
 from grader.isolate.dask_executor import ClusterConnection, RemoteSettings, map_on_cluster
-from grader.expectations import Expectations
 from grader.isolate.pool import WorkerPool
 from grader.pipeline import (
     GROUPS,
@@ -237,8 +237,9 @@ def _grade_into(
     """Grade and store each pending submission, on a pool of warm workers here or on a Dask
     cluster."""
     size = 1 if dask else max(1, min(workers, len(pending)))
+    read_only = tuple(map(str, assignment.data_folders()))
     # Connects, and has the cluster's workers import torch, while the local worker starts.
-    cluster = ClusterConnection(dask, (sandbox, tuple(map(str, assignment.data_folders())), threads or 1)) if dask else None
+    cluster = ClusterConnection(dask, (sandbox, read_only, threads or 1)) if dask else None
     start = lambda n: open_worker(assignment, sandbox, n, wait=False)  # noqa: E731
     with _closing(cluster), WorkerPool(size, start, threads) as pool:
         # The class statistics at the end are computed with pandas: import it while the workers start
@@ -255,7 +256,7 @@ def _grade_into(
                 where = f"on Dask ({dask})" if dask else f"({size} workers)"
                 task = progress.add_task(f"grading {where}", total=total, completed=total - len(pending))
                 if client is not None:
-                    remote = RemoteSettings(pool.primary.configuration, sandbox, tuple(map(str, assignment.data_folders())), threads or 1)
+                    remote = RemoteSettings(pool.primary.configuration, sandbox, read_only, threads or 1)
                     shared = ClusterGrading(remote, assignment, expected)
                     graded_here = _graded_on_cluster(client, shared, work)
                 else:

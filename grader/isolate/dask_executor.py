@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ Payload = TypeVar("Payload")
 # Submissions in flight per Dask thread: one running, one queued beside it so a thread never
 # waits for the grading host between two tasks.
 IN_FLIGHT_PER_THREAD = 2
-_NTHREADS_REFRESH_S = 5.0  # how often the cluster's size is asked again (workers may join or leave)
+_NTHREADS_REFRESH_S = 5.0
+_CONNECT_TIMEOUT_S = 10.0  # how often the cluster's size is asked again (workers may join or leave)
 
 _WARM: dict[tuple[str, int], Worker] = {}  # in each Dask worker process: (configuration, thread) -> worker
 _PRESTARTED: list[tuple[tuple[str, tuple[str, ...], int], Worker]] = []  # started, not yet configured
@@ -100,6 +102,7 @@ class ClusterConnection:
     and the cluster `local:N` started."""
 
     def __init__(self, spec: str, prestart: tuple[str, tuple[str, ...], int] | None = None) -> None:
+        _check_reachable(spec)  # here, before any worker starts: a wrong address is said at once
         self._client: Any = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._connect, args=(spec, prestart), daemon=True)
@@ -130,6 +133,28 @@ class ClusterConnection:
             self._client.close()
             if cluster is not None:
                 cluster.close()
+        # A local:N cluster ran in this process: its grader workers, used or not, go with it.
+        with _WARM_LOCK:
+            workers = [worker for _, worker in _PRESTARTED] + list(_WARM.values())
+            _PRESTARTED.clear()
+            _WARM.clear()
+        for worker in workers:
+            worker.close()
+
+
+def _check_reachable(spec: str) -> None:
+    """Raise a GraderError now when nothing listens at a tcp:// scheduler address, instead of
+    after Dask's own connection attempts time out."""
+    if not spec.startswith("tcp://"):
+        return
+    host, _, port = spec[len("tcp://"):].rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S):
+            pass
+    except ValueError:
+        raise GraderError(f"--dask {spec}: expected tcp://HOST:PORT") from None
+    except OSError as exc:
+        raise GraderError(f"--dask {spec}: cannot reach the Dask scheduler ({exc.strerror or exc})") from None
 
 
 def connect(spec: str) -> Any:
@@ -146,7 +171,7 @@ def connect(spec: str) -> Any:
         cluster = LocalCluster(n_workers=1, threads_per_worker=count, processes=False, dashboard_address=None)
         return Client(cluster)
     try:
-        return Client(spec, timeout="10s")
+        return Client(spec, timeout=f"{_CONNECT_TIMEOUT_S:g}s")
     except (OSError, TimeoutError) as exc:
         raise GraderError(f"--dask {spec}: cannot reach the Dask scheduler ({exc})") from None
 

@@ -1,0 +1,397 @@
+"""Scale-out of `grader run --dask`: how many Dask threads one grading host keeps busy.
+
+This machine has 2 cores, so the cluster is simulated, and says so: a real Dask scheduler and a
+real Dask worker process with N threads (N = 1, 2, 4, ... 64), whose check step, the part that
+needs a core per task, is replaced by a fixed delay returning the observations recorded from a
+real worker for the same file (bench/simulated_checks.py). Everything else is the real code: the
+grading host runs grader's own `run()` (discover, fingerprint, read each file's bytes, feed the
+cluster, store in the gradebook, write the CSV, feedback and class report), and each Dask task
+compares and scores in the Dask worker process as on a real cluster.
+
+Per N it reports submissions per second while grading, efficiency against N / delay, the grading
+host's CPU per submission (its own process: the scheduler and the workers are other processes,
+as on a cluster) and its peak memory. Then 10,000 generated submissions at N = 64: total time,
+host memory, gradebook size, and that the CSV has a row per submission with the expected total.
+Last, unsimulated: `--dask local:2` against `--workers 2` on a real cohort, side by side.
+
+The cohort: copies of the realistic notebooks in tests/corpus (expected totals in its
+expected.csv) under distinct names.
+
+    .venv/bin/python bench/bench_scale.py                      # everything (about 10 minutes)
+    .venv/bin/python bench/bench_scale.py --threads 1,8 --big 0 --no-real --out /tmp/scale
+
+Writes scale.md and scale.json into --out (default bench/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CORPUS = ROOT / "tests" / "corpus"
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(ROOT))
+
+from bench_grading import machine  # noqa: E402
+
+DASK = str(Path(sys.executable).parent / "dask")
+TARGET_HOST_MS = 5.0
+TARGET_EFFICIENCY = 0.90
+TARGET_BIG_S = 120.0
+
+
+# ---------------------------------------------------------------- cohort and recorded observations
+def templates() -> list[tuple[str, Path, float]]:
+    """(name, file, expected total) of every corpus notebook."""
+    with open(CORPUS / "expected.csv", newline="") as f:
+        totals = {row["student"]: float(row["total"]) for row in csv.DictReader(f)}
+    found = []
+    for path in sorted(CORPUS.iterdir()):
+        if path.stem in totals and path.suffix in (".ipynb", ".py"):
+            found.append((path.stem, path, totals[path.stem]))
+    return found
+
+
+def record(into: Path) -> Path:
+    """Grade every template once with a real worker and keep its raw observations, keyed by the
+    file's sha256, with the nonce its annotated page's placeholders carry."""
+    import hashlib
+
+    from grader.assignment import find_assignment
+    from grader.commands.reference_check import verified_reference_expectations
+    from grader.load import discover_submissions
+    from grader.pipeline import observe, open_worker, prepare
+
+    assignment = find_assignment("cifar2")
+    recorded: dict[str, Any] = {}
+    with open_worker(assignment) as worker:
+        verified_reference_expectations(assignment, worker, assignment.default_reference_path())
+        for submission in discover_submissions(CORPUS, assignment.notebook):
+            prepared = prepare(submission, assignment, annotate=True)
+            if prepared.request is None:
+                continue
+            raw = observe(prepared, worker, assignment)
+            if isinstance(raw, Exception):
+                raise SystemExit(f"{submission.path}: {raw}")
+            digest = hashlib.sha256(submission.path.read_bytes()).hexdigest()
+            recorded[digest] = {"nonce": prepared.request["annotate"]["nonce"], "raw": raw}
+    path = into / "recorded.json"
+    path.write_text(json.dumps(recorded))
+    return path
+
+
+def make_cohort(folder: Path, count: int) -> dict[str, float]:
+    """`count` copies of the templates under distinct names; {student: expected total}."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    expected = {}
+    chosen = templates()
+    for i in range(count):
+        name, path, total = chosen[i % len(chosen)]
+        student = f"{name}_{i:05d}"
+        shutil.copyfile(path, folder / f"{student}{path.suffix}")
+        expected[student] = total
+    return expected
+
+
+# ---------------------------------------------------------------- the simulated cluster
+class SimulatedCluster:
+    """A Dask scheduler and `processes` Dask worker processes with `threads` threads in all, each
+    its own process. Several worker processes stand for the many machines of a real cluster
+    better than one: the compare-and-score step of each task then does not queue on one
+    interpreter lock."""
+
+    def __init__(self, threads: int, recorded: Path, delay_s: float, work: Path, processes: int = 2) -> None:
+        processes = max(1, min(processes, threads))
+        self.file = work / f"scheduler-{threads}.json"
+        self.file.unlink(missing_ok=True)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADER_SIM_RECORDED": str(recorded), "GRADER_SIM_DELAY_S": str(delay_s)}
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": open(work / f"cluster-{threads}.log", "w"), "env": env}
+        self.scheduler = subprocess.Popen([DASK, "scheduler", "--scheduler-file", str(self.file), "--port", "0", "--no-dashboard"], **quiet)
+        while not self.file.exists():
+            time.sleep(0.1)
+        time.sleep(0.2)
+        self.workers = [
+            subprocess.Popen(
+                [DASK, "worker", "--scheduler-file", str(self.file), "--nthreads", str(share), "--nworkers", "1", "--no-nanny",
+                 "--no-dashboard", "--memory-limit", "0", "--preload", str(BENCH / "simulated_checks.py")],
+                **quiet,
+            )
+            for share in (threads // processes + (i < threads % processes) for i in range(processes))
+        ]
+        self.address = json.loads(self.file.read_text())["address"]
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(processes, timeout=60)
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds the scheduler and the Dask worker processes have used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = {"scheduler": 0.0, "dask_workers": 0.0}
+        for name, process in (("scheduler", self.scheduler), *(("dask_workers", w) for w in self.workers)):
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] += (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
+    def close(self) -> None:
+        processes = [*self.workers, self.scheduler]
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# ---------------------------------------------------------------- the grading host
+def host(address: str, folder: Path, out: Path) -> dict[str, Any]:
+    """In a fresh process: grader's own run() against the cluster, timed by phase."""
+    import grader.commands.run as run_module
+    from rich.console import Console
+
+    from grader.assignment import find_assignment
+
+    phases: dict[str, tuple[float, float]] = {}
+    graded_on_cluster = run_module._graded_on_cluster
+    report = run_module._report
+
+    def timed_grading(*args: Any, **kwargs: Any) -> Any:
+        phases["grading_start"] = (time.monotonic(), time.process_time())
+        yield from graded_on_cluster(*args, **kwargs)
+        phases["grading_end"] = (time.monotonic(), time.process_time())
+
+    def timed_report(*args: Any, **kwargs: Any) -> None:
+        phases["report_start"] = (time.monotonic(), time.process_time())
+        report(*args, **kwargs)
+
+    run_module._graded_on_cluster = timed_grading
+    run_module._report = timed_report
+    started = (time.monotonic(), time.process_time())
+    assignment = find_assignment("cifar2")
+    with open(os.devnull, "w") as devnull:
+        summary = run_module.run(assignment, folder, out / "report.csv", dask=address, console=Console(file=devnull, width=120))
+    ended = (time.monotonic(), time.process_time())
+    spans = {
+        "start_up": (started, phases["grading_start"]),
+        "grading": (phases["grading_start"], phases["grading_end"]),
+        "storing_to_report": (phases["grading_end"], phases["report_start"]),
+        "report": (phases["report_start"], ended),
+        "whole_run": (started, ended),
+    }
+    return {
+        "graded": summary.graded,
+        "wall_s": {name: b[0] - a[0] for name, (a, b) in spans.items()},
+        "cpu_s": {name: b[1] - a[1] for name, (a, b) in spans.items()},
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def grade_on_simulated_cluster(threads: int, count: int, recorded: Path, delay_s: float, work: Path, processes: int) -> dict[str, Any]:
+    folder, out = work / f"cohort-{threads}-{count}", work / f"out-{threads}-{count}"
+    expected = make_cohort(folder, count)
+    shutil.rmtree(out, ignore_errors=True)
+    cluster = SimulatedCluster(threads, recorded, delay_s, work, processes)
+    try:
+        before = cluster.cpu_s()
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__)), "--host", cluster.address, str(folder), str(out)],
+            capture_output=True, text=True, cwd=ROOT, timeout=1800,
+        )
+        cluster_cpu = {name: used - before[name] for name, used in cluster.cpu_s().items()}
+    finally:
+        cluster.close()
+    if done.returncode != 0:
+        raise SystemExit(f"the grading host failed:\n{done.stderr[-3000:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    with open(out / "report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    wrong = [r["student"] for r in rows if abs(float(r["total"]) - expected.get(r["student"], -1)) > 1e-6]
+    grading_s = measured["wall_s"]["grading"]
+    ideal = threads / delay_s
+    measured.update(
+        threads=threads,
+        count=count,
+        rows=len(rows),
+        rows_with_unexpected_total=len(wrong),
+        per_second=count / grading_s,
+        efficiency=count / grading_s / ideal,
+        host_cpu_ms_per_submission=1000 * measured["cpu_s"]["whole_run"] / count,
+        host_grading_cpu_ms_per_submission=1000 * measured["cpu_s"]["grading"] / count,
+        gradebook_mb=(out / "gradebook.sqlite").stat().st_size / 2**20,
+        cluster_cpu_ms_per_submission={name: 1000 * used / count for name, used in cluster_cpu.items()},
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    if wrong or len(rows) != count:
+        raise SystemExit(f"N={threads}: {len(rows)} rows for {count} submissions; unexpected totals for {wrong[:5]}")
+    return measured
+
+
+# ---------------------------------------------------------------- unsimulated: local:2 against --workers 2
+def real_side_by_side(work: Path, count: int) -> dict[str, Any]:
+    folder = work / "real-cohort"
+    expected = make_cohort(folder, count)
+    measured = {}
+    for label, options in (("--workers 2", ["--workers", "2"]), ("--dask local:2", ["--dask", "local:2"])):
+        out = work / f"real-{label.split()[-1]}-{label[2]}"
+        shutil.rmtree(out, ignore_errors=True)
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "grader", "run", str(folder), "-o", str(out / "report.csv"), *options],
+            capture_output=True, text=True, cwd=ROOT, timeout=1800,
+        )
+        wall = time.monotonic() - started
+        if done.returncode != 0:
+            raise SystemExit(f"grader run {' '.join(options)} failed:\n{done.stderr[-3000:]}")
+        with open(out / "report.csv", newline="") as f:
+            totals = {r["student"]: float(r["total"]) for r in csv.DictReader(f)}
+        assert totals == expected, f"{label}: totals differ from the corpus's expected ones"
+        measured[label] = wall
+    return {"count": count, "wall_s": measured, "ratio_dask_over_workers": measured["--dask local:2"] / measured["--workers 2"]}
+
+
+# ---------------------------------------------------------------- report
+def _host_cost_model(runs: list[dict[str, Any]]) -> tuple[float, float]:
+    """Least squares fit of the host's CPU (start-up apart) as a × submissions + b × seconds of
+    grading: (a, b) in seconds."""
+    xs = [(r["count"], r["wall_s"]["grading"]) for r in runs]
+    ys = [r["cpu_s"]["whole_run"] - r["cpu_s"]["start_up"] for r in runs]
+    s11 = sum(c * c for c, _ in xs)
+    s12 = sum(c * w for c, w in xs)
+    s22 = sum(w * w for _, w in xs)
+    t1 = sum(c * y for (c, _), y in zip(xs, ys))
+    t2 = sum(w * y for (_, w), y in zip(xs, ys))
+    det = s11 * s22 - s12 * s12
+    return (t1 * s22 - t2 * s12) / det, (s11 * t2 - s12 * t1) / det
+
+
+def _per_submission_ms(run: dict[str, Any]) -> float:
+    """The grading host's CPU for each submission: the whole run's, less the fixed start-up."""
+    return 1000 * (run["cpu_s"]["whole_run"] - run["cpu_s"]["start_up"]) / run["count"]
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+    m, delay = results["machine"], results["delay_s"]
+    lines = [
+        f"# Scale-out benchmark ({results['date']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}. "
+        f"Written by `bench/bench_scale.py`.",
+        "",
+        f"**Simulated cluster.** This machine has {m['cores']} cores: the Dask cluster is one real scheduler process and one "
+        f"real Dask worker process with N threads, whose check step is a fixed delay of {delay} s returning the observations "
+        "recorded from a real worker for the same file (`bench/simulated_checks.py`). The grading host is grader's own "
+        "`run()`, unchanged: discover, fingerprint, read each file's bytes, feed the cluster, store in the gradebook, write "
+        "the CSV, feedback and class report. Each task compares and scores in the Dask worker process, as on a real cluster. "
+        "Host CPU is the grading host's own process, start-up and report included; the scheduler and the Dask worker are "
+        "other processes, as on a cluster, and share this machine's 2 cores with it.",
+        "",
+        "The host's CPU per submission is its work for each submission (feeding the cluster, storing, the report), "
+        "the whole run's CPU less its start-up; the start-up (imports, the fingerprint, connecting, the reference "
+        "from the cache) is a fixed cost, given apart. The cluster's CPU (scheduler, Dask worker processes) shares "
+        "these 2 cores with the host; on a real cluster it is spread over the cluster's machines.",
+        "",
+        f"| N threads | submissions | per second while grading | efficiency (vs N / {delay} s) | host CPU per submission | "
+        "host start-up CPU | host peak RSS | scheduler CPU per submission | Dask workers' CPU per submission | whole run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["scaling"]:
+        cluster = r["cluster_cpu_ms_per_submission"]
+        lines.append(
+            f"| {r['threads']} | {r['count']} | {r['per_second']:.1f} | {100 * r['efficiency']:.0f}% | "
+            f"{_per_submission_ms(r):.2f} ms | {r['cpu_s']['start_up']:.2f} s | {r['peak_rss_mb']:.0f} MB | "
+            f"{cluster['scheduler']:.1f} ms | {cluster['dask_workers']:.1f} ms | {r['wall_s']['whole_run']:.1f} s |"
+        )
+    lines += ["", "Targets:", ""]
+    top = max(results["scaling"], key=lambda r: r["threads"], default=None)
+    if top is not None:
+        runs = results["scaling"] + ([results["big"]] if results.get("big") else [])
+        per_submission, per_second = _host_cost_model(runs)
+        lines.append(
+            f"- host CPU ≤ {TARGET_HOST_MS:g} ms per submission: {1000 * per_submission:.2f} ms per submission, fitted over "
+            f"all runs as CPU = a × submissions + b × seconds of grading (b = {1000 * per_second:.0f} ms per second: the "
+            "progress bar and the Dask client's own upkeep, which weigh on long runs of few submissions, the first rows "
+            f"above), plus a start-up of {max(r['cpu_s']['start_up'] for r in runs):.1f} s at most per run — "
+            f"{'met' if 1000 * per_submission <= TARGET_HOST_MS else 'not met'}. At that cost one host feeds "
+            f"{1 / per_submission:.0f} submissions per second, {0.4 / per_submission:.0f} Dask threads at {delay} s each."
+        )
+        lines.append(f"- efficiency ≥ {100 * TARGET_EFFICIENCY:.0f}% at N = {top['threads']}: {100 * top['efficiency']:.0f}% "
+                     f"({top['per_second']:.0f} per second, {top['count']} submissions) — "
+                     f"{'met' if top['efficiency'] >= TARGET_EFFICIENCY else 'not met'}")
+    big = results.get("big")
+    if big:
+        w = big["wall_s"]
+        lines.append(
+            f"- {big['count']:,} submissions at N = {big['threads']} in under {TARGET_BIG_S:g} s: {w['whole_run']:.0f} s, "
+            f"{big['per_second']:.0f} per second while grading, efficiency {100 * big['efficiency']:.0f}% "
+            f"(start-up {w['start_up']:.1f} s, grading {w['grading']:.0f} s, report {w['report']:.0f} s) — "
+            f"{'met' if w['whole_run'] <= TARGET_BIG_S else 'not met'}; host peak RSS {big['peak_rss_mb']:.0f} MB, "
+            f"gradebook {big['gradebook_mb']:.0f} MB, CSV {big['rows']:,} rows, all with the corpus's expected total; "
+            f"host CPU {big['host_cpu_ms_per_submission']:.2f} ms per submission "
+            f"(grading {1000 * big['cpu_s']['grading'] / big['count']:.2f} ms, report {1000 * big['cpu_s']['report'] / big['count']:.2f} ms)"
+        )
+    real = results.get("real")
+    if real:
+        w = real["wall_s"]
+        lines.append(
+            f"- unsimulated, {real['count']} corpus notebooks on this machine: `--dask local:2` {w['--dask local:2']:.1f} s, "
+            f"`--workers 2` {w['--workers 2']:.1f} s (ratio {real['ratio_dask_over_workers']:.2f}) — "
+            f"{'no slower' if real['ratio_dask_over_workers'] <= 1.05 else 'slower'}"
+        )
+    (out / "scale.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--host":
+        print(json.dumps(host(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))))
+        return
+    if len(sys.argv) > 2 and sys.argv[1] == "--report-from":  # rewrite scale.md from a scale.json
+        write_report(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[2]).parent)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", default="1,2,4,8,16,32,64", help="Dask threads to simulate, comma-separated")
+    parser.add_argument("--per-thread", type=int, default=50, help="submissions per thread in each scaling run (at least 50)")
+    parser.add_argument("--big", type=int, default=10_000, help="submissions of the large run at the most threads (0: none)")
+    parser.add_argument("--delay", type=float, default=0.4, help="seconds the simulated check step takes")
+    parser.add_argument("--real", type=int, default=24, help="corpus notebooks for the unsimulated comparison (0: none)")
+    parser.add_argument("--processes", type=int, default=2, help="Dask worker processes the threads are spread over (default 2: each process costs its own upkeep on these 2 cores)")
+    parser.add_argument("--out", type=Path, default=BENCH)
+    args = parser.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "delay_s": args.delay, "scaling": []}
+    with tempfile.TemporaryDirectory(prefix="grader-scale-") as tmp:
+        work = Path(tmp)
+        recorded = record(work)
+        for n in threads:
+            measured = grade_on_simulated_cluster(n, max(50, args.per_thread * n), recorded, args.delay, work, args.processes)
+            results["scaling"].append(measured)
+            print(f"N={n}: {measured['per_second']:.1f}/s, efficiency {100 * measured['efficiency']:.0f}%, "
+                  f"host {measured['host_cpu_ms_per_submission']:.2f} ms/submission, {measured['peak_rss_mb']:.0f} MB, "
+                  f"cluster {measured['cluster_cpu_ms_per_submission']}", flush=True)
+        if args.big:
+            results["big"] = grade_on_simulated_cluster(max(threads), args.big, recorded, args.delay, work, args.processes)
+            print(f"big: {results['big']['wall_s']}", flush=True)
+        if args.real:
+            results["real"] = real_side_by_side(work, args.real)
+            print(f"real: {results['real']}", flush=True)
+    write_report(results, args.out)
+
+
+if __name__ == "__main__":
+    main()
