@@ -108,13 +108,20 @@ def reference_helpers(cells: list[SourceCell], assignment: Assignment) -> dict[s
 
 
 def observe_reference(
-    assignment: Assignment, worker: Worker, reference_path: Path, *, known: tuple[Expectations, GroupObservations] | None = None
+    assignment: Assignment,
+    worker: Worker,
+    reference_path: Path,
+    *,
+    known: tuple[Expectations, GroupObservations] | None = None,
+    rehearse: bool = True,
 ) -> tuple[Expectations, GroupObservations]:
     """Run the reference through the probes; returns its expectations and its loop observations.
     With `known` (what an earlier run observed of this very reference, grader/expectations_cache.py)
     the probes are not run again.
 
-    Leaves `worker` configured to grade students against this reference.
+    Leaves `worker` configured to grade students against this reference. Without `rehearse` (a
+    worker that only checks the reference, as on a Dask cluster) the rehearsal is recorded in its
+    configuration, for the workers configured like it, but not run in it: about a second saved.
     """
     if not reference_path.is_file():
         raise ReferenceSolutionError(f"{reference_path}: reference solution not found (use --reference PATH)")
@@ -140,12 +147,12 @@ def observe_reference(
         reference_behaviour=None,
     )
     expectations, loop = known or _observed_reference(assignment, worker, reference_path, program.to_json(), inputs, loop_model_spec)
+    worker.configure(reference_weights=[encode_array(w) for w in expectations.weights], reference_behaviour=expectations.behaviour)
     # The reference, now known to run, warms the worker up for the students' children.
-    worker.configure(
-        reference_weights=[encode_array(w) for w in expectations.weights],
-        reference_behaviour=expectations.behaviour,
-        rehearsal=program.to_json(),
-    )
+    if rehearse:
+        worker.configure(rehearsal=program.to_json())
+    else:
+        worker.record_configuration(rehearsal=program.to_json())
     return expectations, loop
 
 

@@ -15,12 +15,13 @@ from grader.expectations import Expectations, observe_reference
 from grader.isolate.client import Worker
 
 
-def verified_reference_expectations(assignment: Assignment, worker: Worker, reference_path: Path) -> Expectations:
+def verified_reference_expectations(assignment: Assignment, worker: Worker, reference_path: Path, *, rehearse: bool = True) -> Expectations:
     """The reference's expectations, from the cache when an earlier run observed this very
-    reference (grader/expectations_cache.py), and proof that it passes its own checks."""
+    reference (grader/expectations_cache.py), and proof that it passes its own checks.
+    `rehearse`: see observe_reference."""
     entry = expectations_cache.entry_path(assignment, reference_path) if reference_path.is_file() else None
     known = expectations_cache.load(entry, reference_path)
-    expected, loop = observe_reference(assignment, worker, reference_path, known=known)
+    expected, loop = observe_reference(assignment, worker, reference_path, known=known, rehearse=rehearse)
     groups = {"net": expected.net, "loop": loop}
     for name, check in CHECKS.items():
         outcome = check(groups, expected, assignment)

@@ -249,7 +249,8 @@ def _grade_into(
             client = cluster.client() if cluster is not None else None  # an unreachable scheduler stops the run here
             warn_if_unsandboxed(pool.primary, console)
             console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
-            expected = verified_reference_expectations(assignment, pool.primary, reference_path)
+            # On a cluster this worker grades no one: the rehearsal is only passed on.
+            expected = verified_reference_expectations(assignment, pool.primary, reference_path, rehearse=client is None)
             keys = {id(submission): key for submission, key in pending}
             work = [submission for submission, _ in _longest_first(pending, gradebook)]
             with Progress(*_PROGRESS_COLUMNS, console=console, transient=False) as progress:

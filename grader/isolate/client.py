@@ -143,6 +143,11 @@ class Worker:
         self._request(message, _STARTUP_TIMEOUT_S)
         self._configuration.append(message)
 
+    def record_configuration(self, **fields: Any) -> None:
+        """Keep a configure message for the workers configured like this one (and for this one's
+        restarts) without sending it now."""
+        self._configuration.append({"op": "configure", **fields})
+
     @property
     def configuration(self) -> list[dict[str, Any]]:
         """The configure messages this worker received, in order."""
