@@ -359,13 +359,13 @@ def test_results_stored_in_a_burst_are_committed_in_batches_and_a_kill_loses_onl
     stored = int(child.stdout)
     with sqlite3.connect(db) as connection:
         students = [row[0] for row in connection.execute("SELECT student FROM results ORDER BY rowid")]
-    # Several batches were committed (the timer fires every 0.2 s) and the last one was lost.
-    assert 0 < len(students) < stored
+    # Batches were committed while storing went on (the timer fires every 0.2 s); what the kill
+    # lost is the batch in progress (nothing, if it came right after a commit).
+    assert 0 < len(students) <= stored
     assert students == [f"s{i:06d}" for i in range(len(students))]
     with Gradebook(db) as book:
         last = book.lookup(GradebookKey(students[-1], f"{students[-1]}.ipynb", "ab" * 32, "f"))
         assert last is not None and last.seconds == len(students) - 1
-        assert book.lookup(GradebookKey(f"s{stored - 1:06d}", f"s{stored - 1:06d}.ipynb", "ab" * 32, "f")) is None
 
 
 def test_storing_is_visible_at_once_and_durable_after_commit_or_close(tmp_path):
