@@ -205,19 +205,20 @@ class Gradebook:
                 self._commit_timer.cancel()
                 self._commit_timer = None
             self._raise_commit_failure()
-            if self._db.in_transaction:
-                with _sqlite_errors(self.path, "cannot store results"):
-                    self._db.execute("COMMIT")
+            self._commit_open_transaction()
 
     def _commit_in_background(self) -> None:
         with self._lock:
             self._commit_timer = None
             try:
-                if self._db.in_transaction:
-                    with _sqlite_errors(self.path, "cannot store results"):
-                        self._db.execute("COMMIT")
+                self._commit_open_transaction()
             except GradebookError as exc:  # said by the next store() or commit(), in the caller's thread
                 self._commit_failure = exc
+
+    def _commit_open_transaction(self) -> None:
+        if self._db.in_transaction:
+            with _sqlite_errors(self.path, "cannot store results"):
+                self._db.execute("COMMIT")
 
     def _raise_commit_failure(self) -> None:
         failure, self._commit_failure = self._commit_failure, None

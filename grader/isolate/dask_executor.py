@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
 
 from grader.errors import GraderError, WorkerError
 from grader.isolate.client import Worker
@@ -35,7 +35,9 @@ _NTHREADS_REFRESH_S = 5.0
 _CONNECT_TIMEOUT_S = 10.0  # how often the cluster's size is asked again (workers may join or leave)
 
 _WARM: dict[tuple[str, int], Worker] = {}  # in each Dask worker process: (configuration, thread) -> worker
-_PRESTARTED: list[tuple[tuple[str, tuple[str, ...], int], Worker]] = []  # started, not yet configured
+# How a worker is started, before it is configured: what a prestarted worker must match.
+_WorkerKind = NamedTuple("_WorkerKind", [("sandbox", str), ("read_only", tuple[str, ...]), ("threads", int)])
+_PRESTARTED: list[tuple[_WorkerKind, Worker]] = []  # started, not yet configured
 _WARM_LOCK = threading.Lock()
 
 
@@ -60,7 +62,7 @@ def prestart_workers(sandbox: str, read_only: tuple[str, ...], threads: int, das
     check instead of following it. `warm_worker` configures them on first use. Returns how many
     this process has waiting."""
     wanted = dask_worker.state.nthreads if dask_worker is not None else 1
-    kind = (sandbox, tuple(read_only), threads)
+    kind = _WorkerKind(sandbox, tuple(read_only), threads)
     with _WARM_LOCK:
         waiting = sum(1 for k, _ in _PRESTARTED if k == kind)
         for _ in range(wanted - waiting):
@@ -69,7 +71,7 @@ def prestart_workers(sandbox: str, read_only: tuple[str, ...], threads: int, das
 
 
 def _prestarted(settings: RemoteSettings) -> Worker | None:
-    kind = (settings.sandbox, tuple(settings.read_only), settings.threads)
+    kind = _WorkerKind(settings.sandbox, tuple(settings.read_only), settings.threads)
     with _WARM_LOCK:
         for i, (k, worker) in enumerate(_PRESTARTED):
             if k == kind:

@@ -163,13 +163,17 @@ def _loss_chart(check: CheckResult, title: str, mine: str, reference: str) -> st
     return line_chart(series, title=f"{check.name}: {title}", x_label="training batch", y_label="loss (cross-entropy)")
 
 
+_TRAINING_CHECKS = ("net.trains", "loop.trains")  # the checks whose loss curves are drawn
+
+
 def loss_charts(result: SubmissionResult, assignment: Assignment, *, whose: str) -> list[str]:
     """The training checks' loss curves as SVG: `whose` is "your" on a feedback page."""
     net, loop = assignment.model_class, assignment.loop_function
-    wanted = {
-        "net.trains": (f"{whose} {net}, trained by the reference {loop}", f"{whose} {net}", f"reference {net}"),
-        "loop.trains": (f"{whose} {loop}, training a stand-in linear model", f"{whose} {loop}", f"reference {loop}"),
-    }
+    titles = (
+        (f"{whose} {net}, trained by the reference {loop}", f"{whose} {net}", f"reference {net}"),
+        (f"{whose} {loop}, training a stand-in linear model", f"{whose} {loop}", f"reference {loop}"),
+    )
+    wanted = dict(zip(_TRAINING_CHECKS, titles))
     charts = [_loss_chart(c, *wanted[c.name]) for c in result.checks if c.name in wanted]
     return [chart for chart in charts if chart]
 
@@ -223,7 +227,6 @@ def _students_table(results: list[SubmissionResult], check_names: list[str]) -> 
 # A class larger than this gets loss curves in its report only for students who lost training
 # points (at most this many): a page with every student's curves grows by 10 kB a student.
 MAX_CLASS_CURVES = 100
-_TRAINING_CHECKS = ("net.trains", "loop.trains")  # the checks loss_charts draws
 
 
 def class_report_html(results: list[SubmissionResult], assignment: Assignment) -> str:
