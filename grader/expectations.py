@@ -22,7 +22,7 @@ from grader.assignment import Assignment
 from grader.errors import FixturesError, ReferenceSolutionError
 from grader.extract import extract_definitions
 from grader.files import write_atomically
-from grader.isolate.client import Worker
+from grader.isolate.client import ConfigurationRecorder, Worker
 from grader.load import SourceCell, read_cells
 from grader.observations import GroupObservations, read_group, validate
 from grader.wire import decode_array, encode_array
@@ -109,7 +109,7 @@ def reference_helpers(cells: list[SourceCell], assignment: Assignment) -> dict[s
 
 def observe_reference(
     assignment: Assignment,
-    worker: Worker,
+    worker: Worker | ConfigurationRecorder,
     reference_path: Path,
     *,
     known: tuple[Expectations, GroupObservations] | None = None,

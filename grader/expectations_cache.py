@@ -81,6 +81,11 @@ def load(path: Path | None, reference_path: Path) -> tuple[Expectations, GroupOb
         return None
 
 
+def holds(assignment: Assignment, reference_path: Path) -> bool:
+    """An earlier run's observations of this very reference are here and sound."""
+    return reference_path.is_file() and load(entry_path(assignment, reference_path), reference_path) is not None
+
+
 def store(path: Path | None, expectations: Expectations, loop: GroupObservations) -> None:
     """Keep an entry for the next run; a cache that cannot be written only costs that."""
     if path is None:

@@ -24,7 +24,7 @@ from grader.expectations import Expectations, read_observed, worker_limits
 from grader.extract import ExtractedProgram
 from grader.gradebook import ResultDocument
 from grader.isolate import dask_executor
-from grader.isolate.client import Worker
+from grader.isolate.client import ConfigurationRecorder, Worker
 from grader.isolate.extraction import submission_request
 from grader.load import Submission, read_submission_bytes
 from grader.observations import cuda_on_cpu_note
@@ -41,7 +41,7 @@ def open_worker(assignment: Assignment, sandbox: str = "auto", threads: int = 1,
     return Worker(threads, sandbox=sandbox, read_only=assignment.data_folders(), wait=wait, role=role)
 
 
-def warn_if_unsandboxed(worker: Worker, console: Console) -> None:
+def warn_if_unsandboxed(worker: Worker | ConfigurationRecorder, console: Console) -> None:
     """Say, once per run, when student code will run without the bubblewrap sandbox."""
     if not worker.sandbox.active:
         console.print(

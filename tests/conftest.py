@@ -15,6 +15,9 @@ import pytest
 # (scripts/test.sh: pytest-xdist), so the runs it starts take one worker each unless a test asks for
 # more; each extra worker costs a torch import and a rehearsal, about 5 s of CPU.
 os.environ.setdefault("GRADER_WORKERS", "1")
+# For the same reason, torch in the test processes themselves (and in the kernels and scripts they
+# start) uses one thread: two threads per process on 2 busy cores spend their time waiting on each other.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -46,7 +46,9 @@ def _class_with_unreadable_files(folder: Path) -> list[str]:
     return ["huge", "empty_folder", "garbage", "truncated"]
 
 
-def test_a_local_dask_cluster_grades_like_the_local_workers_and_shares_the_gradebook(tmp_path):
+def test_a_local_dask_cluster_grades_like_the_local_workers_and_shares_the_gradebook(tmp_path, monkeypatch):
+    # An empty cache: the grading host's own worker observes the reference for the cluster.
+    monkeypatch.setenv("GRADER_CACHE_DIR", str(tmp_path / "cache"))
     folder = tmp_path / "class"
     unreadable = _class_with_unreadable_files(folder)
     on_dask = _run(folder, tmp_path / "dask" / "report.csv", "--dask", "local:2")
@@ -70,6 +72,34 @@ def test_a_local_dask_cluster_grades_like_the_local_workers_and_shares_the_grade
     # The same gradebook, read by the local executor: nothing is graded again.
     resumed = _run(folder, tmp_path / "dask" / "report.csv", "--workers", "1")
     assert "0 graded, 10 reused" in resumed.stderr
+
+
+def test_with_the_reference_cached_the_grading_host_starts_no_worker_and_grades_the_same(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import grader.commands.run as run_module
+    from grader.assignment import load_assignment
+
+    monkeypatch.setenv("GRADER_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for name in ("alice.ipynb", "dave.ipynb", "frank.ipynb"):
+        shutil.copy(EXAMPLES / name, folder / name)
+    cifar2 = load_assignment(ROOT / "assignments" / "cifar2")
+    quiet = lambda: Console(file=io.StringIO(), width=200)  # noqa: E731
+    run_module.run(cifar2, folder, tmp_path / "local" / "report.csv", workers=1, console=quiet())  # fills the cache
+
+    def no_worker_here(*_: object, **__: object) -> None:
+        raise AssertionError("the grading host started a worker of its own")
+
+    monkeypatch.setattr(run_module, "open_worker", no_worker_here)
+    summary = run_module.run(cifar2, folder, tmp_path / "dask" / "report.csv", dask="local:1", console=quiet())
+    assert (summary.graded, summary.interrupted) == (3, False)
+    assert (tmp_path / "dask" / "report.csv").read_bytes() == (tmp_path / "local" / "report.csv").read_bytes()
+    expected = (EXAMPLES.parent / "expected_report.csv").read_text().splitlines()
+    assert (tmp_path / "dask" / "report.csv").read_text().splitlines() == [row for row in expected if row.split(",")[0] in ("student", "alice", "dave", "frank")]
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):

@@ -90,6 +90,18 @@ def test_threads_option_overrides_the_threads_per_worker(tmp_path):
     assert done.returncode == 2 and "must be at least 1" in done.stderr
 
 
+def test_a_workers_torch_threads_sleep_while_waiting_unless_told_to_spin(monkeypatch):
+    from grader.isolate.client import worker_environment
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("GITHUB_TOKEN", "secret")
+    env = worker_environment(threads=2)
+    assert (env["OMP_NUM_THREADS"], env["OMP_WAIT_POLICY"]) == ("2", "PASSIVE")
+    assert "GITHUB_TOKEN" not in env
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert worker_environment(threads=2)["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
 def test_a_rehearsal_that_fails_costs_nothing_but_time(reference_worker, cifar2, tmp_path):
     # The worker rehearses the reference in its own process to warm torch up for the children;
     # a rehearsal that raises (here: a malformed program unit) must leave the worker grading as before.

@@ -12,10 +12,12 @@ from grader.assignment import Assignment
 from grader.compare import CHECKS
 from grader.errors import ReferenceSolutionError
 from grader.expectations import Expectations, observe_reference
-from grader.isolate.client import Worker
+from grader.isolate.client import ConfigurationRecorder, Worker
 
 
-def verified_reference_expectations(assignment: Assignment, worker: Worker, reference_path: Path, *, rehearse: bool = True) -> Expectations:
+def verified_reference_expectations(
+    assignment: Assignment, worker: Worker | ConfigurationRecorder, reference_path: Path, *, rehearse: bool = True
+) -> Expectations:
     """The reference's expectations, from the cache when an earlier run observed this very
     reference (grader/expectations_cache.py), and proof that it passes its own checks.
     `rehearse`: see observe_reference."""

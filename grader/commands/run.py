@@ -15,7 +15,7 @@ import importlib
 import os
 import shlex
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,6 +34,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from grader import expectations_cache
 from grader.assignment import Assignment
 from grader.commands.reference_check import verified_reference_expectations
 from grader.gradebook import (
@@ -46,7 +47,7 @@ from grader.gradebook import (
     submission_key,
 )
 from grader.load import Submission, discover_submissions
-from grader.isolate.client import Worker, grading_deadline_s
+from grader.isolate.client import ConfigurationRecorder, Worker, grading_deadline_s
 from grader.expectations import Expectations, worker_limits
 from grader.isolate.dask_executor import ClusterConnection, RemoteSettings, map_on_cluster
 from grader.isolate.pool import WorkerPool
@@ -238,26 +239,30 @@ def _grade_into(
     cluster."""
     size = 1 if dask else max(1, min(workers, len(pending)))
     read_only = tuple(map(str, assignment.data_folders()))
+    # On a cluster the host's worker grades no one: it only observes the reference, so none is
+    # started when an earlier run's observations of this reference are cached.
+    recorder = ConfigurationRecorder(sandbox) if dask and expectations_cache.holds(assignment, reference_path) else None
     # Connects, and has the cluster's workers import torch, while the local worker starts.
     cluster = ClusterConnection(dask, (sandbox, read_only, threads or 1)) if dask else None
     start = lambda n: open_worker(assignment, sandbox, n, wait=False)  # noqa: E731
-    with _closing(cluster), WorkerPool(size, start, threads) as pool:
+    with _closing(cluster), (nullcontext() if recorder else WorkerPool(size, start, threads)) as pool:
         # The class statistics at the end are computed with pandas: import it while the workers start
         # (about 0.3 s), not after the last submission. A later `import pandas` waits for this one.
         threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
         try:
             client = cluster.client() if cluster is not None else None  # an unreachable scheduler stops the run here
-            warn_if_unsandboxed(pool.primary, console)
+            primary = recorder or pool.primary
+            warn_if_unsandboxed(primary, console)
             console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
-            # On a cluster this worker grades no one: the rehearsal is only passed on.
-            expected = verified_reference_expectations(assignment, pool.primary, reference_path, rehearse=client is None)
+            # On a cluster the rehearsal is only passed on.
+            expected = verified_reference_expectations(assignment, primary, reference_path, rehearse=client is None)
             keys = {id(submission): key for submission, key in pending}
             work = [submission for submission, _ in _longest_first(pending, gradebook)]
             with Progress(*_PROGRESS_COLUMNS, console=console, transient=False) as progress:
                 where = f"on Dask ({dask})" if dask else f"({size} workers)"
                 task = progress.add_task(f"grading {where}", total=total, completed=total - len(pending))
                 if client is not None:
-                    remote = RemoteSettings(pool.primary.configuration, sandbox, read_only, threads or 1)
+                    remote = RemoteSettings(primary.configuration, sandbox, read_only, threads or 1)
                     shared = ClusterGrading(remote, assignment, expected)
                     graded_here = _graded_on_cluster(client, shared, work)
                 else:
@@ -268,7 +273,8 @@ def _grade_into(
                     progress.advance(task)
                 progress.update(task, description="graded")
         except KeyboardInterrupt:
-            pool.kill()  # abandon the submissions in progress at once
+            if pool is not None:
+                pool.kill()  # abandon the submissions in progress at once
             raise
 
 

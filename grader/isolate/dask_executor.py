@@ -56,12 +56,12 @@ class RemoteSettings:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prestart_workers(sandbox: str, read_only: tuple[str, ...], threads: int, dask_worker: Any = None) -> int:
+def prestart_workers(sandbox: str, read_only: tuple[str, ...], threads: int, dask_worker: Any = None, count: int | None = None) -> int:
     """Run on every Dask worker process (`client.run`) while the grading host checks the
-    reference: start a grader worker per Dask thread now, so their torch imports overlap the
-    check instead of following it. `warm_worker` configures them on first use. Returns how many
-    this process has waiting."""
-    wanted = dask_worker.state.nthreads if dask_worker is not None else 1
+    reference: start a grader worker per Dask thread (or `count`) now, so their torch imports
+    overlap the check instead of following it. `warm_worker` configures them on first use.
+    Returns how many this process has waiting."""
+    wanted = count or (dask_worker.state.nthreads if dask_worker is not None else 1)
     kind = _WorkerKind(sandbox, tuple(read_only), threads)
     with _WARM_LOCK:
         waiting = sum(1 for k, _ in _PRESTARTED if k == kind)
@@ -105,6 +105,12 @@ class ClusterConnection:
 
     def __init__(self, spec: str, prestart: tuple[str, tuple[str, ...], int] | None = None) -> None:
         _check_reachable(spec)  # here, before any worker starts: a wrong address is said at once
+        local = _local_threads(spec)
+        if local and prestart is not None:
+            # local:N grades in this very process: its grader workers start at once, their torch
+            # imports beside Dask's own import and start-up instead of after them.
+            prestart_workers(*prestart, count=local)
+            prestart = None
         self._client: Any = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._connect, args=(spec, prestart), daemon=True)
@@ -159,17 +165,24 @@ def _check_reachable(spec: str) -> None:
         raise GraderError(f"--dask {spec}: cannot reach the Dask scheduler ({exc.strerror or exc})") from None
 
 
+def _local_threads(spec: str) -> int | None:
+    """N of `local:N`; None for a scheduler address."""
+    if not spec.startswith("local:"):
+        return None
+    try:
+        return int(spec.split(":", 1)[1])
+    except ValueError:
+        raise GraderError(f"--dask {spec}: expected local:N with N a number of workers") from None
+
+
 def connect(spec: str) -> Any:
     """A Dask client for `spec`: a scheduler address, or `local:N` for a LocalCluster of N workers."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise GraderError("--dask needs Dask: pip install 'grader[dask]'") from None
-    if spec.startswith("local:"):
-        try:
-            count = int(spec.split(":", 1)[1])
-        except ValueError:
-            raise GraderError(f"--dask {spec}: expected local:N with N a number of workers") from None
+    count = _local_threads(spec)
+    if count is not None:
         cluster = LocalCluster(n_workers=1, threads_per_worker=count, processes=False, dashboard_address=None)
         return Client(cluster)
     try:
