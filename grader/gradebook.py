@@ -225,8 +225,10 @@ class Gradebook:
         if failure is not None:
             raise failure
 
-    def lookup(self, key: GradebookKey) -> SubmissionResult | None:
-        """The stored result for `key`, or None when there is none (or it cannot be read back)."""
+    def lookup(self, key: GradebookKey, *, notebook: bool = True) -> SubmissionResult | None:
+        """The stored result for `key`, or None when there is none (or it cannot be read back).
+        `notebook=False` leaves its annotated notebook here (`annotated_notebook(key)` gives it):
+        what a class-sized report holds for every student."""
         with self._lock, _sqlite_errors(self.path, "cannot read the gradebook"):
             row = self._db.execute(
                 "SELECT result FROM results WHERE student = ? AND source = ? AND content_hash = ? AND fingerprint = ?",
@@ -235,9 +237,15 @@ class Gradebook:
         if row is None:
             return None
         try:
-            return SubmissionResult.from_json(json.loads(row[0]))
+            result = SubmissionResult.from_json(json.loads(row[0]))
         except (ValueError, TypeError, AttributeError):  # a damaged row: the submission is graded again and replaces it
             return None
+        return result if notebook else result.without_annotated_notebook()
+
+    def annotated_notebook(self, key: GradebookKey) -> str:
+        """The annotated notebook of the result stored for `key`; "" when there is none."""
+        result = self.lookup(key)
+        return result.annotated_notebook if result is not None else ""
 
     def previous_seconds(self, student: str) -> float | None:
         """How long the student's most recent stored result took to grade (any version of the

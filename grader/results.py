@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,18 @@ class SubmissionResult:
     # The student's notebook as HTML with the grader's findings after the graded definitions
     # (grader/report/annotated_notebook.py); "" when not asked for (selfcheck) or not renderable.
     annotated_notebook: str = ""
+    # The notebook above was left in the gradebook, where a class-sized report fetches each one as
+    # it writes that student's page (each may be megabytes): `has_annotated_notebook` still holds.
+    # Not part of the result's data (to_json leaves it out).
+    annotated_notebook_elsewhere: bool = field(default=False, repr=False)
+
+    @property
+    def has_annotated_notebook(self) -> bool:
+        return bool(self.annotated_notebook) or self.annotated_notebook_elsewhere
+
+    def without_annotated_notebook(self) -> "SubmissionResult":
+        """This result less its notebook's text, still saying whether it has one."""
+        return replace(self, annotated_notebook="", annotated_notebook_elsewhere=self.has_annotated_notebook)
 
     @property
     def total(self) -> float:
@@ -91,7 +103,7 @@ class SubmissionResult:
         view.output = {key: text for key, text in view.output.items() if key.split(" ", 1)[0] not in hidden_groups}
         hidden = hidden_groups | {c.name for c in self.checks if not c.public}
         view.notes = [note for note in view.notes if _note_subject(note) not in hidden]
-        view.annotated_notebook = ""  # its findings boxes cover hidden checks too
+        view.annotated_notebook, view.annotated_notebook_elsewhere = "", False  # its findings boxes cover hidden checks too
         return view
 
     def notes_for(self, check_name: str) -> list[str]:
@@ -117,7 +129,7 @@ class SubmissionResult:
         """As plain data, what the gradebook stores. It shares the nested lists and dicts with this
         result instead of copying them (a copy cost more than the rest of storing a result):
         serialise it, do not change it."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "annotated_notebook_elsewhere"}
         data["checks"] = [check.to_json() for check in self.checks]
         data.update(total=self.total, max_total=self.max_total, error=self.error)
         return data

@@ -301,3 +301,40 @@ def _grader_json(tmp_path: Path, out: Path) -> str:
     done = _grader("run", str(tmp_path / "submissions"), "-o", str(target), "--db", str(out / "gradebook.sqlite"), "--format", "json")
     assert done.returncode == 0, done.stderr
     return (target.parent / "report.json").read_text()
+
+
+def test_a_class_report_holds_no_notebook_text_and_fetches_each_page_as_it_writes_it(tmp_path, cifar2):
+    from grader.gradebook import Gradebook, GradebookKey
+    from grader.report.formats import write_reports
+    from grader.results import CheckResult
+
+    def result(student: str, page: str) -> SubmissionResult:
+        checks = [CheckResult(name, points, points) for name, points in FULL.items()]
+        return SubmissionResult(student, f"{student}.ipynb", "graded", checks=checks, annotated_notebook=page)
+
+    full = [result("ann", "<p>ann's notebook</p>" * 1000), result("ben", "<p>ben's notebook</p>"), result("cat", "")]
+    keys = {r.student: GradebookKey(r.student, f"{r.student}.ipynb", "hash", "fingerprint") for r in full}
+    with Gradebook(tmp_path / "gradebook.sqlite") as gradebook:
+        for r in full:
+            gradebook.store(keys[r.student], r)
+        light = [gradebook.lookup(keys[r.student], notebook=False) for r in full]
+        assert [r.annotated_notebook for r in light] == ["", "", ""]
+        assert [r.has_annotated_notebook for r in light] == [True, True, False]
+        assert gradebook.lookup(keys["ann"]) == full[0] and gradebook.annotated_notebook(keys["ben"]) == full[1].annotated_notebook
+        fetched: list[str] = []
+
+        def notebook_text(r: SubmissionResult) -> str:
+            fetched.append(r.student)
+            return gradebook.annotated_notebook(keys[r.student])
+
+        formats = ("csv", "html", "json", "gradescope")
+        write_reports(formats, full, tmp_path / "from_full" / "report.csv", cifar2)
+        write_reports(formats, light, tmp_path / "from_light" / "report.csv", cifar2, notebook_text=notebook_text)
+    assert fetched == ["ann", "ben"]  # once each, as its page is written
+    written = sorted(p.relative_to(tmp_path / "from_full") for p in (tmp_path / "from_full").rglob("*") if p.is_file())
+    assert Path("feedback/ann.notebook.html") in written and Path("feedback/cat.notebook.html") not in written
+    assert written == sorted(p.relative_to(tmp_path / "from_light") for p in (tmp_path / "from_light").rglob("*") if p.is_file())
+    for path in written:
+        assert (tmp_path / "from_light" / path).read_bytes() == (tmp_path / "from_full" / path).read_bytes(), path
+    with pytest.raises(ValueError, match="ann: the annotated notebook is elsewhere"):
+        write_html(light, tmp_path / "no_source" / "report.csv", cifar2)

@@ -18,7 +18,7 @@ import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -79,7 +79,9 @@ _WATCHDOG_MARGIN_S = 30.0
 class RunSummary:
     """What one `grader run` did."""
 
-    results: list[SubmissionResult]  # in student order: every submission, or those done when interrupted
+    # In student order: every submission, or those done when interrupted; without the text of
+    # their annotated notebooks (the gradebook and feedback/ hold them).
+    results: list[SubmissionResult]
     graded: int  # by this run
     reused: int  # taken from the gradebook
     not_graded: int  # left when the run was interrupted
@@ -119,7 +121,7 @@ def run(
     interrupted = False
     started = gradebook_timestamp()
     with Gradebook(gradebook_path) as gradebook:
-        pending = [(s, key) for s, key in zip(submissions, keys) if force or _needs_grading(gradebook.lookup(key))]
+        pending = [(s, key) for s, key in zip(submissions, keys) if force or _needs_grading(gradebook.lookup(key, notebook=False))]
         # Read before grading: --force replaces a result stored under the same key.
         earlier = {key.student: gradebook.stored_before(key.student, started) for key in keys} if compare else {}
         if pending:
@@ -138,13 +140,18 @@ def run(
                 )
             except KeyboardInterrupt:
                 interrupted = True
-        stored = [gradebook.lookup(key) for key in keys]
+        gradebook.commit()  # what was graded is kept, whatever happens while reporting
+        # Each result without its annotated notebook (up to megabytes each): the report fetches
+        # one at a time as it writes that student's page, so a class of any size fits in memory.
+        stored = [gradebook.lookup(key, notebook=False) for key in keys]
         # Counted from the gradebook, not in the loop: Ctrl-C may land between storing a result
         # and any bookkeeping after it.
         graded = sum(gradebook.graded_since(key, started) for key in keys)
-    results = [result for result in stored if result is not None]
-    summary = RunSummary(results, graded, len(results) - graded, len(submissions) - len(results), interrupted)
-    _report(summary, assignment, output_csv, gradebook_path, console, formats)
+        results = [result for result in stored if result is not None]
+        summary = RunSummary(results, graded, len(results) - graded, len(submissions) - len(results), interrupted)
+        key_of = {key.student: key for key in keys}
+        notebook_text = lambda result: gradebook.annotated_notebook(key_of[result.student])  # noqa: E731
+        _report(summary, assignment, output_csv, gradebook_path, console, formats, notebook_text)
     if compare:
         now = [(key, result) for key, result in zip(keys, stored) if result is not None]
         print_changes(total_changes(earlier, now), len(now), console)
@@ -337,9 +344,15 @@ def _closing(cluster: ClusterConnection | None) -> Iterator[None]:
 
 
 def _report(
-    summary: RunSummary, assignment: Assignment, output_csv: Path, gradebook_path: Path, console: Console, formats: tuple[str, ...]
+    summary: RunSummary,
+    assignment: Assignment,
+    output_csv: Path,
+    gradebook_path: Path,
+    console: Console,
+    formats: tuple[str, ...],
+    notebook_text: Callable[[SubmissionResult], str],
 ) -> None:
-    written = write_reports(formats, summary.results, output_csv, assignment)
+    written = write_reports(formats, summary.results, output_csv, assignment, notebook_text=notebook_text)
     class_summary(summary.results, console)
     counts = f"{summary.graded} graded, {summary.reused} reused from {gradebook_path}"
     if summary.interrupted:

@@ -144,7 +144,9 @@ def without_colliding_notebooks(results: list[SubmissionResult]) -> list[Submiss
     so no student's feedback is ever replaced by someone else's notebook."""
     feedback_pages = {safe_file_stem(r.student) + ".html" for r in results}
     return [
-        dataclasses.replace(r, annotated_notebook="") if r.annotated_notebook and notebook_file_name(r) in feedback_pages else r
+        dataclasses.replace(r, annotated_notebook="", annotated_notebook_elsewhere=False)
+        if r.has_annotated_notebook and notebook_file_name(r) in feedback_pages
+        else r
         for r in results
     ]
 

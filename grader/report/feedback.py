@@ -23,7 +23,7 @@ def feedback_markdown(result: SubmissionResult, title: str, *, notebook_page: bo
     lines.append(f"Submission: `{Path(result.path).name}`  ")
     lines.append(f"**Score: {format_points(result.total)} / {format_points(result.max_total)}**")
     lines.append("")
-    if notebook_page and result.annotated_notebook:
+    if notebook_page and result.has_annotated_notebook:
         lines += [f"Your notebook with the grader's notes: [your notebook, annotated]({notebook_href(result)})", ""]
     if result.status == INVALID:
         lines += ["This file could not be graded:", "", f"> {result.error}", ""]

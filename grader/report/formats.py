@@ -8,7 +8,7 @@ report path and returns what it wrote. Adding a format adds its module and one l
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from grader.assignment import Assignment
@@ -34,13 +34,24 @@ def parse_formats(values: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names)) or DEFAULT_FORMATS
 
 
-def write_reports(formats: Iterable[str], results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+def write_reports(
+    formats: Iterable[str],
+    results: list[SubmissionResult],
+    output_csv: Path,
+    assignment: Assignment,
+    *,
+    notebook_text: Callable[[SubmissionResult], str] | None = None,
+) -> list[Path]:
+    """Every format's files. `notebook_text`: where the results left their annotated notebooks
+    (SubmissionResult.annotated_notebook_elsewhere), see grader/report/html_report.py."""
     names = tuple(formats)
     written: list[Path] = []
     for name in names:
         write = importlib.import_module(FORMATS[name]).write
         if name == "csv":  # the Markdown feedback links the annotated notebook only where `html` writes it
             written += write(results, output_csv, assignment, notebook_pages="html" in names)
+        elif name == "html":
+            written += write(results, output_csv, assignment, notebook_text=notebook_text)
         else:
             written += write(results, output_csv, assignment)
     return written

@@ -15,6 +15,8 @@ it consumes SubmissionResults only.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
@@ -205,7 +207,7 @@ def _students_table(results: list[SubmissionResult], check_names: list[str]) -> 
     rows = []
     for r in results:
         checks = {c.name: c for c in r.checks}
-        notebook = f' <a class="muted" href="{escape(notebook_href(r, from_report=True))}">notebook</a>' if r.annotated_notebook else ""
+        notebook = f' <a class="muted" href="{escape(notebook_href(r, from_report=True))}">notebook</a>' if r.has_annotated_notebook else ""
         cells = [  # data-value: sorted by the name alone, not the "notebook" link beside it
             f'<td class="student" data-value="{escape(r.student)}"><a href="{escape(feedback_href(r))}">{escape(r.student)}</a>{notebook}</td>',
             f"<td>{escape(r.status)}</td>",
@@ -270,7 +272,7 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     title = f"{assignment.title}: feedback for {result.student}"
     body = [f"<h1>{escape(title)}</h1>", f"<p>Submission: <code>{escape(Path(result.path).name)}</code><br>"]
     body.append(f"<strong>Score: {format_points(result.total)} / {format_points(result.max_total)}</strong></p>")
-    if result.annotated_notebook:
+    if result.has_annotated_notebook:
         body.append(f'<p>Your notebook with the grader\'s notes: <a href="{escape(notebook_href(result))}">{escape(Path(result.path).name)}, annotated</a></p>')
     if result.status == INVALID:
         body += ["<p>This file could not be graded:</p>", f"<blockquote>{escape(result.error)}</blockquote>"]
@@ -305,15 +307,23 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     return _page(title, body, script=False)
 
 
-def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+def write(
+    results: list[SubmissionResult], output_csv: Path, assignment: Assignment, *, notebook_text: Callable[[SubmissionResult], str] | None = None
+) -> list[Path]:
     """`grader run --format html` (a default): report.html beside the CSV report,
     feedback/<student>.html beside the Markdown feedback, and feedback/<student>.notebook.html,
-    the student's notebook with the grader's notes, where it was rendered. Returns the report's path."""
+    the student's notebook with the grader's notes, where it was rendered. `notebook_text` gives
+    the notebook of a result that left it elsewhere (SubmissionResult.annotated_notebook_elsewhere),
+    fetched as its page is written so that only one is held at a time. Returns the report's path."""
     folder = output_csv.parent
     results = without_colliding_notebooks(results)
     for result in results:
         write_atomically(folder / "feedback" / f"{safe_file_stem(result.student)}.html", feedback_html(result, assignment))
-        if result.annotated_notebook:
+        if result.has_annotated_notebook:
+            if not result.annotated_notebook:
+                if notebook_text is None:
+                    raise ValueError(f"{result.student}: the annotated notebook is elsewhere and no notebook_text was given")
+                result = dataclasses.replace(result, annotated_notebook=notebook_text(result))
             write_atomically(folder / "feedback" / notebook_file_name(result), notebook_page(result, assignment))
     write_atomically(folder / REPORT_NAME, class_report_html(results, assignment))
     return [folder / REPORT_NAME]
