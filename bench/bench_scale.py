@@ -356,8 +356,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         lines.append(f"- efficiency ≥ {100 * TARGET_EFFICIENCY:.0f}% at N = {top['threads']}: {100 * top['efficiency']:.0f}% "
                      f"({top['per_second']:.0f} per second, {top['count']} submissions) — "
                      f"{'met' if top['efficiency'] >= TARGET_EFFICIENCY else 'not met'}; at that rate the host, the scheduler "
-                     f"and the Dask workers together use {cores:.1f} of this machine's {m['cores']} cores, so here the "
-                     "simulation's own machine is the limit, not the host")
+                     f"and the Dask workers together use {cores:.1f} of this machine's {m['cores']} cores, the host "
+                     f"{top['per_second'] * _per_submission_ms(top) / 1000:.2f} of them: the simulation's own machine is near "
+                     "its limit, not the host")
+        for variant in results.get("process_variants", []):  # the same N over more Dask worker processes
+            lines.append(f"  - the {variant['threads']} threads over {variant['processes']} Dask worker processes instead "
+                         f"(`--threads {variant['threads']} --processes {variant['processes']}`, one run): "
+                         f"{variant['per_second']:.0f} per second, {100 * variant['efficiency']:.0f}%")
     big = results.get("big")
     if big:
         w = big["wall_s"]
