@@ -10,7 +10,9 @@ never a wrong expectation. The reference still passes its own checks on every ru
 (grader/commands/reference_check.py); only the probes' work is saved.
 
 Where: `$GRADER_CACHE_DIR`, else `$XDG_CACHE_HOME/grader`, else `~/.cache/grader`;
-`GRADER_CACHE_DIR=off` turns it off.
+`GRADER_CACHE_DIR=off` turns it off. Every change of the settings, the reference or the grader
+makes a new entry (about 0.5-1 MB): the MAX_ENTRIES used most recently are kept, the others
+removed whenever an entry is stored.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from grader.wire import decode_array, encode_array
 
 CACHE_FORMAT = 1
 ENVIRONMENT_VARIABLE = "GRADER_CACHE_DIR"
+MAX_ENTRIES = 32  # of all assignments together
 
 
 def cache_folder() -> Path | None:
@@ -76,9 +79,13 @@ def load(path: Path | None, reference_path: Path) -> tuple[Expectations, GroupOb
             reference_loop=loop.get("loop"),
         )
         expectations.behaviour  # noqa: B018  (raises on an entry without the reference's output)
-        return expectations, loop
     except Exception:  # any doubt: observe the reference again
         return None
+    try:
+        os.utime(path)  # used now: the last to be removed
+    except OSError:
+        pass
+    return expectations, loop
 
 
 def holds(assignment: Assignment, reference_path: Path) -> bool:
@@ -102,7 +109,25 @@ def store(path: Path | None, expectations: Expectations, loop: GroupObservations
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, json.dumps(document))
     except OSError:
-        pass
+        return
+    _remove_least_recently_used(path.parent)
+
+
+def _remove_least_recently_used(folder: Path) -> None:
+    """Keep the MAX_ENTRIES entries used most recently. Another run may be removing the same
+    files: one that is gone already is no concern, and a removed entry costs one observation."""
+    entries = []
+    for entry in folder.glob("*.json"):
+        try:
+            entries.append((entry.stat().st_mtime, entry))
+        except OSError:
+            continue
+    entries.sort(reverse=True)
+    for _, entry in entries[MAX_ENTRIES:]:
+        try:
+            entry.unlink()
+        except OSError:
+            pass
 
 
 def _plain(group: GroupObservations) -> dict[str, Any]:

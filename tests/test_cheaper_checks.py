@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import pytest
 
@@ -102,6 +103,24 @@ def test_a_damaged_cache_entry_is_observed_again(cifar2, tmp_path, monkeypatch):
     with Worker() as worker:
         verified_reference_expectations(cifar2, worker, reference)
     assert expectations_cache.load(entry, reference) is not None  # rewritten, sound
+
+
+def test_the_cache_keeps_the_entries_used_most_recently(cifar2, reference_worker, tmp_path, monkeypatch):
+    monkeypatch.setenv(expectations_cache.ENVIRONMENT_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.setattr(expectations_cache, "MAX_ENTRIES", 4)
+    reference = ROOT / "reference" / "cifar2.py"
+    verified_reference_expectations(cifar2, reference_worker[0], reference)  # the same configuration again
+    entry = expectations_cache.entry_path(cifar2, reference)
+    assert entry is not None
+    folder = entry.parent
+    old = [folder / f"other-{i}.json" for i in range(5)]
+    for age, path in enumerate(old):
+        path.write_text(entry.read_text())
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))  # long ago, other-4 the least long
+    os.utime(entry, (0, 0))  # this one the longest ago, until it is used
+    assert expectations_cache.load(entry, reference) is not None
+    expectations_cache.store(folder / "new.json", *expectations_cache.load(entry, reference))
+    assert sorted(p.name for p in folder.glob("*.json")) == sorted([entry.name, "new.json", "other-4.json", "other-3.json"])
 
 
 def test_the_cache_can_be_turned_off(cifar2, monkeypatch):
