@@ -134,9 +134,36 @@ def test_a_worker_that_dies_while_starting_leaves_its_jobs_to_the_others():
         started.append(worker)
         return worker
 
+    lost: list[str] = []
     with WorkerPool(2, start) as pool:
-        outcomes = dict(pool.map_unordered(range(4), lambda worker, job: pool.workers.index(worker)))
+        outcomes = dict(pool.map_unordered(range(4), lambda worker, job: pool.workers.index(worker), on_lost_worker=lambda e: lost.append(str(e))))
     assert outcomes == {0: 0, 1: 0, 2: 0, 3: 0}
+    assert lost == ["the worker process died (stopped by the grader)"]  # said, once
+
+
+def test_grader_run_says_when_a_worker_could_not_start(reference_worker, cifar2, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from grader.commands.run import _graded_in_pool
+
+    started: list[Worker] = []
+
+    def start(threads: int) -> Worker:
+        worker = Worker(threads, sandbox="none", wait=False)
+        if started:
+            worker.kill()
+        started.append(worker)
+        return worker
+
+    out = io.StringIO()
+    notebook = write_notebook(tmp_path / "good.ipynb", notebook_cells())
+    with WorkerPool(2, start) as pool:
+        pool.primary.configure_like(reference_worker[0])
+        graded = list(_graded_in_pool(pool, [Submission("good", notebook)], cifar2, reference_worker[1], Console(file=out, width=300)))
+    assert [points(result) for _, result in graded] == [FULL]
+    assert "warning: a worker could not start (the worker process died (stopped by the grader)); the others grade its share." in out.getvalue()
 
 
 def test_the_slowest_known_submissions_are_graded_first(tmp_path):

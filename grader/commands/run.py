@@ -37,6 +37,7 @@ from rich.text import Text
 from grader import expectations_cache
 from grader.assignment import Assignment
 from grader.commands.reference_check import verified_reference_expectations
+from grader.errors import WorkerError
 from grader.gradebook import (
     GRADEBOOK_NAME,
     Gradebook,
@@ -274,7 +275,7 @@ def _grade_into(
                     graded_here = _graded_on_cluster(client, shared, work)
                 else:
                     pool.share_configuration()
-                    graded_here = _graded_in_pool(pool, work, assignment, expected)
+                    graded_here = _graded_in_pool(pool, work, assignment, expected, console)
                 for submission, result in graded_here:
                     gradebook.store(keys[id(submission)], result)
                     progress.advance(task)
@@ -288,8 +289,14 @@ def _grade_into(
 Graded = Iterator[tuple[Submission, SubmissionResult | ResultDocument]]
 
 
-def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assignment, expected: Expectations) -> Graded:
+def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assignment, expected: Expectations, console: Console) -> Graded:
     """Each submission read and observed on the pool's workers, compared and scored here."""
+
+    def lost(error: WorkerError) -> None:
+        console.print(
+            f"[yellow]warning:[/yellow] a worker could not start ({escape(str(error))}); the others grade its share.",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
 
     def grade_on(worker: Worker, submission: Submission) -> tuple[PreparedSubmission, Observed]:
         # Annotated whatever --format says: a stored result serves every later run's formats.
@@ -297,7 +304,7 @@ def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assign
         return prepared, (observe(prepared, worker, assignment) if prepared.request is not None else {})
 
     deadline = grading_deadline_s(worker_limits(assignment), GROUPS) + _WATCHDOG_MARGIN_S
-    for submission, outcome in pool.map_unordered(work, grade_on, job_timeout_s=deadline):
+    for submission, outcome in pool.map_unordered(work, grade_on, job_timeout_s=deadline, on_lost_worker=lost):
         if isinstance(outcome, BaseException):  # the grader's own work on it failed
             yield submission, conclude(prepare_failed(submission), _as_exception(outcome), assignment, expected)
         else:

@@ -69,14 +69,21 @@ class WorkerPool(Generic[Job, Outcome]):
             worker.configure_like(self.primary, wait=False)
 
     def map_unordered(
-        self, jobs: Iterable[Job], work: Callable[[Worker, Job], Outcome], *, job_timeout_s: float | None = None
+        self,
+        jobs: Iterable[Job],
+        work: Callable[[Worker, Job], Outcome],
+        *,
+        job_timeout_s: float | None = None,
+        on_lost_worker: Callable[[WorkerError], None] | None = None,
     ) -> Iterator[tuple[Job, Outcome | BaseException]]:
         """Run `work(worker, job)` for every job, on whichever worker is free, in the order given;
         yield (job, outcome) as each finishes, exactly once per job.
 
         Nothing a job does stops the others: whatever `work` raises is that job's outcome, and a
         job with no outcome after `job_timeout_s` (a watchdog for what the worker's own limits
-        did not catch) yields a WorkerError while its worker is stopped and replaced."""
+        did not catch) yields a WorkerError while its worker is stopped and replaced. A worker
+        that cannot start leaves its share to the others; `on_lost_worker` (called from that
+        worker's thread) is told why."""
         todo: queue.Queue[Job] = queue.Queue()
         for job in jobs:
             todo.put(job)
@@ -86,7 +93,9 @@ class WorkerPool(Generic[Job, Outcome]):
         def drive(lane: _Lane) -> None:
             try:
                 lane.worker.wait_configured()
-            except WorkerError:  # a worker that cannot start leaves its share to the others
+            except WorkerError as exc:  # a worker that cannot start leaves its share to the others
+                if on_lost_worker is not None:
+                    on_lost_worker(exc)
                 finished.put((lane, _DONE, None))
                 return
             while not stop.is_set() and not lane.retired:
