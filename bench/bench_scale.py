@@ -314,7 +314,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         f"Written by `bench/bench_scale.py`.",
         "",
         f"**Simulated cluster.** This machine has {m['cores']} cores: the Dask cluster is one real scheduler process and "
-        f"real Dask worker processes with N threads in all, whose check step is a fixed delay of {delay} s returning the observations "
+        f"{results.get('processes', 'several')} real Dask worker processes with N threads in all, whose check step is a fixed delay of {delay} s returning the observations "
         "recorded from a real worker for the same file (`bench/simulated_checks.py`). The grading host is grader's own "
         "`run()`, unchanged: discover, fingerprint, read each file's bytes, feed the cluster, store in the gradebook, write "
         "the CSV, feedback and class report. Each task compares and scores in the Dask worker process, as on a real cluster. "
@@ -403,11 +403,17 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.4, help="seconds the simulated check step takes")
     parser.add_argument("--real", type=int, default=24, help="corpus notebooks for the unsimulated comparison (0: none)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each way in the unsimulated comparison")
-    parser.add_argument("--processes", type=int, default=2, help="Dask worker processes the threads are spread over (default 2: each process costs its own upkeep on these 2 cores)")
+    parser.add_argument(
+        "--processes", type=int, default=4,
+        help="Dask worker processes the threads are spread over (default 4: nearer a real cluster's thread or few per "
+             "process, whose threads share one interpreter lock each, while each process costs its upkeep on these 2 cores)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=BENCH)
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",") if t.strip()]  # none: only the other runs
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "delay_s": args.delay, "scaling": []}
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "delay_s": args.delay, "processes": args.processes, "scaling": [],
+    }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="grader-scale-") as tmp:
         work = Path(tmp)
         recorded = record(work) if threads else None
