@@ -12,6 +12,7 @@ Needs the optional extra: `pip install 'grader[dask]'`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import queue
@@ -50,8 +51,11 @@ class RemoteSettings:
     read_only: tuple[str, ...]
     threads: int = 1
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
+        """Which warm workers serve these settings. Worked out once per Dask worker process (the
+        settings reach it once): the configuration holds the reference's weights, and hashing it
+        for every task cost milliseconds each."""
         text = json.dumps([self.configuration, self.sandbox, self.read_only, self.threads], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
