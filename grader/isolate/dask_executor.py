@@ -35,6 +35,12 @@ IN_FLIGHT_PER_THREAD = 2
 _NTHREADS_REFRESH_S = 5.0
 _CONNECT_TIMEOUT_S = 10.0  # how often the cluster's size is asked again (workers may join or leave)
 
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+}
+
 _WARM: dict[tuple[str, int], Worker] = {}  # in each Dask worker process: (configuration, thread) -> worker
 # How a worker is started, before it is configured: what a prestarted worker must match.
 _WorkerKind = NamedTuple("_WorkerKind", [("sandbox", str), ("read_only", tuple[str, ...]), ("threads", int)])
@@ -187,6 +193,12 @@ def connect(spec: str) -> Any:
         raise GraderError("--dask needs Dask: pip install 'grader[dask]'") from None
     count = _local_threads(spec)
     if count is not None:
+        import dask
+
+        # The cluster lives in this process, beside the grading host: none of Dask's self-watching
+        # (a profiler sampling every thread's stack 100 times a second, the interpreter-lock and
+        # system monitors) is wanted here.
+        dask.config.set(LOCAL_CLUSTER_CONFIG)
         cluster = LocalCluster(n_workers=1, threads_per_worker=count, processes=False, dashboard_address=None)
         return Client(cluster)
     try:
