@@ -288,8 +288,8 @@ def _per_submission_ms(run: dict[str, Any]) -> float:
 
 
 _SLOWER = (
-    "slower: what local:2 adds is Dask's own import and start-up in the grading process (about 0.6 s of CPU), "
-    "on two cores already busy starting two torch workers"
+    "slower: what local:2 adds is Dask in the grading process, 1.3-1.5 s more of its CPU in such a run, mostly the "
+    "import of distributed (0.8 s, py-spy), on two cores already busy starting two torch workers"
 )
 
 
