@@ -88,9 +88,9 @@ def load(path: Path | None, reference_path: Path) -> tuple[Expectations, GroupOb
     return expectations, loop
 
 
-def holds(assignment: Assignment, reference_path: Path) -> bool:
-    """An earlier run's observations of this very reference are here and sound."""
-    return reference_path.is_file() and load(entry_path(assignment, reference_path), reference_path) is not None
+def cached(assignment: Assignment, reference_path: Path) -> tuple[Expectations, GroupObservations] | None:
+    """An earlier run's observations of this very reference, when they are here and sound."""
+    return load(entry_path(assignment, reference_path), reference_path) if reference_path.is_file() else None
 
 
 def store(path: Path | None, expectations: Expectations, loop: GroupObservations) -> None:

@@ -12,17 +12,26 @@ from grader.assignment import Assignment
 from grader.compare import CHECKS
 from grader.errors import ReferenceSolutionError
 from grader.expectations import Expectations, observe_reference
+from grader.observations import GroupObservations
 from grader.isolate.client import ConfigurationRecorder, Worker
+
+Cached = tuple[Expectations, GroupObservations]
 
 
 def verified_reference_expectations(
-    assignment: Assignment, worker: Worker | ConfigurationRecorder, reference_path: Path, *, rehearse: bool = True
+    assignment: Assignment,
+    worker: Worker | ConfigurationRecorder,
+    reference_path: Path,
+    *,
+    rehearse: bool = True,
+    known: Cached | None = None,
 ) -> Expectations:
     """The reference's expectations, from the cache when an earlier run observed this very
     reference (grader/expectations_cache.py), and proof that it passes its own checks.
-    `rehearse`: see observe_reference."""
+    `rehearse`: see observe_reference. `known`: the cache's entry, already read by the caller
+    (`expectations_cache.cached`), so that it cannot go missing in between."""
     entry = expectations_cache.entry_path(assignment, reference_path) if reference_path.is_file() else None
-    known = expectations_cache.load(entry, reference_path)
+    known = known or expectations_cache.load(entry, reference_path)
     expected, loop = observe_reference(assignment, worker, reference_path, known=known, rehearse=rehearse)
     groups = {"net": expected.net, "loop": loop}
     for name, check in CHECKS.items():

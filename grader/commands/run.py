@@ -249,7 +249,8 @@ def _grade_into(
     read_only = tuple(map(str, assignment.data_folders()))
     # On a cluster the host's worker grades no one: it only observes the reference, so none is
     # started when an earlier run's observations of this reference are cached.
-    recorder = ConfigurationRecorder(sandbox) if dask and expectations_cache.holds(assignment, reference_path) else None
+    known = expectations_cache.cached(assignment, reference_path) if dask else None
+    recorder = ConfigurationRecorder(sandbox) if known else None
     # Connects, and has the cluster's workers import torch, while the local worker starts.
     cluster = ClusterConnection(dask, (sandbox, read_only, threads or 1)) if dask else None
     start = lambda n: open_worker(assignment, sandbox, n, wait=False)  # noqa: E731
@@ -263,7 +264,7 @@ def _grade_into(
             warn_if_unsandboxed(primary, console)
             console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
             # On a cluster the rehearsal is only passed on.
-            expected = verified_reference_expectations(assignment, primary, reference_path, rehearse=client is None)
+            expected = verified_reference_expectations(assignment, primary, reference_path, rehearse=client is None, known=known)
             keys = {id(submission): key for submission, key in pending}
             work = [submission for submission, _ in _longest_first(pending, gradebook)]
             with Progress(*_PROGRESS_COLUMNS, console=console, transient=False) as progress:
