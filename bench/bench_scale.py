@@ -295,7 +295,7 @@ _SLOWER = (
 
 def _growth(results: dict[str, Any]) -> str:
     """How the host's memory grows with the class: the results the report holds, beyond the smallest run's peak."""
-    big, smallest = results["big"], min((r for r in results["scaling"]), key=lambda r: r["count"], default=None)
+    big, smallest = results["big"], min(results["scaling"], key=lambda r: r["count"], default=None)
     if smallest is None:
         return ""
     per = (big["peak_rss_mb"] - smallest["peak_rss_mb"]) * 1024 / (big["count"] - smallest["count"])

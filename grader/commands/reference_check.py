@@ -15,8 +15,6 @@ from grader.expectations import Expectations, observe_reference
 from grader.observations import GroupObservations
 from grader.isolate.client import ConfigurationRecorder, Worker
 
-Cached = tuple[Expectations, GroupObservations]
-
 
 def verified_reference_expectations(
     assignment: Assignment,
@@ -24,7 +22,7 @@ def verified_reference_expectations(
     reference_path: Path,
     *,
     rehearse: bool = True,
-    known: Cached | None = None,
+    known: tuple[Expectations, GroupObservations] | None = None,
 ) -> Expectations:
     """The reference's expectations, from the cache when an earlier run observed this very
     reference (grader/expectations_cache.py), and proof that it passes its own checks.

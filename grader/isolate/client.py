@@ -72,7 +72,35 @@ def chosen_sandbox(sandbox: str) -> SandboxStatus:
 ROLES = ("all", "checks", "reader")
 
 
-class Worker:
+class ConfigurationRecorder:
+    """Stands in for the grading host's worker where that worker would only be configured: on a
+    Dask cluster, when the reference's observations are cached, its configure messages are kept
+    for the cluster's workers and no process is started here (no torch import, about 3 s of CPU
+    and 650 MB beside the cluster's own workers). It observes nothing. A Worker is one that also
+    sends what it is given to its process."""
+
+    def __init__(self, sandbox: str = "auto") -> None:
+        self.sandbox = chosen_sandbox(sandbox)  # what the cluster's workers will be asked for
+        self._configuration: list[dict[str, Any]] = []
+
+    def configure(self, **fields: Any) -> None:
+        self.record_configuration(**fields)
+
+    def record_configuration(self, **fields: Any) -> None:
+        """Keep a configure message for the workers configured like this one (and for a worker's
+        restarts) without sending it now."""
+        self._configuration.append({"op": "configure", **fields})
+
+    @property
+    def configuration(self) -> list[dict[str, Any]]:
+        """The configure messages received, in order."""
+        return list(self._configuration)
+
+    def observe(self, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
+        raise WorkerError("the grading host started no worker: the reference's observations were expected from the cache")
+
+
+class Worker(ConfigurationRecorder):
     """A started worker process. Use as a context manager so it is always shut down.
 
     `sandbox`: "auto" runs the worker inside bubblewrap when it works here and falls back to
@@ -93,11 +121,10 @@ class Worker:
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
-        self.sandbox = chosen_sandbox(sandbox)
+        super().__init__(sandbox)
         self._prefix = bwrap_command(read_only) if self.sandbox.active else []
         self.threads = threads
         self.role = role
-        self._configuration: list[dict[str, Any]] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
         self._ready = False  # the process said it is ready and has its configuration
@@ -152,16 +179,6 @@ class Worker:
         message = {"op": "configure", **fields}
         self._request(message, _STARTUP_TIMEOUT_S)
         self._configuration.append(message)
-
-    def record_configuration(self, **fields: Any) -> None:
-        """Keep a configure message for the workers configured like this one (and for this one's
-        restarts) without sending it now."""
-        self._configuration.append({"op": "configure", **fields})
-
-    @property
-    def configuration(self) -> list[dict[str, Any]]:
-        """The configure messages this worker received, in order."""
-        return list(self._configuration)
 
     def configure_like(self, other: "Worker", *, wait: bool = True) -> None:
         """Give this worker everything `other` was configured with. With `wait=False` nothing is
@@ -303,26 +320,3 @@ class Worker:
         self._proc = None
         self._log.close()
 
-
-class ConfigurationRecorder:
-    """Stands in for the grading host's worker where that worker would only be configured: on a
-    Dask cluster, when the reference's observations are cached, its configure messages are kept
-    for the cluster's workers and no process is started here (no torch import, about 3 s of CPU
-    and 650 MB beside the cluster's own workers). It observes nothing."""
-
-    def __init__(self, sandbox: str = "auto") -> None:
-        self.sandbox = chosen_sandbox(sandbox)  # what the cluster's workers will be asked for
-        self._configuration: list[dict[str, Any]] = []
-
-    def configure(self, **fields: Any) -> None:
-        self.record_configuration(**fields)
-
-    def record_configuration(self, **fields: Any) -> None:
-        self._configuration.append({"op": "configure", **fields})
-
-    @property
-    def configuration(self) -> list[dict[str, Any]]:
-        return list(self._configuration)
-
-    def observe(self, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
-        raise WorkerError("the grading host started no worker: the reference's observations were expected from the cache")
