@@ -4,6 +4,7 @@ the affected checks of that row, with an error naming the cause."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 import variants as v
 from conftest import FULL, ROOT, points
 from grader.assignment import Limits
+from grader.isolate.bubblewrap import bwrap_command, sandbox_status
 from grader.load import Submission
 from grader.pipeline import grade_submission
 
@@ -111,6 +113,44 @@ def test_the_grader_process_never_imports_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "False"
+
+
+WIPE_AND_REPORT = """\
+import json, os, sys
+from grader.isolate import sandbox
+bound = sys.argv[1]
+os.makedirs("/tmp/student/a/b")
+open("/tmp/student/a/b/weights.pt", "w").write("x")
+open("/tmp/top.txt", "w").write("x")
+os.symlink("/tmp/student", "/tmp/link")
+open("/dev/shm/segment", "w").write("x")
+open(os.path.join(os.path.dirname(bound), "beside_the_bound_folder.txt"), "w").write("x")
+tried = []
+unlink = os.unlink
+os.unlink = lambda path, *args, **kwargs: (tried.append(os.path.basename(path)), unlink(path, *args, **kwargs))
+sandbox._wipe_private_tmp()
+left, tmpfs = [], os.lstat("/tmp").st_dev
+for folder, subfolders, files in os.walk("/tmp"):  # what is left on the sandbox's own /tmp
+    subfolders[:] = [f for f in subfolders if os.lstat(os.path.join(folder, f)).st_dev == tmpfs]
+    left += [os.path.join(folder, f) for f in files]
+kept = os.path.exists(os.path.join(bound, "deep", "data.txt"))
+print(json.dumps({"left": left, "links": os.path.lexists("/tmp/link"), "shm": os.listdir("/dev/shm"), "kept": kept, "tried": tried}))
+"""
+
+
+def test_the_sandbox_empties_its_tmp_between_children_without_walking_folders_bound_into_it(tmp_path):
+    # A clone or virtualenv under the host's /tmp is bound read-only into the sandbox's /tmp.
+    # Emptying /tmp once walked all of it, failing file by file: most of a second per child.
+    if not sandbox_status().active:
+        pytest.fail(f"this test needs the bubblewrap sandbox: {sandbox_status().reason}")
+    bound = tmp_path / "course"
+    (bound / "deep").mkdir(parents=True)
+    (bound / "deep" / "data.txt").write_text("kept")
+    command = [*bwrap_command(read_only=[bound]), sys.executable, "-c", WIPE_AND_REPORT, str(bound)]
+    seen = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    assert seen["left"] == [] and not seen["links"] and seen["shm"] == []
+    assert seen["kept"]
+    assert "data.txt" not in seen["tried"] and "weights.pt" in seen["tried"]
 
 
 NET_STEALS_REFERENCE = """\
