@@ -328,6 +328,8 @@ def main() -> None:
     parser.add_argument("--suite-only", action="store_true", help="time only the suite; the other figures stay those of --out's cost.json")
     args = parser.parse_args()
     if args.suite_only:
+        if not (args.out / "cost.json").is_file():
+            parser.error(f"--suite-only keeps the other figures of {args.out / 'cost.json'}, which does not exist: run without it first")
         results = json.loads((args.out / "cost.json").read_text())
         results["suite"] = suite_wall()
         _write(results, args.out)
