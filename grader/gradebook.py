@@ -41,7 +41,7 @@ GRADEBOOK_NAME = "gradebook.sqlite"  # default file, beside the CSV report
 # `PRAGMA user_version` holds the schema version. To change the schema, add the statements that
 # bring version N-1 to N under key N and raise SCHEMA_VERSION: older gradebooks are migrated on
 # open, in one transaction.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # The longest a stored result waits for its commit. A commit syncs the file: one per result
 # would cost a few milliseconds each, the grading host's whole budget per submission on a cluster.
 COMMIT_WITHIN_S = 0.5
@@ -62,6 +62,10 @@ MIGRATIONS: dict[int, list[str]] = {
         )
         """,
     ],
+    # The annotated notebook apart from the result (NULL: none, or, in rows stored before this
+    # version, inside `result`): a report reads 10,000 results without parsing their notebooks,
+    # then each notebook alone as it writes that student's page.
+    2: ["ALTER TABLE results ADD COLUMN annotated_notebook TEXT"],
 }
 
 
@@ -143,18 +147,21 @@ def _files_digest(root: Path, files: list[Path]) -> str:
 
 @dataclass(frozen=True)
 class ResultDocument:
-    """A result in the form the gradebook stores: its JSON text, and the fields the table copies
-    beside it. A Dask task hands results back in this form, so the grading host stores them
-    without parsing or serialising anything."""
+    """A result in the form the gradebook stores: its JSON text without the annotated notebook,
+    the notebook ("" for none), and the fields the table copies beside them. A Dask task hands
+    results back in this form, so the grading host stores them without parsing or serialising anything."""
 
     status: str
     total: float
     text: str
+    notebook: str = ""
 
     @classmethod
     def of(cls, result: SubmissionResult) -> "ResultDocument":
+        data = result.to_json()
+        notebook = data.pop("annotated_notebook")
         # Insertion order kept: feedback follows it.
-        return cls(result.status, result.total, json.dumps(result.to_json(), ensure_ascii=False))
+        return cls(result.status, result.total, json.dumps(data, ensure_ascii=False), notebook)
 
 
 class Gradebook:
@@ -229,22 +236,36 @@ class Gradebook:
         """The stored result for `key`, or None when there is none (or it cannot be read back).
         `notebook=False` leaves its annotated notebook here (`annotated_notebook(key)` gives it):
         what a class-sized report holds for every student."""
+        # typeof() tells whether the notebook is there without reading it from the file.
+        column = "annotated_notebook" if notebook else "typeof(annotated_notebook) = 'text'"
         with self._lock, _sqlite_errors(self.path, "cannot read the gradebook"):
             row = self._db.execute(
-                "SELECT result FROM results WHERE student = ? AND source = ? AND content_hash = ? AND fingerprint = ?",
+                f"SELECT result, {column} FROM results WHERE student = ? AND source = ? AND content_hash = ? AND fingerprint = ?",
                 (key.student, key.source, key.content_hash, key.fingerprint),
             ).fetchone()
         if row is None:
             return None
-        try:
-            result = SubmissionResult.from_json(json.loads(row[0]))
-        except (ValueError, TypeError, AttributeError):  # a damaged row: the submission is graded again and replaces it
-            return None
-        return result if notebook else result.without_annotated_notebook()
+        result = _result(row[0], row[1] if notebook else None)
+        if result is None or notebook:
+            return result
+        if result.annotated_notebook:  # stored before schema 2, inside the result
+            return result.without_annotated_notebook()
+        result.annotated_notebook_elsewhere = bool(row[1])
+        return result
 
     def annotated_notebook(self, key: GradebookKey) -> str:
         """The annotated notebook of the result stored for `key`; "" when there is none."""
-        result = self.lookup(key)
+        with self._lock, _sqlite_errors(self.path, "cannot read the gradebook"):
+            row = self._db.execute(
+                "SELECT annotated_notebook, CASE WHEN annotated_notebook IS NULL THEN result END FROM results "
+                "WHERE student = ? AND source = ? AND content_hash = ? AND fingerprint = ?",
+                (key.student, key.source, key.content_hash, key.fingerprint),
+            ).fetchone()
+        if row is None:
+            return ""
+        if row[0] is not None:
+            return row[0]
+        result = _result(row[1], None)  # stored before schema 2: inside the result, if anywhere
         return result.annotated_notebook if result is not None else ""
 
     def previous_seconds(self, student: str) -> float | None:
@@ -266,16 +287,12 @@ class Gradebook:
         (or it cannot be read back)."""
         with self._lock, _sqlite_errors(self.path, "cannot read the gradebook"):
             row = self._db.execute(
-                "SELECT source, content_hash, fingerprint, result FROM results WHERE student = ? AND graded_at < ? "
+                "SELECT source, content_hash, fingerprint, result, annotated_notebook FROM results WHERE student = ? AND graded_at < ? "
                 "ORDER BY graded_at DESC, rowid DESC LIMIT 1",
                 (student, before),
             ).fetchone()
-        if row is None:
-            return None
-        try:
-            return GradebookKey(student, row[0], row[1], row[2]), SubmissionResult.from_json(json.loads(row[3]))
-        except (ValueError, TypeError, AttributeError):
-            return None
+        result = _result(row[3], row[4]) if row is not None else None
+        return (GradebookKey(student, row[0], row[1], row[2]), result) if result is not None else None
 
     def graded_since(self, key: GradebookKey, since: str) -> bool:
         """Whether the result for `key` was stored at `since` (a gradebook_timestamp) or later."""
@@ -302,9 +319,12 @@ class Gradebook:
                 self._commit_timer.start()
             self._db.execute(
                 "INSERT OR REPLACE INTO results "
-                "(student, source, content_hash, fingerprint, status, total, graded_at, grader_version, result) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key.student, key.source, key.content_hash, key.fingerprint, document.status, document.total, graded_at, __version__, document.text),
+                "(student, source, content_hash, fingerprint, status, total, graded_at, grader_version, result, annotated_notebook) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.student, key.source, key.content_hash, key.fingerprint, document.status, document.total,
+                    graded_at, __version__, document.text, document.notebook or None,
+                ),  # fmt: skip
             )
 
     def _prepare(self) -> None:
@@ -335,6 +355,18 @@ class Gradebook:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+
+def _result(text: str, notebook: str | None) -> SubmissionResult | None:
+    """A stored result from its row: the `result` JSON and, when stored apart, its notebook.
+    None for a damaged row: the submission is graded again and replaces it."""
+    try:
+        result = SubmissionResult.from_json(json.loads(text))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if notebook:
+        result.annotated_notebook = notebook
+    return result
 
 
 @contextmanager

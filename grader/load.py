@@ -124,7 +124,14 @@ def read_submission_bytes(path: Path, max_bytes: int | None = None) -> bytes:
             size = os.fstat(f.fileno()).st_size
             if max_bytes is not None and size > max_bytes:
                 raise error(path, f"the file is {_megabytes(size)}, over the {_megabytes(max_bytes)} limit for a submission")
-            raw = f.read() if max_bytes is None else f.read(max_bytes + 1)
+            if max_bytes is None:
+                raw = f.read()
+            else:
+                # Sized to the file, not to the limit: a buffer of the limit's size per read
+                # cost more than reading. Read on past the size once, for a file that grew.
+                raw = f.read(min(size, max_bytes) + 1)
+                if len(raw) > size:
+                    raw += f.read(max_bytes + 1 - len(raw))
     except OSError as exc:
         raise error(path, f"cannot read file: {exc.strerror}") from None
     if max_bytes is not None and len(raw) > max_bytes:

@@ -337,6 +337,51 @@ def test_a_stored_result_survives_its_process_and_round_trips_exactly(tmp_path):
     connection.close()
 
 
+def test_annotated_notebooks_are_stored_apart_and_a_schema_1_gradebook_still_gives_its_own(tmp_path):
+    """A report reads every result without its notebook, then each notebook alone: new rows keep
+    the notebook in a column of its own; rows of a gradebook made before that (schema 1) keep it
+    inside the result, and still give it once the file is migrated."""
+    db = tmp_path / "gradebook.sqlite"
+    old = _tricky_result()
+    old.annotated_notebook = "<p>the page of a schema-1 row</p>"
+    old_key = GradebookKey("old", "old.ipynb", "cd" * 32, "fingerprint")
+    connection = sqlite3.connect(db)
+    for statement in gradebook_module.MIGRATIONS[1]:
+        connection.execute(statement)
+    connection.execute("PRAGMA user_version = 1")
+    connection.execute(
+        "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*vars(old_key).values(), old.status, old.total, "2026-01-01T00:00:00.000+00:00", "0", json.dumps(old.to_json())),
+    )
+    connection.commit()
+    connection.close()
+
+    new = _tricky_result()
+    new.student, new.annotated_notebook = "new", "<p>the page of a new row</p>"
+    plain = _tricky_result()
+    plain.student = "plain"
+    keys = {r.student: GradebookKey(r.student, f"{r.student}.ipynb", "ab" * 32, "fingerprint") for r in (new, plain)}
+    with Gradebook(db) as book:
+        for result in (new, plain):
+            book.store(keys[result.student], result)
+        assert book.lookup(old_key) == old and book.lookup(keys["new"]) == new and book.lookup(keys["plain"]) == plain
+        light = {key.student: book.lookup(key, notebook=False) for key in (old_key, *keys.values())}
+        assert {s: (r.annotated_notebook, r.has_annotated_notebook) for s, r in light.items()} == {
+            "old": ("", True), "new": ("", True), "plain": ("", False),
+        }  # fmt: skip
+        assert [book.annotated_notebook(key) for key in (old_key, keys["new"], keys["plain"])] == [
+            old.annotated_notebook, new.annotated_notebook, "",
+        ]  # fmt: skip
+        assert book.stored_before("new", "9999") == (keys["new"], new)
+    connection = sqlite3.connect(db)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == gradebook_module.SCHEMA_VERSION
+    stored = dict(connection.execute("SELECT student, annotated_notebook FROM results").fetchall())
+    inside = {student: "annotated_notebook" in json.loads(text) for student, text in connection.execute("SELECT student, result FROM results")}
+    connection.close()
+    assert stored == {"old": None, "new": new.annotated_notebook, "plain": None}
+    assert inside == {"old": True, "new": False, "plain": False}
+
+
 def test_results_stored_in_a_burst_are_committed_in_batches_and_a_kill_loses_only_the_last_batch(tmp_path):
     """A cluster can finish a hundred submissions a second: the gradebook commits them together,
     and a process killed in the middle leaves whole results, those committed, in the order stored."""

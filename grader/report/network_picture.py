@@ -78,7 +78,11 @@ def _side(value: object) -> dict[str, Any] | None:
     return {"layer": layer, "settings": settings, "output_shape": shape, "parameters": parameters}
 
 
-def checked_network(network: object) -> dict[str, Any]:
+class CheckedNetwork(dict):
+    """A `network` detail as `checked_network` returns it: the tables draw it without checking it again."""
+
+
+def checked_network(network: object) -> CheckedNetwork:
     """A validated, normalised copy of a `network` detail (known keys only, defaults filled in);
     raises ValueError if it is malformed. Differences named on a row with a missing side, or
     fields unknown to this version, are dropped: there is nothing to compare them with."""
@@ -100,10 +104,10 @@ def checked_network(network: object) -> dict[str, Any]:
     truncated, error = network.get("truncated", False), network.get("student_error")
     if not isinstance(truncated, bool) or not (error is None or isinstance(error, str)):
         raise ValueError("truncated must be a boolean and student_error a string or null")
-    return {"rows": rows, "truncated": truncated, "student_error": error or None}
+    return CheckedNetwork(rows=rows, truncated=truncated, student_error=error or None)
 
 
-def network_of(result: SubmissionResult) -> dict[str, Any] | None:
+def network_of(result: SubmissionResult) -> CheckedNetwork | None:
     """The `network` detail of the result's `net.layers` check, validated; None when the check
     is absent (hidden, or not run), the detail predates this picture, or it is malformed."""
     for check in result.checks:
@@ -215,7 +219,7 @@ def network_table_html(network: dict[str, Any], *, inline_styles: bool = True) -
     `inline_styles` (for Jupyter output, which has no stylesheet) every element carries its look;
     without (for pages whose CSP forbids `style=`), the page must include NETWORK_CSS.
     Raises ValueError if `network` is malformed; `network_of` gives a checked one."""
-    network = checked_network(network)
+    network = network if isinstance(network, CheckedNetwork) else checked_network(network)
     inline = inline_styles
     parts = [_open("table", ["grader-network"], inline), _caption(inline)]
     parts.append("<colgroup><col></colgroup>" + '<colgroup span="4"></colgroup>' * len(SIDES))
@@ -269,7 +273,7 @@ def network_table_markdown(network: dict[str, Any]) -> str:
     """The same rows as a GitHub-Markdown table (one line per row), with a legend above it and
     where forward stopped, or that it was cut short, below it. Raises ValueError if `network` is
     malformed; `network_of` gives a checked one."""
-    network = checked_network(network)
+    network = network if isinstance(network, CheckedNetwork) else checked_network(network)
     columns = ["#"] + [f"{title} {HEADINGS['layer']}" if i == 0 else HEADINGS[f] for _, title in SIDES for i, f in enumerate(FIELDS)]
     lines = [
         "One row per operation, in the order forward runs them. **Bold**: differs from the reference; "
