@@ -111,7 +111,7 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
 def _add_slowly(shared: dict[str, int], job: int) -> int:
     if job == 13:
         raise RuntimeError("this task breaks")
-    time.sleep(4.0 if job == 21 else 0.02)
+    time.sleep(4.0 if job == 21 else 0.02)  # 4 s: longer than the watchdog's 2 s for a task of one
     return shared["offset"] + job
 
 
@@ -133,13 +133,14 @@ def test_the_feeder_keeps_a_few_submissions_per_thread_in_flight_and_answers_eve
         return job
 
     with LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
-        for job, outcome in map_on_cluster(client, {"offset": 1000}, _add_slowly, range(60), payload, job_timeout_s=2.0):
+        jobs = range(60)
+        for job, outcome in map_on_cluster(client, {"offset": 1000}, _add_slowly, jobs, payload, job_timeout_s=2.0, max_batch=1):
             assert job not in answered
             answered[job] = outcome
             in_flight = len([j for j in sent if j not in answered])
             most_in_flight = max(most_in_flight, in_flight + 1)  # counting the one just answered
     assert sorted(answered) == list(range(60))
-    assert 3 < most_in_flight <= 2 * 3  # two per Dask thread, never more
+    assert 3 < most_in_flight <= 2 * 3  # two tasks per Dask thread, never more
     for job, outcome in answered.items():
         if job % 10 == 3:
             assert outcome is None
@@ -151,3 +152,47 @@ def test_the_feeder_keeps_a_few_submissions_per_thread_in_flight_and_answers_eve
             assert isinstance(outcome, WorkerError) and "no result from the Dask cluster within 2 s" in str(outcome)
         else:
             assert outcome == 1000 + job
+
+
+class _RecordingClient:
+    """A Dask client that notes how many jobs each task it is asked to run carries."""
+
+    def __init__(self, client: object) -> None:
+        self._client, self.batches = client, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def map(self, func, *iterables, **kwargs):  # noqa: ANN001, ANN201 - Client.map's own signature
+        iterables = [list(it) for it in iterables]
+        self.batches += [len(payloads) for payloads in iterables[1]]
+        return self._client.map(func, *iterables, **kwargs)
+
+
+def test_jobs_travel_in_batches_while_many_are_left_and_one_per_task_at_the_end():
+    from distributed import Client, LocalCluster
+
+    from grader.isolate.dask_executor import _batch_size
+
+    # 64 threads with two batches each in flight: batches of 4 while each thread has 16 jobs left.
+    assert [_batch_size(n, 64, 2, 4) for n in (10_000, 1024, 1023, 768, 767, 512, 511, 1, 0)] == [4, 4, 3, 3, 2, 2, 1, 1, 1]
+    answered: dict[int, object] = {}
+    sent, most_in_flight = 0, 0
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        recording = _RecordingClient(client)
+
+        def payload(job: int) -> int:
+            nonlocal sent
+            sent += 1
+            return job
+
+        for job, outcome in map_on_cluster(recording, {"offset": 1000}, _add_slowly, range(100), payload, job_timeout_s=10.0, max_batch=4):
+            assert job not in answered
+            answered[job] = outcome
+            most_in_flight = max(most_in_flight, sent - len(answered) + 1)
+    assert sorted(answered) == list(range(100))
+    assert sum(recording.batches) == 100 and recording.batches[0] == 4 and recording.batches[-3:] == [1, 1, 1]
+    assert 2 * 2 < most_in_flight <= 2 * 2 * 4  # two tasks per thread, up to four jobs each
+    # A job that raises fails alone: the jobs of its batch are answered with their own results.
+    assert isinstance(answered[13], WorkerError) and "this task breaks" in str(answered[13])
+    assert {job: outcome for job, outcome in answered.items() if job != 13} == {job: 1000 + job for job in range(100) if job != 13}

@@ -2,9 +2,10 @@
 
 Each Dask worker process keeps warm grader workers (worker.py, in the same sandbox and with the
 same limits as on one machine), one per Dask thread, configured once with the reference's
-expectations. The cluster is fed with back-pressure: a few submissions in flight per Dask
-thread, the next one read and sent as each finishes, so the grading host holds a bounded number
-of files in memory however large the class. What a task does with its submission is the
+expectations. The cluster is fed with back-pressure: two tasks in flight per Dask thread, each
+a batch of up to four submissions graded in turn (one per task as the class runs out), the next
+read and sent as tasks finish, so the grading host holds a bounded number of files in memory
+however large the class, and pays a task's upkeep once per batch. What a task does with its submission is the
 caller's (grader/pipeline.py `grade_on_cluster`); this module only moves work and answers.
 
 Needs the optional extra: `pip install 'grader[dask]'`.
@@ -21,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, TypeVar
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, TypeVar
 
 from grader.errors import GraderError, WorkerError
 from grader.isolate.client import Worker
@@ -29,9 +30,12 @@ from grader.isolate.client import Worker
 Job = TypeVar("Job")
 Payload = TypeVar("Payload")
 
-# Submissions in flight per Dask thread: one running, one queued beside it so a thread never
-# waits for the grading host between two tasks.
+# Tasks in flight per Dask thread: one running, one queued beside it so a thread never waits
+# for the grading host between two tasks.
 IN_FLIGHT_PER_THREAD = 2
+# Submissions per Dask task while many are left: a task's upkeep (client, scheduler and Dask
+# worker together, some milliseconds) is paid once per batch. See `_batch_size`.
+MAX_BATCH = 4
 _NTHREADS_REFRESH_S = 5.0
 _CONNECT_TIMEOUT_S = 10.0  # how often the cluster's size is asked again (workers may join or leave)
 
@@ -211,77 +215,112 @@ def map_on_cluster(
     client: Any,
     shared: Any,
     task: Callable[[Any, Payload], Any],
-    jobs: Iterable[Job],
+    jobs: Sequence[Job],
     payload: Callable[[Job], Payload | None],
     *,
     job_timeout_s: float | None = None,
     in_flight_per_thread: int = IN_FLIGHT_PER_THREAD,
+    max_batch: int = MAX_BATCH,
 ) -> Iterator[tuple[Job, Any]]:
     """Run `task(shared, payload(job))` on the cluster for every job, in the order given, and
     yield (job, what the task returned or the exception) exactly once per job, as they finish.
 
-    `shared` travels to every Dask worker once. `payload(job)` is called just before its job is
-    sent, with at most `in_flight_per_thread` jobs per Dask thread sent and not yet answered;
-    when it returns None there is nothing to send and the job is answered with None at once.
-    When no task finishes for `job_timeout_s`, the tasks running then are answered with a
-    WorkerError and cancelled, and the rest go on."""
+    `shared` travels to every Dask worker once. Jobs travel in batches, one Dask task running
+    up to `max_batch` of them in turn, while many are left (see `_batch_size`), one per task
+    towards the end. `payload(job)` is called just before its job is sent, with at most
+    `in_flight_per_thread` batches per Dask thread sent and not yet answered; when it returns
+    None there is nothing to send and the job is answered with None at once. A job whose task
+    raises is answered with a WorkerError; its batch's other jobs go on. When no task finishes
+    for `job_timeout_s` per job of the largest batch running, the tasks running then are
+    answered, every job of theirs, with a WorkerError and cancelled, and the rest go on."""
     shared_future = client.scatter(shared, broadcast=True)
+    run_batch = functools.partial(_run_batch, task)
     todo = iter(jobs)
-    futures: dict[Any, Job] = {}  # sent and not yet answered
+    unsent = len(jobs)
+    futures: dict[Any, list[Job]] = {}  # sent and not yet answered: each task's jobs
+    in_flight = 0  # their jobs, all tasks together
     finished: queue.Queue[Any] = queue.Queue()  # filled by Dask's own thread as tasks end
-    exhausted = False
-    capacity, sized_at = 0, -_NTHREADS_REFRESH_S
+    threads, sized_at = 1, -_NTHREADS_REFRESH_S
     try:
         while True:
             if time.monotonic() - sized_at >= _NTHREADS_REFRESH_S:
-                capacity = in_flight_per_thread * max(1, sum(client.nthreads().values()))
+                threads = max(1, sum(client.nthreads().values()))
                 sized_at = time.monotonic()
+            batch = _batch_size(unsent, threads, in_flight_per_thread, max_batch)
+            capacity = in_flight_per_thread * threads * batch  # in jobs
             # Topped up a quarter of the capacity at a time, in one message to the scheduler:
-            # one submission per message costs the scheduler more than the task itself.
-            if len(futures) <= capacity - max(1, capacity // 4):
-                batch_jobs, batch_data = [], []
-                while not exhausted and len(futures) + len(batch_jobs) < capacity:
-                    job = next(todo, _END)
-                    if job is _END:
-                        exhausted = True
-                        break
+            # one task per message costs the scheduler more than the task itself.
+            if unsent and in_flight <= capacity - max(1, capacity // 4):
+                batches: list[tuple[list[Job], list[Payload]]] = []
+                while unsent and in_flight < capacity:
+                    job = next(todo)
+                    unsent -= 1
                     try:
-                        data = payload(job)  # type: ignore[arg-type]
+                        data = payload(job)
                     except Exception as exc:  # noqa: BLE001 - this job's row says why
-                        yield job, exc  # type: ignore[misc]
+                        yield job, exc
                         continue
                     if data is None:
-                        yield job, None  # type: ignore[misc]
+                        yield job, None
                         continue
-                    batch_jobs.append(job)
-                    batch_data.append(data)
-                if batch_jobs:
-                    for future, job in zip(client.map(task, [shared_future] * len(batch_data), batch_data, pure=False), batch_jobs):
-                        futures[future] = job  # type: ignore[assignment]
+                    if not batches or len(batches[-1][0]) == batch:
+                        batches.append(([], []))
+                    batches[-1][0].append(job)
+                    batches[-1][1].append(data)
+                    in_flight += 1
+                if batches:
+                    sent = client.map(run_batch, [shared_future] * len(batches), [data for _, data in batches], pure=False)
+                    for future, (batch_jobs, _) in zip(sent, batches):
+                        futures[future] = batch_jobs
                         future.add_done_callback(finished.put)
             if not futures:
                 return
+            largest = max(len(batch_jobs) for batch_jobs in futures.values())
             try:
-                batch = [finished.get(timeout=job_timeout_s)]
+                done = [finished.get(timeout=None if job_timeout_s is None else job_timeout_s * largest)]
             except queue.Empty:
                 running = {key for keys in client.processing().values() for key in keys}
                 stuck = [future for future in futures if future.key in running]
                 client.cancel(stuck)
                 for future in stuck:
-                    yield futures.pop(future), WorkerError(
-                        f"no result from the Dask cluster within {job_timeout_s:.0f} s; the task was cancelled"
-                    )
+                    batch_jobs = futures.pop(future)
+                    in_flight -= len(batch_jobs)
+                    for job in batch_jobs:
+                        yield job, WorkerError(f"no result from the Dask cluster within {job_timeout_s * len(batch_jobs):.0f} s; the task was cancelled")
                 continue
             while not finished.empty():
-                batch.append(finished.get_nowait())
-            batch = [future for future in batch if future in futures]  # not one the watchdog answered
-            for future, outcome in _outcomes(client, batch):
-                yield futures.pop(future), outcome
+                done.append(finished.get_nowait())
+            done = [future for future in done if future in futures]  # not one the watchdog answered
+            for future, outcomes in _outcomes(client, done):
+                batch_jobs = futures.pop(future)
+                in_flight -= len(batch_jobs)
+                if not isinstance(outcomes, list) or len(outcomes) != len(batch_jobs):  # the whole task failed
+                    outcomes = [outcomes] * len(batch_jobs)
+                yield from zip(batch_jobs, outcomes)
     finally:
         client.cancel(list(futures))
 
 
-_END = object()
+def _batch_size(unsent: int, threads: int, in_flight_per_thread: int, max_batch: int) -> int:
+    """Jobs per Dask task: `max_batch` while every thread has more than twice its in-flight
+    share of full batches left, shrinking as they run out, so that the class's last jobs go one
+    per task and no thread finishes long after the others. A batch costs the grading host, the
+    scheduler and the Dask worker one task's upkeep (a few milliseconds in all) instead of one per job."""
+    per_thread = unsent // (threads * in_flight_per_thread * 2)
+    return max(1, min(max_batch, per_thread))
+
+
+def _run_batch(task: Callable[[Any, Any], Any], shared: Any, payloads: list[Any]) -> list[Any]:
+    """The Dask task: `task` for each payload in turn, what each returned or why it failed."""
+    outcomes: list[Any] = []
+    for data in payloads:
+        try:
+            outcomes.append(task(shared, data))
+        except WorkerError as exc:
+            outcomes.append(exc)
+        except Exception as exc:  # noqa: BLE001 - this job's answer; the batch goes on
+            outcomes.append(_failed(exc))
+    return outcomes
 
 
 def _outcomes(client: Any, batch: list[Any]) -> list[tuple[Any, Any]]:
@@ -299,10 +338,14 @@ def _outcomes(client: Any, batch: list[Any]) -> list[tuple[Any, Any]]:
     return [(future, values[future] if future in values else _task_result(future)) for future in batch]
 
 
+def _failed(exc: BaseException) -> WorkerError:
+    return WorkerError(f"the Dask task failed: {type(exc).__name__}: {exc}")
+
+
 def _task_result(future: Any) -> Any:
     try:
         return future.result()
     except WorkerError as exc:
         return exc
     except Exception as exc:  # a Dask worker died or the task failed on its side
-        return WorkerError(f"the Dask task failed: {type(exc).__name__}: {exc}")
+        return _failed(exc)
