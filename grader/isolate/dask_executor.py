@@ -5,8 +5,9 @@ same limits as on one machine), one per Dask thread, configured once with the re
 expectations. The cluster is fed with back-pressure: two tasks in flight per Dask thread, each
 a batch of up to four submissions graded in turn (one per task as the class runs out), the next
 read and sent as tasks finish, so the grading host holds a bounded number of files in memory
-however large the class, and pays a task's upkeep once per batch. What a task does with its submission is the
-caller's (grader/pipeline.py `grade_on_cluster`); this module only moves work and answers.
+however large the class, and pays a task's upkeep once per batch. What a task does with its
+submission is the caller's (grader/pipeline.py `grade_on_cluster`); this module only moves work
+and answers.
 
 Needs the optional extra: `pip install 'grader[dask]'`.
 """
