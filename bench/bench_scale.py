@@ -359,14 +359,14 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         )
         cluster = top["cluster_cpu_ms_per_submission"]
         cores = top["per_second"] * (_per_submission_ms(top) + cluster["scheduler"] + cluster["dask_workers"]) / 1000
+        start_note = (f" The same N kept {100 * results['big']['efficiency']:.0f}% over the {results['big']['count']:,} submissions below: "
+                      f"what a run of {top['wall_s']['grading']:.0f} s loses is mostly its start (the reference's expectations, about "
+                      "2 MB, sent to every Dask worker, and the first batches on their way)") if results.get("big") else ""
         lines.append(f"- efficiency ≥ {100 * TARGET_EFFICIENCY:.0f}% at N = {top['threads']}: {100 * top['efficiency']:.1f}% "
                      f"({top['per_second']:.0f} per second, {top['count']} submissions) — "
                      f"{'met' if top['efficiency'] >= TARGET_EFFICIENCY else 'not met'}; at that rate the host, the scheduler "
                      f"and the Dask workers together use {cores:.1f} of this machine's {m['cores']} cores, the host "
-                     f"{top['per_second'] * _per_submission_ms(top) / 1000:.2f} of them. "
-                     + (f"The same N kept {100 * results['big']['efficiency']:.0f}% over the {results['big']['count']:,} submissions below: what a "
-                        f"run of {top['wall_s']['grading']:.0f} s loses is mostly its start (the reference's expectations, about 2 MB, sent "
-                        "to every Dask worker, and the first batches on their way)" if results.get("big") else "").rstrip())
+                     f"{top['per_second'] * _per_submission_ms(top) / 1000:.2f} of them.{start_note}")
         for variant in results.get("process_variants", []):  # the same N over more Dask worker processes
             lines.append(f"  - the {variant['threads']} threads over {variant['processes']} Dask worker processes instead "
                          f"(`--threads {variant['threads']} --processes {variant['processes']}`, one run): "

@@ -43,9 +43,8 @@ def _create_temporary(folder: str, name: str) -> tuple[int, str]:
             return os.open(temporary, _CREATE_NEW, 0o666), temporary
         except FileExistsError:  # left by a killed process that had the same id: take the next number
             continue
-        except FileNotFoundError:
+        except FileNotFoundError:  # the folder is missing: make it, then try again
             os.makedirs(folder, exist_ok=True)
-            return os.open(temporary, _CREATE_NEW, 0o666), temporary
 
 
 def safe_file_stem(name: str) -> str:

@@ -276,9 +276,9 @@ def map_on_cluster(
                         future.add_done_callback(finished.put)
             if not futures:
                 return
-            largest = max(len(batch_jobs) for batch_jobs in futures.values())
+            deadline = None if job_timeout_s is None else job_timeout_s * max(len(batch_jobs) for batch_jobs in futures.values())
             try:
-                done = [finished.get(timeout=None if job_timeout_s is None else job_timeout_s * largest)]
+                done = [finished.get(timeout=deadline)]
             except queue.Empty:
                 running = {key for keys in client.processing().values() for key in keys}
                 stuck = [future for future in futures if future.key in running]
@@ -287,7 +287,7 @@ def map_on_cluster(
                     batch_jobs = futures.pop(future)
                     in_flight -= len(batch_jobs)
                     for job in batch_jobs:
-                        yield job, WorkerError(f"no result from the Dask cluster within {job_timeout_s * len(batch_jobs):.0f} s; the task was cancelled")
+                        yield job, WorkerError(f"no result from the Dask cluster within {deadline:.0f} s; the task was cancelled")
                 continue
             while not finished.empty():
                 done.append(finished.get_nowait())
