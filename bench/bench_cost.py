@@ -111,14 +111,14 @@ model(torch.ones(1, 2)).sum().backward()
 optimizer.step()
 parts["torch's first optimizer step (torch._dynamo stood in, as in the worker)"] = time.perf_counter() - t
 t = time.perf_counter()
-import IPython.core.inputtransformer2, nbformat, grader.extract, grader.observe.group
+import IPython.core.inputtransformer2, nbformat, grader.child.extract, grader.child.observe.group
 parts["the notebook reader and the probes (IPython, nbformat, grader)"] = time.perf_counter() - t
 t = time.perf_counter()
-from grader.observe.headless import prepare_packages
+from grader.child.observe.headless import prepare_packages
 prepare_packages(["matplotlib", "tqdm"])
 parts["display packages students import (matplotlib, tqdm), only once a program names them"] = time.perf_counter() - t
 t = time.perf_counter()
-from grader.isolate.notebook_render import warm_up
+from grader.child.notebook_render import warm_up
 warm_up()
 parts["the annotated notebook's renderer (nbconvert), grader run only"] = time.perf_counter() - t
 print(json.dumps(parts))

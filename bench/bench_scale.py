@@ -75,7 +75,7 @@ def record(into: Path) -> Path:
     import hashlib
 
     from grader.assignment import find_assignment
-    from grader.commands.reference_check import verified_reference_expectations
+    from grader.reference.check import verified_reference_expectations
     from grader.load import discover_submissions
     from grader.pipeline import observe, open_worker, prepare
 

@@ -55,7 +55,7 @@ import notebook_way  # noqa: E402
 import variants as v  # noqa: E402  (the test suite's realistic student notebooks)
 from bench_grading import machine  # noqa: E402
 from proc_memory import MemorySampler  # noqa: E402
-from grader.isolate.pool import DEFAULT_THREADS  # noqa: E402
+from grader.executors.pool import DEFAULT_THREADS  # noqa: E402
 
 # ---------------------------------------------------------------- the cohort
 
@@ -228,7 +228,7 @@ def _add_gradebook_timings(rows: dict[str, dict[str, Any]], gradebook: Path) -> 
 def reference_expectations(assignment_dir: Path) -> tuple[Any, Any, float]:
     """What `grader run` computes before grading: the reference observed and verified."""
     from grader.assignment import find_assignment
-    from grader.commands.reference_check import verified_reference_expectations
+    from grader.reference.check import verified_reference_expectations
     from grader.isolate.client import Worker
 
     started = time.perf_counter()

@@ -8,7 +8,7 @@ checks, so both ways of grading produce comparable totals:
    torch thread, and replaces `torchvision.datasets.CIFAR10` with the grader's synthetic data
    (nothing is downloaded); every `n_epochs=<number>` is set to the grader's training epochs;
 2. two cells are appended that run grader's own probes on the kernel's namespace through
-   grader.observe.group.observe_group, as the worker's child does, with the same trusted inputs
+   grader.child.observe.group.observe_group, as the worker's child does, with the same trusted inputs
    `grader run` gives its worker, writing every observation as a
    JSON line to a file the moment it is made;
 3. the notebook runs in a fresh kernel (CUDA hidden, one thread): errors do not stop it, and a
@@ -57,10 +57,10 @@ _EPOCHS = re.compile(r"\bn_epochs(\s*)=(\s*)\d+")
 def write_config(path: Path, assignment: Any, expected: Any, reference_path: Path) -> Path:
     """The trusted inputs `grader run` hands its worker, as one JSON file the kernels read.
 
-    `expected`: grader.expectations.Expectations for `assignment` (the reference observed and
+    `expected`: grader.compare.expectations.Expectations for `assignment` (the reference observed and
     verified by `verified_reference_expectations`, as `grader run` does before grading)."""
-    from grader.expectations import reference_helpers
-    from grader.load import read_cells
+    from grader.reference.observing import reference_helpers
+    from grader.child.cells import read_cells
     from grader.wire import encode_array
 
     config = {
@@ -88,7 +88,7 @@ class _Config:
     def __init__(self, path: str) -> None:
         import torch
 
-        from grader.observe.data import build_dataset
+        from grader.child.observe.data import build_dataset
         from grader.wire import decode_array
 
         raw = json.loads(Path(path).read_text())
@@ -143,7 +143,7 @@ def patch_cifar10(config_path: str) -> None:
 def run_group(group: str, namespace: dict[str, Any], config_path: str, out_path: str) -> None:
     """Run one of grader's check groups ("net" or "loop") on the kernel's namespace, as the
     worker's child does (grader/isolate/worker.py), writing each observation as a JSON line."""
-    from grader.observe.group import observe_group
+    from grader.child.observe.group import observe_group
 
     config = _Config.load(config_path)
     with open(out_path, "w") as out:
@@ -349,8 +349,8 @@ def time_checks(config_path: str, notebook: str, repeat: int, threads: int = 1) 
     import torch
 
     torch.set_num_threads(threads)
-    from grader.extract import extract_definitions
-    from grader.load import read_cells
+    from grader.child.extract import extract_definitions
+    from grader.child.cells import read_cells
 
     config = _Config.load(config_path)
     settings = config.settings
@@ -379,8 +379,8 @@ def time_checks(config_path: str, notebook: str, repeat: int, threads: int = 1) 
 
 
 def _run_group_in_process(group: str, units: list[dict[str, Any]], config: _Config, emit: Any) -> None:
-    from grader.observe.cuda_on_cpu import mentions_gpu
-    from grader.observe.group import load_units, observe_group
+    from grader.child.observe.cuda_on_cpu import mentions_gpu
+    from grader.child.observe.group import load_units, observe_group
 
     observe_group(group, config, load_units(units), emit, may_ask_for_cuda=mentions_gpu(u["source"] for u in units))
 

@@ -22,7 +22,7 @@ import pickle
 import time
 from typing import Any
 
-from grader.isolate import dask_executor
+from grader.executors import cluster as dask_executor
 
 # Each file's observations kept pickled: unpickling afresh per task is the cheapest deep copy.
 _RECORDED: dict[str, tuple[str, bytes]] = {

@@ -1,10 +1,15 @@
 """grader: an autograder for deep-learning notebook assignments.
 
-The pipeline, one module or package per stage: load -> extract -> isolate (run isolated) ->
-observe (inside the child) -> compare -> score -> report. Commands live in grader.commands.
+The pipeline, one module or package per stage: load (`load`) -> extract (`child.extract`) ->
+run isolated (`isolate`, fed by `executors`) -> observe (`child.observe`, inside the child) ->
+compare (`compare`) -> score (`score`) -> report (`report`). `pipeline` runs one submission through
+them; `reference` derives what a correct one does. Commands live in `commands`, one per command.
+Student code runs only in the children: under `child`, started by `isolate`.
 """
 
-__version__ = "0.1.0"
+from grader.version import __version__
+
+__all__ = ["__version__", "selfcheck"]
 
 
 def __getattr__(name: str) -> object:

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from grader import __version__
+from grader.version import __version__
 from grader.assignment import find_assignment
 from grader.errors import GraderError
 from grader.isolate.client import SANDBOX_MODES

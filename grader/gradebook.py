@@ -18,8 +18,6 @@ code, and never writes the CSV or feedback: the report writers do, from what it 
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import sqlite3
 import threading
@@ -29,10 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from grader import __version__
-from grader.assignment import Assignment
-from grader.errors import GradebookError, ReferenceSolutionError
-from grader.expectations import settings_fingerprint, worker_limits
+from grader.version import __version__
+from grader.errors import GradebookError
+from grader.fingerprints import content_hash
 from grader.load import Submission
 from grader.results import SubmissionResult
 
@@ -84,65 +81,12 @@ class GradebookKey:
     fingerprint: str
 
 
-def grading_fingerprint(assignment: Assignment, reference_path: Path) -> str:
-    """Changes when anything that decides a score changes: the settings the probes use, the
-    limits, each check's points and visibility, the reference's bytes, the grader's version and
-    its source."""
-    try:
-        reference = hashlib.sha256(reference_path.read_bytes()).hexdigest()
-    except OSError:
-        raise ReferenceSolutionError(f"{reference_path}: reference solution not found (use --reference PATH)") from None
-    made_of = {
-        "settings": settings_fingerprint(assignment),
-        "limits": worker_limits(assignment),
-        "checks": [[name, check.points, check.public] for name, check in assignment.checks.items()],
-        "reference": reference,
-        "grader": __version__,
-        "grader_source": grader_source_hash(),
-    }
-    return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:32]
-
-
-@functools.lru_cache(maxsize=None)
-def grader_source_hash() -> str:
-    """sha256 of this grader's own source: an upgrade, or a local fix, regrades what the old
-    code decided; an unchanged grader reuses. Read once per process."""
-    return source_digest(Path(__file__).resolve().parent)
-
-
-def source_digest(package: Path) -> str:
-    """sha256 of every .py file of a package folder, by relative name."""
-    return _files_digest(package, sorted(package.rglob("*.py")))
-
-
 def submission_key(submission: Submission, submissions_dir: Path, fingerprint: str) -> GradebookKey:
     try:
         source = submission.path.relative_to(submissions_dir).as_posix()
     except ValueError:
         source = submission.path.as_posix()
     return GradebookKey(submission.student, source, content_hash(submission.path), fingerprint)
-
-
-def content_hash(path: Path) -> str:
-    """sha256 of a file's bytes (what `sha256sum` prints). For a folder that gave no file to
-    grade (none, or several): of every file's relative name and bytes, so any change there counts."""
-    try:
-        if not path.is_dir():
-            with open(path, "rb") as f:
-                return hashlib.file_digest(f, "sha256").hexdigest()
-        return _files_digest(path, sorted(p for p in path.rglob("*") if p.is_file()))
-    except OSError as exc:  # graded as unreadable; a file that becomes readable hashes differently
-        return f"unreadable: {exc.strerror}"
-
-
-def _files_digest(root: Path, files: list[Path]) -> str:
-    """sha256 over each file's name relative to `root` and its bytes, length-prefixed."""
-    digest = hashlib.sha256()
-    for file in files:
-        name = file.relative_to(root).as_posix().encode()
-        data = file.read_bytes()
-        digest.update(b"%d:%s%d:" % (len(name), name, len(data)) + data)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

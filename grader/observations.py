@@ -10,7 +10,10 @@ from __future__ import annotations
 import math
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:
+    from grader.assignment import Assignment
 
 # Minimal type language for the observation schema: a Python type, a tuple of allowed types,
 # ("list", item_spec), ("list", item_spec, max_length), ("dict", value_spec), a dict of required
@@ -33,7 +36,7 @@ _OPERATION = {
     "kwargs": ("dict", (int, float, bool, list)),
     "input_shape": (list, type(None)),
     "output_shape": (list, type(None)),
-    "digest": ("list", _FINITE_OR_NONE, 3),  # [] when not comparable (see grader/observe/operations.py)
+    "digest": ("list", _FINITE_OR_NONE, 3),  # [] when not comparable (see grader/child/observe/operations.py)
 }
 _LOSS_CURVE = {"losses": ("list", _FINITE_OR_NONE, MAX_LOSS_POINTS), "loss_stride": int}  # per training batch
 
@@ -86,7 +89,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
 }
 
 
-# Two digests of the same tensor (grader/observe/operations.py: sum, sum of magnitudes, a fixed
+# Two digests of the same tensor (grader/child/observe/operations.py: sum, sum of magnitudes, a fixed
 # weighting) agree when every component is within this fraction of the magnitude: far above
 # float32's rounding, far below any real difference. The child decides with half of it, so the
 # grader's own check of the same numbers never disagrees with the child's decision.
@@ -225,6 +228,16 @@ def read_group(run: dict[str, Any], *, what: str, memory_mb: int) -> GroupObserv
     if run.get("protocol_error"):
         group.problems.append(str(run["protocol_error"]))
     return group
+
+
+def read_observed(raw: dict[str, Any], assignment: Assignment) -> dict[str, GroupObservations]:
+    """Validate what a worker sent for each child group of one submission."""
+    names = {"net": "the Net checks", "loop": "the training_loop check"}
+    return {
+        group: read_group(run, what=names.get(group, group), memory_mb=assignment.limits.memory_mb)
+        for group, run in raw.items()
+    }
+
 
 
 def _failure(run: dict[str, Any], *, what: str, memory_mb: int) -> str:

@@ -20,12 +20,14 @@ from rich.markup import escape
 from grader.assignment import Assignment
 from grader.compare import CHECKS
 from grader.errors import SubmissionError, WorkerError
-from grader.expectations import Expectations, read_observed, worker_limits
-from grader.extract import ExtractedProgram
+from grader.observations import read_observed
+from grader.protocol import worker_limits
+from grader.compare.expectations import Expectations
+from grader.child.extract import ExtractedProgram
 from grader.gradebook import ResultDocument
-from grader.isolate import dask_executor
+from grader.executors import cluster as dask_executor
 from grader.isolate.client import ConfigurationRecorder, Worker
-from grader.isolate.extraction import submission_request
+from grader.protocol import submission_request
 from grader.load import Submission, read_submission_bytes
 from grader.observations import cuda_on_cpu_note
 from grader.report.annotated_notebook import attach_annotated_notebook

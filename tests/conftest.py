@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grader.assignment import Assignment, load_assignment  # noqa: E402
-from grader.commands.reference_check import verified_reference_expectations  # noqa: E402
+from grader.reference.check import verified_reference_expectations  # noqa: E402
 from grader.isolate.client import Worker  # noqa: E402
 from grader.load import Submission  # noqa: E402
 from grader.pipeline import grade_submission  # noqa: E402

@@ -23,11 +23,12 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 import variants as v
 from conftest import FULL, ROOT, points
-from grader.expectations import worker_limits
-from grader.isolate.extraction import ReadingLimits, read_and_extract
+from grader.protocol import worker_limits
+from grader.isolate.reading import ReadingLimits, read_and_extract
 from grader.load import Submission
 from grader.pipeline import GROUPS, conclude, grade_submission, prepare
-from grader.report.annotated_notebook import MAX_NOTEBOOK_HTML_CHARS, notebook_page
+from grader.protocol import MAX_NOTEBOOK_HTML_CHARS
+from grader.report.annotated_notebook import notebook_page
 from grader.report.html_report import write as write_html
 from grader.results import SubmissionResult
 from test_html_report import _browse, needs_chromium
@@ -229,9 +230,9 @@ def _fail(*args):
 def test_a_rendering_failure_keeps_the_points_and_says_why(renderer, timeout_s, why, reference_worker, cifar2, tmp_path, monkeypatch):
     # The reading child is forked from this process here (the fork inherits the staged renderer);
     # the checks then run on the real worker and the host concludes, as in `grader run`.
-    import grader.isolate.notebook_render
+    import grader.child.notebook_render
 
-    monkeypatch.setattr(grader.isolate.notebook_render, "render_annotated", renderer)
+    monkeypatch.setattr(grader.child.notebook_render, "render_annotated", renderer)
     worker, expected = reference_worker
     path = v.write_notebook(tmp_path / "student.ipynb", v.notebook_cells(loop=v.LOOP_NO_ZERO_GRAD))
     prepared = prepare(Submission("student", path), cifar2, annotate=True)

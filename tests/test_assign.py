@@ -28,7 +28,7 @@ from grader.authoring.regions import RegionError, solution_text, student_text
 from grader.authoring.solution import read_solution
 from grader.commands.assign import assign
 from grader.errors import AuthoringError
-from grader.expectations import load_fixtures
+from grader.reference.fixtures import load_fixtures
 
 SHIPPED = {"cifar2": "cifar2_cnn.ipynb", "mnist_relu": "digits_cnn.ipynb", "cifar2_width": "cifar2_width.ipynb"}
 

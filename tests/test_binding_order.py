@@ -9,8 +9,8 @@ from pathlib import Path
 
 import variants as v
 from conftest import FULL, points
-from grader.extract import extract_definitions
-from grader.load import SourceCell, read_cells
+from grader.child.extract import extract_definitions
+from grader.child.cells import SourceCell, read_cells
 
 ROOTS = ["Net", "training_loop"]
 

@@ -14,8 +14,8 @@ import pytest
 
 import variants as v
 from conftest import FULL, ROOT, points
-from grader import expectations_cache
-from grader.commands.reference_check import verified_reference_expectations
+from grader.reference import cache as expectations_cache
+from grader.reference.check import verified_reference_expectations
 from grader.compare.net_checks import check_net_trains
 from grader.errors import ReferenceSolutionError
 from grader.isolate.client import Worker
@@ -80,7 +80,7 @@ def test_a_second_run_takes_the_reference_from_the_cache(cifar2, tmp_path, monke
     def never(*args, **kwargs):
         raise AssertionError("the reference was observed again")
 
-    monkeypatch.setattr("grader.expectations._observed_reference", never)
+    monkeypatch.setattr("grader.reference.observing._observed_reference", never)
     with Worker() as worker:
         second = verified_reference_expectations(cifar2, worker, reference)
         assert second.weights[0].tolist() == first.weights[0].tolist()
@@ -144,7 +144,8 @@ def test_a_broken_reference_fails_even_with_a_cache(cifar2, tmp_path, monkeypatc
 def test_a_reader_and_a_checks_worker_grade_like_one_worker(cifar2, tmp_path):
     """`grader selfcheck` reads in a torch-free reader and checks in a worker without IPython,
     started side by side; the result is the one a single worker gives, invalid files included."""
-    from grader.expectations import configure_for_selfcheck, load_fixtures
+    from grader.reference.fixtures import load_fixtures
+    from grader.reference.observing import configure_for_selfcheck
     from grader.load import Submission
     from grader.pipeline import conclude, observe, open_worker, prepare
 

@@ -20,7 +20,7 @@ from conftest import ROOT
 pytest.importorskip("distributed")
 
 from grader.errors import WorkerError  # noqa: E402
-from grader.isolate.dask_executor import map_on_cluster  # noqa: E402
+from grader.executors.cluster import map_on_cluster  # noqa: E402
 
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
 
@@ -172,7 +172,7 @@ class _RecordingClient:
 def test_jobs_travel_in_batches_while_many_are_left_and_one_per_task_at_the_end():
     from distributed import Client, LocalCluster
 
-    from grader.isolate.dask_executor import _batch_size
+    from grader.executors.cluster import _batch_size
 
     # 64 threads with two batches each in flight: batches of 4 while each thread has 16 jobs left.
     assert [_batch_size(n, 64, 2, 4) for n in (10_000, 1024, 1023, 768, 767, 512, 511, 1, 0)] == [4, 4, 3, 3, 2, 2, 1, 1, 1]

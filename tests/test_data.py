@@ -16,7 +16,7 @@ from conftest import FULL, ROOT
 
 def test_synthetic_data_is_deterministic_and_balanced():
     torch = pytest.importorskip("torch")
-    from grader.observe.data import synthetic_dataset
+    from grader.child.observe.data import synthetic_dataset
 
     first = synthetic_dataset([3, 32, 32], 2, size=64, seed=3, noise=0.6)
     second = synthetic_dataset([3, 32, 32], 2, size=64, seed=3, noise=0.6)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import variants
-from grader.extract import ExtractedProgram, ProgramUnit, extract_definitions
-from grader.load import SourceCell, read_cells
+from grader.child.extract import ExtractedProgram, ProgramUnit, extract_definitions
+from grader.child.cells import SourceCell, read_cells
 from variants import DATA, DEVICE_LOOP, IMPORTS, LOOP, NET, TRAIN, write_notebook
 
 ROOTS = ["Net", "training_loop"]

@@ -1,6 +1,6 @@
 """Fuzzing the reading child: untrusted bytes in, one well-formed outcome out, in bounded time.
 
-`read_and_extract` (grader/isolate/extraction.py) turns a submission's bytes into cells and its
+`read_and_extract` (grader/isolate/reading.py) turns a submission's bytes into cells and its
 definitions into units in a forked, limited child. These property-based tests feed it what a
 student (or a broken editor) can hand in, and pin:
 
@@ -38,8 +38,9 @@ from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
 import variants as v
-from grader.extract import ExtractedProgram
-from grader.isolate.extraction import ReadingLimits, read_and_extract, submission_request
+from grader.child.extract import ExtractedProgram
+from grader.isolate.reading import ReadingLimits, read_and_extract
+from grader.protocol import submission_request
 
 # As an assignment's defaults give them (grader/assignment.py: read_timeout_s, max_cell_kb), with
 # the memory cap of a small machine.

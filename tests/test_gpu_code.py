@@ -2,7 +2,7 @@
 
 Students write their notebooks on Colab: `device = torch.device('cuda')`, `model.cuda()`,
 `imgs.to(device, non_blocking=True)`. The workers run with CUDA hidden, and such requests run on
-the CPU (grader/observe/cuda_on_cpu.py) with one note in the feedback and no point lost. Real
+the CPU (grader/child/observe/cuda_on_cpu.py) with one note in the feedback and no point lost. Real
 notebooks on disk, graded through the whole pipeline against the real reference.
 """
 
@@ -14,7 +14,7 @@ from torch import nn
 
 import variants as v
 from conftest import FULL, points
-from grader.observe.cuda_on_cpu import CudaOnCpu, cuda_on_cpu, mentions_gpu
+from grader.child.observe.cuda_on_cpu import CudaOnCpu, cuda_on_cpu, mentions_gpu
 
 GPU_NOTE = "your code asks for a GPU ({}); the grading machine has none, so it ran on the CPU (no points lost)"
 

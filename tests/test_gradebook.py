@@ -22,9 +22,11 @@ import pytest
 import variants as v
 from conftest import ROOT
 
+from grader import fingerprints
 from grader import gradebook as gradebook_module
 from grader.assignment import load_assignment
-from grader.gradebook import Gradebook, GradebookError, GradebookKey, grading_fingerprint
+from grader.fingerprints import grading_fingerprint
+from grader.gradebook import Gradebook, GradebookError, GradebookKey
 from grader.results import CheckResult, SubmissionResult
 
 REFERENCE = ROOT / "reference" / "cifar2.py"
@@ -451,7 +453,7 @@ def test_the_fingerprint_changes_with_points_visibility_reference_and_version(tm
     reference.write_text(REFERENCE.read_text() + "\n# changed\n")
     assert grading_fingerprint(load_assignment(folder), reference) != base
     reference.write_bytes(REFERENCE.read_bytes())
-    monkeypatch.setattr(gradebook_module, "__version__", "99.0")
+    monkeypatch.setattr(fingerprints, "__version__", "99.0")
     assert grading_fingerprint(load_assignment(folder), reference) != base
 
 
@@ -488,15 +490,15 @@ def test_a_change_to_the_graders_own_source_changes_the_fingerprint(tmp_path, mo
     # An upgraded or patched grader regrades what the old code decided; the same code reuses.
     package = tmp_path / "grader"
     shutil.copytree(ROOT / "grader", package, ignore=shutil.ignore_patterns("__pycache__"))
-    installed = gradebook_module.grader_source_hash()
-    assert gradebook_module.source_digest(package) == installed
+    installed = fingerprints.grader_source_hash()
+    assert fingerprints.source_digest(package) == installed
     assignment, reference = load_assignment(ROOT / "assignments" / "cifar2"), REFERENCE
     base = grading_fingerprint(assignment, reference)
     assert grading_fingerprint(assignment, reference) == base
 
     scoring = package / "compare" / "loop_check.py"
     scoring.write_text(scoring.read_text() + "\n# a local fix\n")
-    changed = gradebook_module.source_digest(package)
+    changed = fingerprints.source_digest(package)
     assert changed != installed
-    monkeypatch.setattr(gradebook_module, "grader_source_hash", lambda: changed)
+    monkeypatch.setattr(fingerprints, "grader_source_hash", lambda: changed)
     assert grading_fingerprint(assignment, reference) != base

@@ -19,7 +19,7 @@ import variants as v
 from conftest import FULL
 from grader.load import Submission
 from grader.observations import MAX_LOSS_POINTS, validate
-from grader.observe.context import LossHistory
+from grader.child.observe.context import LossHistory
 from grader.pipeline import grade_submission
 from grader.report.formats import DEFAULT_FORMATS, write_reports
 from grader.report.html_report import class_report_html, feedback_html

@@ -14,7 +14,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
 from grader.errors import AmbiguousSubmissionError, InvalidNotebookError, SubmissionError, UnreadableScriptError
-from grader.load import SourceCell, Submission, discover_submissions, read_cells, read_submission_bytes
+from grader.child.cells import SourceCell, read_cells
+from grader.load import Submission, discover_submissions, read_submission_bytes
 from variants import LOOP, NET, write_notebook
 
 PREFERRED = "cifar2_cnn.ipynb"

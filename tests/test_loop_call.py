@@ -12,11 +12,11 @@ import pytest
 import variants as v
 from conftest import FULL, ROOT, points
 from grader.assignment import Assignment
-from grader.commands.reference_check import verified_reference_expectations
+from grader.reference.check import verified_reference_expectations
 from grader.commands.selfcheck import check_submission
 from grader.isolate.client import Worker
 from grader.load import Submission
-from grader.observe.loop_probe import plan_call
+from grader.child.observe.loop_probe import plan_call
 from grader.pipeline import grade_submission
 
 LECTURE_ORDER = "n_epochs, optimizer, model, loss_fn, train_loader"

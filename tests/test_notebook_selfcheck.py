@@ -18,7 +18,7 @@ import variants as v
 from conftest import ROOT
 
 from grader.commands.notebook_selfcheck import SelfcheckReport, definition_cells, program_source, show, write_program
-from grader.load import read_cells
+from grader.child.cells import read_cells
 from grader.report.selfcheck_html import selfcheck_html
 from grader.report.selfcheck_summary import summarize
 from grader.results import CheckResult, SubmissionResult

@@ -39,7 +39,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 import variants as v
 from conftest import FULL, ROOT
-from grader.isolate.extraction import ReadingLimits, read_and_extract, submission_request
+from grader.isolate.reading import ReadingLimits, read_and_extract
+from grader.protocol import submission_request
 from test_fuzz_extraction import assert_documented_form
 
 LIMITS = ReadingLimits(timeout_s=20.0, memory_mb=2048, max_cell_chars=256 * 1024)

@@ -28,8 +28,9 @@ from grader.assignment import Assignment
 from grader.commands.notebook_selfcheck import _ran
 from grader.commands.run import run
 from grader.errors import WorkerError
-from grader.isolate.extraction import ReadingLimits, read_and_extract, submission_request
-from grader.isolate.pool import WorkerPool
+from grader.isolate.reading import ReadingLimits, read_and_extract
+from grader.protocol import submission_request
+from grader.executors.pool import WorkerPool
 from grader.load import Submission
 from grader.pipeline import prepare
 
@@ -161,16 +162,16 @@ def _kept(outcome: dict) -> str:
 def test_a_cell_that_crashes_the_parser_is_skipped_and_the_rest_extracted(tmp_path, monkeypatch):
     # A C-level crash of the parser cannot be caught in Python: the reading child dies, and is run
     # again without the cell it was on. (The crash is staged: the fork inherits the patch.)
-    import grader.extract
+    import grader.child.extract
 
-    real = grader.extract._cell_statements
+    real = grader.child.extract._cell_statements
 
     def crashing(cell, *args):
         if "CRASH_HERE" in cell.source:
             os.kill(os.getpid(), signal.SIGSEGV)
         return real(cell, *args)
 
-    monkeypatch.setattr(grader.extract, "_cell_statements", crashing)
+    monkeypatch.setattr(grader.child.extract, "_cell_statements", crashing)
     outcome = _extract(tmp_path, ["x = 'CRASH_HERE'"] + v.notebook_cells())
     assert outcome["kind"] == "extracted"
     assert "class Net" in _kept(outcome) and "def training_loop" in _kept(outcome)
@@ -178,16 +179,16 @@ def test_a_cell_that_crashes_the_parser_is_skipped_and_the_rest_extracted(tmp_pa
 
 
 def test_a_cell_that_takes_too_long_to_parse_is_skipped(tmp_path, monkeypatch):
-    import grader.extract
+    import grader.child.extract
 
-    real = grader.extract._cell_statements
+    real = grader.child.extract._cell_statements
 
     def stalling(cell, *args):
         if "STALL_HERE" in cell.source:
             time.sleep(60)
         return real(cell, *args)
 
-    monkeypatch.setattr(grader.extract, "_cell_statements", stalling)
+    monkeypatch.setattr(grader.child.extract, "_cell_statements", stalling)
     started = time.monotonic()
     outcome = _extract(tmp_path, v.notebook_cells() + ["x = 'STALL_HERE'"], replace(READING, timeout_s=3.0))
     assert time.monotonic() - started < 20

@@ -13,7 +13,7 @@ from conftest import FULL, ROOT, points
 from grader.commands.run import _longest_first, resume_command
 from grader.gradebook import Gradebook, GradebookKey
 from grader.isolate.client import Worker
-from grader.isolate.pool import DEFAULT_THREADS, WorkerPool
+from grader.executors.pool import DEFAULT_THREADS, WorkerPool
 from grader.load import Submission
 from grader.pipeline import grade_submission
 from grader.results import SubmissionResult

@@ -30,8 +30,8 @@ import nbformat
 
 from grader.authoring.regions import solution_text, student_text
 from grader.errors import AuthoringError
-from grader.extract import extract_definitions, plain_python
-from grader.load import SourceCell
+from grader.child.extract import extract_definitions, plain_python
+from grader.child.cells import SourceCell
 
 HIDDEN_TAGS = frozenset({"hidden", "remove-cell", "otter_ignore"})
 CONFIG_MARK = "# ASSIGNMENT CONFIG"  # Otter's first line of a config cell; optional here
@@ -248,7 +248,7 @@ def reference_source(solution: SolutionNotebook, derived: Derived) -> str:
 
 
 def _cell_parser() -> Callable[[str], ast.Module]:
-    """Parse a cell as extraction reads a submission's (grader.extract.plain_python: IPython's
+    """Parse a cell as extraction reads a submission's (grader.child.extract.plain_python: IPython's
     transformer for magics, `%%time`-style cells unwrapped); raises SyntaxError or ValueError."""
     from IPython.core.inputtransformer2 import TransformerManager
 

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from grader import __version__
+from grader.version import __version__
 from grader.assignment import Assignment, available_assignments, load_assignment
 from grader.errors import AssignmentConfigError
 from grader.isolate.bubblewrap import bwrap_command, sandbox_status

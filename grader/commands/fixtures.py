@@ -8,9 +8,11 @@ from pathlib import Path
 from rich.console import Console
 
 from grader.assignment import Assignment
-from grader.commands.reference_check import verified_reference_expectations
+from grader.reference.check import verified_reference_expectations
 from grader.errors import ReferenceSolutionError
-from grader.expectations import Expectations, configure_for_selfcheck, load_fixtures, write_fixtures
+from grader.compare.expectations import Expectations
+from grader.reference.fixtures import load_fixtures, write_fixtures
+from grader.reference.observing import configure_for_selfcheck
 from grader.isolate.client import Worker
 from grader.load import Submission
 from grader.pipeline import grade_submission, open_worker

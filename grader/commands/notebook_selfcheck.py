@@ -33,7 +33,8 @@ from rich.console import Console
 from grader.assignment import Assignment, find_assignment
 from grader.commands.selfcheck import SelfcheckWorkers, check_submission
 from grader.errors import GraderError
-from grader.load import Submission, read_cells
+from grader.child.cells import read_cells
+from grader.load import Submission
 from grader.report.selfcheck_html import selfcheck_html
 from grader.report.selfcheck_summary import SelfcheckSummary, summarize
 from grader.report.terminal import selfcheck_report
@@ -193,7 +194,7 @@ def _ran(cell: str) -> str:
     A cell too deep or too large for the parser did not run either."""
     from IPython.core.inputtransformer2 import TransformerManager
 
-    from grader.extract import PARSER_FAILURES
+    from grader.child.extract import PARSER_FAILURES
 
     try:
         ast.parse(TransformerManager().transform_cell(cell))

@@ -34,24 +34,18 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from grader import expectations_cache
+from grader.reference import cache as expectations_cache
 from grader.assignment import Assignment
-from grader.commands.reference_check import verified_reference_expectations
+from grader.reference.check import verified_reference_expectations
 from grader.errors import WorkerError
-from grader.gradebook import (
-    GRADEBOOK_NAME,
-    Gradebook,
-    GradebookKey,
-    ResultDocument,
-    gradebook_timestamp,
-    grading_fingerprint,
-    submission_key,
-)
+from grader.fingerprints import grading_fingerprint
+from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, ResultDocument, gradebook_timestamp, submission_key
 from grader.load import Submission, discover_submissions
 from grader.isolate.client import ConfigurationRecorder, Worker, grading_deadline_s
-from grader.expectations import Expectations, worker_limits
-from grader.isolate.dask_executor import ClusterConnection, RemoteSettings, map_on_cluster
-from grader.isolate.pool import WorkerPool
+from grader.protocol import worker_limits
+from grader.compare.expectations import Expectations
+from grader.executors.cluster import ClusterConnection, RemoteSettings, map_on_cluster
+from grader.executors.pool import WorkerPool
 from grader.pipeline import (
     GROUPS,
     ClusterGrading,

@@ -20,7 +20,7 @@ from grader.compare.net_checks import (
     check_net_trains,
 )
 from grader.compare.outcome import Outcome
-from grader.expectations import Expectations
+from grader.compare.expectations import Expectations
 from grader.observations import GroupObservations
 
 Check = Callable[[dict[str, GroupObservations], Expectations, Assignment], Outcome]

@@ -1,6 +1,6 @@
 """How the student's forward differs from the reference's, operation by operation.
 
-Both forwards were recorded by the same probe on the same input (grader/observe/operations.py):
+Both forwards were recorded by the same probe on the same input (grader/child/observe/operations.py):
 the operations in order, the layer that ran each, and, when the reference weights loaded into the
 student's Net, a digest of each output. Aligning the two sequences names the mistake in the
 lecture's words: "your forward calls relu 2 times where the reference calls tanh", "no tanh after

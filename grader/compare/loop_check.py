@@ -12,7 +12,7 @@ from grader.assignment import Assignment
 from grader.compare.error_explanations import explain_error
 from grader.compare.net_checks import loss_drop_problem
 from grader.compare.outcome import Outcome
-from grader.expectations import Expectations
+from grader.compare.expectations import Expectations
 from grader.observations import GroupObservations
 
 # Weights, in twentieths of the check's points. The loss is the outcome the others serve, so it

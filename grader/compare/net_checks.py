@@ -15,7 +15,7 @@ from grader.compare.formulas import flatten_size, parameter_count, size_differen
 from grader.compare.forward_operations import ForwardOperations, align, differences, first_divergence, network_picture
 from grader.compare.outcome import Outcome
 from grader.errors import ObservationError
-from grader.expectations import Expectations
+from grader.compare.expectations import Expectations
 from grader.observations import GroupObservations, digests_agree
 from grader.wire import decode_array
 

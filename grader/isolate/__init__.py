@@ -1,2 +1,4 @@
-"""Stage 3, run isolated: the trust boundary. Everything that executes student code lives here
-(and in grader.observe, which only the forked children run). Nothing here decides points."""
+"""Stage 3, run isolated: process mechanics. The worker process (`worker`), the host's handle on
+it (`client`), the forked child with its limits (`sandbox`) inside bubblewrap (`bubblewrap`), and
+the supervision of reading children (`reading`). What the children run lives in grader.child.
+Nothing here decides points."""

@@ -19,7 +19,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import grader
 
 SANDBOX_ENV = "GRADER_SANDBOX"  # set to "bwrap" inside the sandbox, so the worker may clean its /tmp
 
@@ -37,7 +36,7 @@ class SandboxStatus:
 def _python_paths() -> list[Path]:
     """Folders the worker's Python needs: its installation, the venv, the grader package, and any
     other site-packages on its path (a user site, or one a .pth file adds: where torch may live)."""
-    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix), Path(grader.__file__).resolve().parent}
+    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix), Path(__file__).resolve().parents[1]}  # the grader package
     paths |= {Path(entry).resolve() for entry in sys.path if Path(entry).name in ("site-packages", "dist-packages")}
     executable = Path(sys.executable)
     paths.add(executable.parent)

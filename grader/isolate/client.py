@@ -16,7 +16,7 @@ from typing import Any
 
 from grader.errors import WorkerError
 from grader.isolate.bubblewrap import SandboxStatus, bwrap_command, sandbox_status
-from grader.isolate.extraction import MAX_ATTEMPTS
+from grader.isolate.reading import MAX_ATTEMPTS
 
 _STARTUP_TIMEOUT_S = 120.0
 _REPLY_MARGIN_S = 30.0  # the worker enforces child limits itself; this only catches a stuck worker

@@ -25,7 +25,7 @@ import traceback
 from typing import Any, Callable
 
 from grader.isolate import lazy_dynamo
-from grader.isolate.extraction import ReadingLimits, read_and_extract
+from grader.isolate.reading import ReadingLimits, read_and_extract
 from grader.isolate.sandbox import ChildLimits, ChildRun, die_with_parent, run_in_child
 
 
@@ -47,7 +47,7 @@ class _State:
     def configure(self, message: dict[str, Any]) -> None:
         import torch
 
-        from grader.observe.data import build_dataset
+        from grader.child.observe.data import build_dataset
         from grader.wire import decode_array
 
         if "settings" in message:
@@ -110,8 +110,8 @@ def _probe_body(
     def body(emit: Callable[[dict[str, Any]], None]) -> None:
         import torch
 
-        from grader.observe.cuda_on_cpu import mentions_gpu
-        from grader.observe.group import load_units, observe_group
+        from grader.child.observe.cuda_on_cpu import mentions_gpu
+        from grader.child.observe.group import load_units, observe_group
 
         assert state.settings is not None
         torch.set_num_threads(state.threads)
@@ -125,7 +125,7 @@ def _prepare_packages_for(state: _State, units: list[dict[str, Any]]) -> None:
     """Import the display packages `units` name (matplotlib, tqdm), once per worker and before it
     forks, so no child pays the import (about a second for matplotlib) and a worker whose programs
     never plot never pays it at all. A missing package is the student's message, and doctor's."""
-    from grader.observe.headless import packages_used, prepare_packages
+    from grader.child.observe.headless import packages_used, prepare_packages
 
     prepare_packages(packages_used(state.packages, [unit["source"] for unit in units]))
 
@@ -170,7 +170,7 @@ def _warm_up(role: str) -> None:
         import IPython.core.inputtransformer2  # noqa: F401
         import nbformat  # noqa: F401
 
-        import grader.extract  # noqa: F401
+        import grader.child.extract  # noqa: F401
     if role == "reader":
         return
     import torch
@@ -185,14 +185,14 @@ def _warm_up(role: str) -> None:
     optimizer.zero_grad()
     import torch.utils.data  # noqa: F401  (DataLoader, used by every probe)
 
-    import grader.observe.group  # noqa: F401  (and with it the context and both probes)
+    import grader.child.observe.group  # noqa: F401  (and with it the context and both probes)
 
 
 def _warm_up_renderer() -> None:
     """Once per worker, and only for runs that annotate notebooks (not selfcheck): import nbconvert
     and compile its templates on a trusted notebook, so each reading child renders in about 0.1 s
     instead of paying 1-3 s of imports and template compilation."""
-    from grader.isolate.notebook_render import warm_up
+    from grader.child.notebook_render import warm_up
 
     try:
         warm_up()

@@ -1,7 +1,7 @@
 """The student's own notebook with the grader's findings beside the graded definitions:
 `feedback/<student>.notebook.html`, linked from the feedback pages and the class report.
 
-A reading child renders the submission to HTML (grader/isolate/notebook_render.py) and leaves
+A reading child renders the submission to HTML (grader/child/notebook_render.py) and leaves
 a placeholder comment, `findings_placeholder(nonce, name)`, right after the cell that defines each
 graded name. Here, in the grading host, each placeholder is replaced by an escaped box of the
 findings on that name. The nonce is drawn by the host for this one submission, so no text a
@@ -23,24 +23,19 @@ from urllib.parse import quote
 
 from pygments.formatters import HtmlFormatter
 
-from grader import __version__
+from grader.version import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem
+from grader.protocol import MAX_NOTEBOOK_HTML_CHARS, findings_placeholder
 from grader.report.content_policy import csp_hash
+from grader.report.text import format_points
 from grader.results import CheckResult, SubmissionResult
 
-# The rendered notebook may be at most this long; the child cuts outputs to stay within it.
-MAX_NOTEBOOK_HTML_CHARS = 2_000_000
 PAGE_SUFFIX = ".notebook.html"
 
 # The definitions a group of checks grades: `net.*` checks grade the model class, `loop.*` the
 # training loop (grader/compare/__init__.py).
 _GROUP_OF_NAME = ("net", "model_class"), ("loop", "loop_function")
-
-
-def findings_placeholder(nonce: str, name: str) -> str:
-    """The comment the reading child puts after the cell defining `name`."""
-    return f"<!--grader-findings:{nonce}:{name}-->"
 
 
 def graded_names(assignment: Assignment) -> dict[str, str]:
@@ -87,7 +82,7 @@ def findings_box(result: SubmissionResult, group: str, name: str, *, placed: boo
     checks = [c for c in result.checks if c.name.split(".", 1)[0] == group]
     failed = [c for c in checks if not c.passed]
     notes = _notes_on(result, group, name, checks)
-    points = f"{_points(sum(c.points for c in checks))} / {_points(sum(c.max_points for c in checks))} points"
+    points = f"{format_points(sum(c.points for c in checks))} / {format_points(sum(c.max_points for c in checks))} points"
     where = "" if placed else f" (no cell the grader could read defines <code>{escape(name)}</code>)"
     verdict = "all checks on this definition passed" if not failed else f"{len(failed)} of {len(checks)} checks lost points"
     kind = "grader-failed" if failed else "grader-passed"
@@ -107,7 +102,7 @@ def findings_box(result: SubmissionResult, group: str, name: str, *, placed: boo
 
 def _failed_check(check: CheckResult) -> str:
     reasons = check.reasons or [check.error or "points lost"]
-    lost = _points(check.max_points - check.points)
+    lost = format_points(check.max_points - check.points)
     items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
     return f"<li><strong>{escape(check.name)}</strong> (−{lost}):<ul>{items}</ul></li>"
 
@@ -118,13 +113,6 @@ def _notes_on(result: SubmissionResult, group: str, name: str, checks: list[Chec
     prefixes = {group, *(c.name for c in checks)}
     about = f"'{name}' ("
     return [note for note in result.notes if note.split(": ", 1)[0] in prefixes or note.startswith(about)]
-
-
-def _points(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
-# ---------------------------------------------------------------- the page
 
 
 def notebook_file_name(result: SubmissionResult) -> str:
@@ -203,7 +191,7 @@ def notebook_page(result: SubmissionResult, assignment: Assignment) -> str:
         "</head>",
         "<body>",
         f"<h1>{escape(title)}</h1>",
-        f"<p>Submission: <code>{escape(Path(result.path).name)}</code>, score {_points(result.total)} / {_points(result.max_total)}. "
+        f"<p>Submission: <code>{escape(Path(result.path).name)}</code>, score {format_points(result.total)} / {format_points(result.max_total)}. "
         f'The boxes after the cells that define {names} say what the grader found there; '
         f'<a href="{escape(feedback)}">your feedback</a> has the details.</p>',
         '<main class="notebook">',

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grader.gradebook import GradebookKey
-from grader.report.csv_report import format_points
+from grader.report.text import format_points
 from grader.results import SubmissionResult
 
 _SAME = 1e-9

@@ -9,13 +9,11 @@ from pathlib import Path
 
 from grader.assignment import Assignment
 from grader.files import write_atomically
+from grader.report.feedback import write_feedback
+from grader.report.text import format_points
 from grader.results import SubmissionResult
 
 FIXED_COLUMNS = ["student", "status", "error", "total", "max_total"]
-
-
-def format_points(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def csv_text(results: list[SubmissionResult], check_names: list[str]) -> str:
@@ -38,8 +36,6 @@ def write_csv(path: Path, results: list[SubmissionResult], check_names: list[str
 def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment, *, notebook_pages: bool = False) -> list[Path]:
     """`grader run --format csv` (the default): the CSV report and feedback/<student>.md beside it,
     linking the annotated notebooks when the HTML format writes them (`notebook_pages`)."""
-    from grader.report.feedback import write_feedback  # feedback formats points with this module
-
     feedback_dir = output_csv.parent / "feedback"
     write_csv(output_csv, results, list(assignment.checks))
     write_feedback(feedback_dir, results, assignment.title, notebook_pages=notebook_pages)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from grader.report.annotated_notebook import notebook_href, without_colliding_notebooks
-from grader.report.csv_report import format_points
+from grader.report.text import format_points
 from grader.files import safe_file_stem, write_atomically
 from grader.report.network_picture import NETWORK_HEADING, network_of, network_table_markdown
 from grader.results import INVALID, SubmissionResult

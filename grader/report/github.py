@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from grader.report.csv_report import format_points
+from grader.report.text import format_points
 from grader.report.network_picture import network_table_markdown
 from grader.report.selfcheck_summary import SelfcheckSummary
 from grader.results import INVALID, SubmissionResult

@@ -20,7 +20,7 @@ from typing import Any
 
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
-from grader.report.csv_report import format_points
+from grader.report.text import format_points
 from grader.results import INVALID, CheckResult, SubmissionResult
 
 FOLDER = "gradescope"  # beside the CSV report, one <student>.json per submission

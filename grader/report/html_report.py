@@ -21,13 +21,13 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from grader import __version__
+from grader.version import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
 from grader.report.content_policy import csp_hash
 from grader.report.class_statistics import ClassStatistics, class_statistics
 from grader.report.annotated_notebook import notebook_file_name, notebook_href, notebook_page, without_colliding_notebooks
-from grader.report.csv_report import format_points
+from grader.report.text import format_points
 from grader.report.feedback import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output
 from grader.report.network_picture import NETWORK_CSS, NETWORK_HEADING, network_of, network_table_html
 from grader.report.svg_plot import (

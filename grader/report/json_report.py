@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grader import __version__
+from grader.version import __version__
 from grader.assignment import Assignment
 from grader.files import write_atomically
 from grader.results import SubmissionResult

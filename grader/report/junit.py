@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from grader.files import write_atomically
-from grader.report.csv_report import format_points
+from grader.report.text import format_points
 from grader.results import INVALID, CheckResult, SubmissionResult
 
 # XML 1.0 cannot hold most control characters; student output may contain them.

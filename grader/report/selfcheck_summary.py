@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from grader.report.csv_report import format_points
+from grader.report.text import format_points
 from grader.report.network_picture import network_of
 from grader.results import INVALID, SubmissionResult
 

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from grader.report.class_statistics import class_statistics
-from grader.report.csv_report import format_points
+from grader.report.text import format_points
 from grader.report.selfcheck_summary import SelfcheckSummary
 from grader.results import GRADED, SubmissionResult
 

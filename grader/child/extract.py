@@ -12,7 +12,7 @@ arithmetic, and calls on an allow-list (`torch.device`, `torch.nn.*`, `int`, ...
 
 This module parses text; it never executes student code. A submission's text is untrusted and
 Python's parser has failure modes of its own (RecursionError, MemoryError, even a crash on deep
-nesting), so for submissions it runs only in a limited child (grader/isolate/extraction.py); a
+nesting), so for submissions it runs only in a limited child (grader/isolate/reading.py); a
 cell the parser cannot take is skipped with a note, like a cell with a syntax error.
 """
 
@@ -28,7 +28,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from grader.load import SourceCell, python_lines
+from grader.child.cells import SourceCell, python_lines
 
 if TYPE_CHECKING:  # imported where used: the grading host imports this module but never parses
     from IPython.core.inputtransformer2 import TransformerManager
@@ -89,7 +89,7 @@ class ExtractedProgram:
 
     @classmethod
     def from_json(cls, document: Any, *, max_items: int = 100_000) -> "ExtractedProgram":
-        """The program a reading child reported (see grader/isolate/extraction.py), checked for
+        """The program a reading child reported (see grader/isolate/reading.py), checked for
         form before the grading host uses it; raises ValueError when it is malformed."""
         if not isinstance(document, dict):
             raise ValueError("the extraction result is not an object")

@@ -7,7 +7,7 @@ settings, limits, points, the reference's bytes, the grader's version and source
 version. It is read like any report from a child: validated observation by observation, and
 dropped at the first doubt, so a damaged or foreign file costs one observation of the reference,
 never a wrong expectation. The reference still passes its own checks on every run
-(grader/commands/reference_check.py); only the probes' work is saved.
+(grader/reference/check.py); only the probes' work is saved.
 
 Where: `$GRADER_CACHE_DIR`, else `$XDG_CACHE_HOME/grader`, else `~/.cache/grader`;
 `GRADER_CACHE_DIR=off` turns it off. Every change of the settings, the reference or the grader
@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from grader.assignment import Assignment
-from grader.expectations import Expectations
+from grader.compare.expectations import Expectations
 from grader.files import write_atomically
-from grader.gradebook import grading_fingerprint
+from grader.fingerprints import grading_fingerprint
 from grader.observations import GroupObservations, validate
 from grader.wire import decode_array, encode_array
 

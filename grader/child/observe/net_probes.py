@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from grader.observations import DIGEST_RTOL, MAX_ALTERNATIVES, digests_agree
-from grader.observe.operations import digest, record_operations
+from grader.child.observe.operations import digest, record_operations
 from grader.wire import decode_array
-from grader.observe.context import (
+from grader.child.observe.context import (
     ProbeContext,
     RecordingCrossEntropy,
     encode_tensor,

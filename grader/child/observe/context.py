@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from grader.observations import MAX_LOSS_POINTS
-from grader.observe.program import describe_exception
+from grader.child.observe.program import describe_exception
 from grader.wire import encode_array
 
 

@@ -1,12 +1,12 @@
-"""Read and extract one submission in a limited child (stages 1-2 for untrusted text).
+"""Supervise the reading of one submission in limited children (stages 1-2 for untrusted text).
 
-A submission's bytes are turned into cells (JSON, nbformat, decoding) and its definitions are
-extracted (IPython's transformer, Python's parser) only here, in a child forked by the worker
-with a time and memory limit. The parser's own failure modes (RecursionError, MemoryError,
-...) are caught per cell by grader/extract.py; this module covers the rest: a child that
-crashes, runs out of memory or time while on one cell is run again without that cell, which is
-then reported like a cell with a syntax error. So one crafted cell costs that cell, and a file
-that cannot be read at all costs that one submission, never the grading host.
+A submission's bytes are turned into cells and its definitions extracted only in a child forked
+by the worker with a time and memory limit (what the child does: grader/child/reading.py). The
+parser's own failure modes (RecursionError, MemoryError, ...) are caught per cell by
+grader/child/extract.py; this module covers the rest: a child that crashes, runs out of memory
+or time while on one cell is run again without that cell, which is then reported like a cell
+with a syntax error. So one crafted cell costs that cell, and a file that cannot be read at all
+costs that one submission, never the grading host.
 
 Runs in the worker process (grader/isolate/worker.py); never in the grading host.
 """
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from grader.child.reading import read_submission
 from grader.isolate.sandbox import ChildLimits, ChildRun, run_in_child
 
 # A child that fails on a cell is run again without it, at most this many times in all.
@@ -42,16 +41,6 @@ class ReadingLimits:
         )
 
 
-def submission_request(name: str, raw: bytes, roots: list[str], *, annotate: bool = False) -> dict[str, Any]:
-    """What the grading host sends for one submission: the file's name and bytes, untouched.
-    With `annotate`, the reading child also renders the notebook with a placeholder after the
-    cell defining each root, marked with a nonce drawn here (see notebook_render.py)."""
-    request: dict[str, Any] = {"name": name, "data": base64.b64encode(raw).decode("ascii"), "roots": roots}
-    if annotate:
-        request["annotate"] = {"nonce": secrets.token_hex(16)}
-    return request
-
-
 def read_and_extract(request: dict[str, Any], limits: ReadingLimits) -> dict[str, Any]:
     """The extracted program of a submission as plain data:
     {"kind": "extracted", "units": [...], "notes": [...], "problems": [...]}, or
@@ -64,7 +53,7 @@ def read_and_extract(request: dict[str, Any], limits: ReadingLimits) -> dict[str
     skip: dict[str, str] = {}
     run = ChildRun()
     for _ in range(MAX_ATTEMPTS):
-        run = run_in_child(_extraction_body(request, raw, limits, skip), ChildLimits(limits.timeout_s, limits.memory_mb))
+        run = run_in_child(read_submission(request, raw, limits.max_cell_chars, skip), ChildLimits(limits.timeout_s, limits.memory_mb))
         outcome = next((o for o in run.observations if o["kind"] in ("extracted", "invalid")), None)
         if outcome is not None:
             if outcome["kind"] == "extracted" and isinstance(request.get("annotate"), dict):
@@ -106,49 +95,3 @@ def _annotation(run: ChildRun, limits: ReadingLimits) -> dict[str, str]:
         return {"error": f"rendering it was stopped ({run.limit_exceeded})"}
     how = f"signal {run.signal}" if run.signal is not None else f"exit code {run.exit_code}"
     return {"error": f"the renderer crashed ({how})"}
-
-
-Emit = Callable[[dict[str, Any]], None]
-
-
-def _extraction_body(request: dict[str, Any], raw: bytes, limits: ReadingLimits, skip: dict[str, str]) -> Callable[[Emit], None]:
-    def body(emit: Emit) -> None:
-        from grader.errors import SubmissionError
-        from grader.extract import extract_definitions
-        from grader.load import cells_from_bytes
-
-        name = str(request.get("name", "submission"))
-        try:
-            cells = cells_from_bytes(Path(name), raw)
-        except SubmissionError as exc:
-            emit({"kind": "invalid", "cause": exc.cause})
-            return
-        except Exception as exc:  # the readers' own failure modes on crafted files
-            emit({"kind": "invalid", "cause": f"not readable as a notebook or script ({type(exc).__name__})"})
-            return
-        try:
-            program = extract_definitions(
-                cells,
-                [str(root) for root in request.get("roots", [])],
-                max_cell_chars=limits.max_cell_chars,
-                skip=skip,
-                progress=lambda title: emit({"kind": "parsing", "cell": title}),
-            )
-        except BaseException as exc:  # blamed on the cell in progress; the supervisor retries without it
-            emit({"kind": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]})
-            return
-        emit(
-            {
-                "kind": "extracted",
-                "units": program.to_json(),
-                "notes": program.notes,
-                "problems": program.problems,
-            }
-        )
-        annotate = request.get("annotate")
-        if isinstance(annotate, dict):  # after the grade's input is out: a failure here costs the page only
-            from grader.isolate.notebook_render import annotation_observation
-
-            emit(annotation_observation(Path(name), raw, cells, program.defined_in, str(annotate.get("nonce"))))
-
-    return body

@@ -7,11 +7,12 @@ example a training budget too small to lower the loss), and grading would be unf
 from __future__ import annotations
 
 from pathlib import Path
-from grader import expectations_cache
+from grader.reference import cache as expectations_cache
 from grader.assignment import Assignment
 from grader.compare import CHECKS
 from grader.errors import ReferenceSolutionError
-from grader.expectations import Expectations, observe_reference
+from grader.compare.expectations import Expectations
+from grader.reference.observing import observe_reference
 from grader.observations import GroupObservations
 from grader.isolate.client import ConfigurationRecorder, Worker
 
@@ -25,7 +26,7 @@ def verified_reference_expectations(
     known: tuple[Expectations, GroupObservations] | None = None,
 ) -> Expectations:
     """The reference's expectations, from the cache when an earlier run observed this very
-    reference (grader/expectations_cache.py), and proof that it passes its own checks.
+    reference (grader/reference/cache.py), and proof that it passes its own checks.
     `rehearse`: see observe_reference. `known`: the cache's entry, already read by the caller
     (`expectations_cache.cached`), so that it cannot go missing in between."""
     entry = expectations_cache.entry_path(assignment, reference_path) if reference_path.is_file() else None

@@ -10,11 +10,11 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import Any, Callable, Protocol
 
-from grader.observe.context import ProbeContext
-from grader.observe.cuda_on_cpu import cuda_on_cpu
-from grader.observe.loop_probe import observe_loop
-from grader.observe.net_probes import observe_net
-from grader.observe.program import load_program
+from grader.child.observe.context import ProbeContext
+from grader.child.observe.cuda_on_cpu import cuda_on_cpu
+from grader.child.observe.loop_probe import observe_loop
+from grader.child.observe.net_probes import observe_net
+from grader.child.observe.program import load_program
 
 Emit = Callable[[dict[str, Any]], None]
 # The student's program, loaded: its namespace, the file names of its units (tracebacks are

@@ -1,7 +1,7 @@
 """Render a submission as HTML for the annotated notebook, with a placeholder right after the
 cell that defines each graded name (`Net`, `training_loop`).
 
-Runs only in the reading child (grader/isolate/extraction.py), after that child has sent its
+Runs only in the reading child (grader/isolate/reading.py), after that child has sent its
 extraction result: nbformat, mistune, Pygments and bleach parse the student's text here, never in
 the grading host, and a crash or a timeout while rendering costs the annotated page, never the
 grade. The worker warms it up once on a trusted notebook (`warm_up`), so each child starts with
@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from grader.load import SourceCell
-from grader.report.annotated_notebook import MAX_NOTEBOOK_HTML_CHARS, findings_placeholder
+from grader.child.cells import SourceCell
+from grader.protocol import MAX_NOTEBOOK_HTML_CHARS, findings_placeholder
 
 MAX_SOURCE_CHARS = 30_000  # of one cell's source; the rest is cut
 MAX_TEXT_OUTPUT_CHARS = 10_000  # of one text output (its first and last halves are kept)
@@ -203,7 +203,7 @@ def _notebook_to_show(path: Path, raw: bytes, cells: list[SourceCell], defined_i
     placeholders after the defining cells."""
     import nbformat
 
-    from grader.load import is_code_cell, notebook_from_bytes
+    from grader.child.cells import is_code_cell, notebook_from_bytes
 
     if path.suffix == ".py":  # a script: its `# %%` cells, as code cells
         originals: list[Any] = [{"cell_type": "code", "source": cell.source} for cell in cells]

@@ -28,7 +28,7 @@ def prepare_packages(packages: list[str]) -> None:
         try:
             importlib.import_module(package)
         except ImportError:
-            continue  # the student whose code imports it reads why (grader/observe/program.py)
+            continue  # the student whose code imports it reads why (grader/child/observe/program.py)
         prepare = _PREPARE.get(package)
         if prepare is not None:
             prepare()
