@@ -2,6 +2,11 @@
 
 Every one must end with the batch complete, the honest rows untouched, and its own row holding
 zero or partial points with an `error` naming the cause.
+
+The attacks whose harm shows on the host (a request to a listener on the host's loopback, files
+written into the host's folders) are also graded once with `--sandbox none`, in a folder of their
+own: there they must succeed, or the sandboxed run's "nothing happened" would prove nothing. That
+run grades those two attack notebooks only, never the rest of the batch.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -27,7 +33,6 @@ from grader.isolate.bubblewrap import sandbox_status
 if not sys.platform.startswith("linux"):
     pytest.skip("the bubblewrap sandbox is Linux-only", allow_module_level=True)
 
-TOKEN = uuid.uuid4().hex[:10]
 SLEEP = f"30.{uuid.uuid4().int % 10**6:06d}"  # a sleep length no other process on this machine uses
 NET_BROKEN = {"net.shapes": 0, "net.forward": 0, "net.trains": 0}
 NET_ZERO = {n: 0 for n in FULL if n.startswith("net.")}
@@ -46,11 +51,11 @@ def net_with(prefix: str) -> str:
     return v.NET.replace("        super().__init__()\n", "        super().__init__()\n" + lines)
 
 
-class _CountingHandler(http.server.BaseHTTPRequestHandler):
-    hits = 0
+class _RecordingHandler(http.server.BaseHTTPRequestHandler):
+    """Records the path of every request on its server's `paths`."""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        type(self).hits += 1
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
         self.send_response(200)
         self.end_headers()
 
@@ -60,14 +65,108 @@ class _CountingHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = http.server.HTTPServer(("127.0.0.1", 0), _CountingHandler)
+    """A listener on the host's loopback; each run's attack asks for a path of its own."""
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), _RecordingHandler)
+    httpd.paths = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
     httpd.shutdown()
 
 
-def _hostile_folder(folder: Path, port: int) -> dict[str, object]:
+# Where the file-writing attack puts a marker, by what the folder is; absolute paths, so that the
+# unsandboxed run's markers land where the test looks. The first three are host folders the
+# sandbox does not show: a write there must fail inside it. /tmp and home may exist inside the
+# sandbox (its own /tmp; bwrap makes the folders above each mount, and a home may hold the Python
+# installation, as /root/.pyenv does here), so a write there may succeed inside: it must still
+# never reach the host's folder of the same name.
+HIDDEN_FOLDERS = ("test's own folder", "submissions folder", "report folder")
+
+
+@dataclass(frozen=True)
+class Attacks:
+    """What the attack notebooks of one run aim at, each run with its own token."""
+
+    token: str
+    url_path: str
+    markers: dict[str, Path]  # folder described -> the marker file the attack tries to write
+
+    @classmethod
+    def aimed_at(cls, root: Path, submissions: Path, report: Path) -> Attacks:
+        token = uuid.uuid4().hex[:10]
+        name = f"leaked-{token}"
+        folders = dict(zip(HIDDEN_FOLDERS, (root / "outside", submissions, report)))
+        folders.update({"/tmp": Path("/tmp"), "home": Path.home()})
+        return cls(token, f"/leak-{token}", {what: folder / name for what, folder in folders.items()})
+
+    def request(self, port: int) -> str:
+        """Student code: ask the host's listener for this run's path; print what happened."""
+        return (
+            "import urllib.request\n"
+            "try:\n"
+            f"    urllib.request.urlopen('http://127.0.0.1:{port}{self.url_path}', timeout=3)\n"
+            "    print('ATTACK http ok')\n"
+            "except Exception as exc:\n"
+            "    print(f'ATTACK http blocked: {exc!r}')"
+        )
+
+    def write(self) -> str:
+        """Student code: write each marker file; print, for each, whether the write went through."""
+        return (
+            f"for path in {[str(p) for p in self.markers.values()]!r}:\n"
+            "    try:\n"
+            "        with open(path, 'w') as f:\n"
+            "            f.write('x')\n"
+            "        print(f'ATTACK write {path} ok')\n"
+            "    except OSError as exc:\n"
+            "        print(f'ATTACK write {path} blocked: {exc!r}')"
+        )
+
+    def notebooks(self, port: int) -> dict[str, list[str]]:
+        """The two attack notebooks; both are otherwise correct and earn full marks."""
+        return {
+            "http_request": v.notebook_cells(net_with(self.request(port))),
+            "writes_outside": v.notebook_cells(net_with(self.write())),
+        }
+
+    def leftovers(self, root: Path) -> list[Path]:
+        """Marker files the host can see: at the aimed paths, or anywhere under `root`."""
+        found = {p for p in self.markers.values() if p.exists()}
+        return sorted(found | set(root.rglob(f"leaked-{self.token}")))
+
+    def remove_markers(self, root: Path) -> None:
+        for path in self.leftovers(root):
+            path.unlink()
+
+
+def _attack_lines(report_json: Path, student: str) -> list[str]:
+    """The `ATTACK ...` lines a student's code printed, from every child run, as `--format json`
+    keeps them."""
+    (result,) = [r for r in json.loads(report_json.read_text())["submissions"] if r["student"] == student]
+    printed = "".join(text for key, text in result["output"].items() if key.endswith(" stdout"))
+    return [line for line in printed.splitlines() if line.startswith("ATTACK ")]
+
+
+def _fast_assignment(root: Path) -> Path:
+    """A copy of the CIFAR-2 assignment with short timeouts and a small memory cap."""
+    assignment = root / "assignment"
+    shutil.copytree(ROOT / "assignments" / "cifar2", assignment)
+    config = assignment / "assignment.toml"
+    config.write_text(config.read_text().replace("timeout_s = 60", "timeout_s = 25").replace("check_timeout_s = 30", "check_timeout_s = 10").replace("memory_mb = 4096", "memory_mb = 2048"))
+    return assignment
+
+
+def _grader_run(folder: Path, assignment: Path, report: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(report / "report.csv"), "--format", "csv,html,json",
+         "--assignment", str(assignment), "--reference", str(ROOT / "reference" / "cifar2.py"), *options],
+        check=False, capture_output=True, text=True, cwd=folder, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _hostile_folder(folder: Path, attacks: Attacks, port: int) -> dict[str, object]:
     """Write the batch; returns what each row must show."""
     cells = v.notebook_cells
     scan = (
@@ -95,8 +194,7 @@ def _hostile_folder(folder: Path, port: int) -> dict[str, object]:
             "",
         ),
         "reads_files": (cells(net_with("import os\n" + scan)), NET_ZERO, "found: []"),
-        "http_request": (cells(net_with(f"import urllib.request\ntry:\n    urllib.request.urlopen('http://127.0.0.1:{port}/leak', timeout=3)\nexcept Exception:\n    pass")), FULL, ""),
-        "writes_outside": (cells(net_with(f"for p in ['/tmp/grader-{TOKEN}', '../grader-{TOKEN}', '../../grader-{TOKEN}', 'grader-{TOKEN}']:\n    try:\n        open(p, 'w').write('x')\n    except OSError:\n        pass")), FULL, ""),
+        **{name: (attack, FULL, "") for name, attack in attacks.notebooks(port).items()},
         "process_bomb": (cells(loop=loop_with(f"import subprocess\nfor _ in range(300):\n    subprocess.Popen(['sleep', '{SLEEP}'])")), {"loop.trains": 0}, ("started more than 64 processes", "Resource temporarily unavailable")),
         "forges_report": (
             cells(net_with(
@@ -149,31 +247,62 @@ def _hostile_folder(folder: Path, port: int) -> dict[str, object]:
     return expected
 
 
+@dataclass(frozen=True)
+class GradedBatch:
+    frame: pd.DataFrame  # the CSV report, by student
+    expected: dict[str, object]  # student -> (status, points, phrase in the error)
+    root: Path
+    report: Path  # the report folder
+    attacks: Attacks
+
+
 @pytest.fixture(scope="module")
 def hostile_batch(tmp_path_factory, server):
     if not sandbox_status().active:
         pytest.fail(f"these tests need the bubblewrap sandbox: {sandbox_status().reason}")
     root = tmp_path_factory.mktemp("hostile")
-    folder = root / "submissions"
-    folder.mkdir()
-    expected = _hostile_folder(folder, server.server_address[1])
-    assignment = root / "assignment"
-    shutil.copytree(ROOT / "assignments" / "cifar2", assignment)
-    config = assignment / "assignment.toml"
-    config.write_text(config.read_text().replace("timeout_s = 60", "timeout_s = 25").replace("check_timeout_s = 30", "check_timeout_s = 10").replace("memory_mb = 4096", "memory_mb = 2048"))
-    out = root / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(out / "report.csv"),
-         "--assignment", str(assignment), "--reference", str(ROOT / "reference" / "cifar2.py")],
-        capture_output=True, text=True, cwd=folder, timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    frame = pd.read_csv(out / "report.csv", keep_default_na=False).set_index("student")
-    return frame, expected, root, done
+    folder, report = root / "submissions", root / "out"
+    for path in (folder, report, root / "outside"):
+        path.mkdir()
+    attacks = Attacks.aimed_at(root, folder, report)
+    expected = _hostile_folder(folder, attacks, server.server_address[1])
+    try:
+        _grader_run(folder, _fast_assignment(root), report)
+        frame = pd.read_csv(report / "report.csv", keep_default_na=False).set_index("student")
+        yield GradedBatch(frame, expected, root, report, attacks)
+    finally:
+        attacks.remove_markers(root)  # had a marker reached the host, the test says so; do not leave it
+
+
+@dataclass(frozen=True)
+class UnsandboxedRun:
+    attacks: Attacks
+    report: Path  # the report folder
+    found_on_host: list[Path]  # the marker files the host could see after the run (since removed)
+
+
+@pytest.fixture(scope="module")
+def unsandboxed_attacks(tmp_path_factory, server):
+    """The control: the two attack notebooks alone, graded with `--sandbox none` in a folder of
+    their own; the marker files they leave are removed before the tests look."""
+    root = tmp_path_factory.mktemp("unsandboxed")
+    folder, report = root / "submissions", root / "out"
+    for path in (folder, report, root / "outside"):
+        path.mkdir()
+    attacks = Attacks.aimed_at(root, folder, report)
+    for name, notebook_cells in attacks.notebooks(server.server_address[1]).items():
+        v.write_notebook(folder / f"{name}.ipynb", notebook_cells)
+    try:
+        _grader_run(folder, _fast_assignment(root), report, "--sandbox", "none", "--workers", "1")
+        found = attacks.leftovers(root)
+        attacks.remove_markers(root)
+        yield UnsandboxedRun(attacks, report, found)
+    finally:
+        attacks.remove_markers(root)
 
 
 def test_every_row_is_written_with_the_expected_points(hostile_batch):
-    frame, expected, _, _ = hostile_batch
+    frame, expected = hostile_batch.frame, hostile_batch.expected
     assert sorted(frame.index) == sorted(expected)
     for student, (status, points, phrase) in expected.items():
         row = frame.loc[student]
@@ -184,20 +313,43 @@ def test_every_row_is_written_with_the_expected_points(hostile_batch):
 
 
 def test_honest_rows_are_untouched(hostile_batch):
-    frame, _, _, _ = hostile_batch
+    frame = hostile_batch.frame
     for student in ("a_honest", "z_honest", "nbformat_v3", "big_output", "prints_200mb", "http_request", "writes_outside", "stderr_warnings"):
         assert frame.loc[student, "total"] == 100 and frame.loc[student, "error"] == "", student
 
 
-def test_no_request_reached_the_host(hostile_batch, server):
-    assert _CountingHandler.hits == 0
+def test_a_request_from_the_sandbox_never_reaches_the_host(hostile_batch, server):
+    lines = _attack_lines(hostile_batch.report / "report.json", "http_request")
+    # The attack ran (else there would be no line), and each time the connection was refused.
+    assert lines and all(line.startswith("ATTACK http blocked: ") for line in lines), lines
+    assert hostile_batch.attacks.url_path not in server.paths
 
 
-def test_nothing_was_written_outside_the_sandbox(hostile_batch):
-    _, _, root, _ = hostile_batch
-    leftovers = [p for p in [Path(f"/tmp/grader-{TOKEN}"), root / f"grader-{TOKEN}", root.parent / f"grader-{TOKEN}"] if p.exists()]
-    leftovers += list(root.rglob(f"grader-{TOKEN}"))
-    assert leftovers == []
+def test_without_the_sandbox_the_same_request_reaches_the_host(unsandboxed_attacks, server):
+    run = unsandboxed_attacks
+    assert "ATTACK http ok" in _attack_lines(run.report / "report.json", "http_request")
+    assert run.attacks.url_path in server.paths
+
+
+def test_nothing_the_sandbox_writes_reaches_the_host(hostile_batch):
+    attacks = hostile_batch.attacks
+    lines = _attack_lines(hostile_batch.report / "report.json", "writes_outside")
+    for what, marker in attacks.markers.items():
+        tried = [line for line in lines if line.startswith(f"ATTACK write {marker} ")]
+        assert tried, f"the attack never tried the {what}: {lines}"
+        if what in HIDDEN_FOLDERS:
+            assert all(" blocked: " in line for line in tried), tried
+    assert attacks.leftovers(hostile_batch.root) == []
+
+
+def test_without_the_sandbox_the_same_writes_reach_the_host(unsandboxed_attacks):
+    # As root the unsandboxed writes succeed trivially; as any user they succeed too: every
+    # folder aimed at is the user's own (/tmp is open to all).
+    run = unsandboxed_attacks
+    lines = _attack_lines(run.report / "report.json", "writes_outside")
+    for what, marker in run.attacks.markers.items():
+        assert f"ATTACK write {marker} ok" in lines, (what, lines)
+    assert run.found_on_host == sorted(run.attacks.markers.values())
 
 
 def test_no_process_outlives_the_run(hostile_batch):
@@ -207,8 +359,7 @@ def test_no_process_outlives_the_run(hostile_batch):
 
 
 def test_huge_output_is_kept_short_in_feedback(hostile_batch):
-    _, _, root, _ = hostile_batch
-    feedback = (root / "out" / "feedback" / "prints_200mb.md").read_text()
+    feedback = (hostile_batch.report / "feedback" / "prints_200mb.md").read_text()
     assert len(feedback) < 400_000
 
 
