@@ -21,9 +21,10 @@ Measures on this machine, CPU only:
 Writes cost.md and cost.json into --out (default bench/).
 
     .venv/bin/python bench/bench_cost.py              # 24 notebooks, the figures in bench/cost.md
-    .venv/bin/python bench/bench_cost.py --count 4 --out /tmp/cost
+    .venv/bin/python bench/bench_cost.py --count 2 --repeat 1 --runs 1 --out /tmp/cost   # a quick check that it works
     .venv/bin/python bench/bench_cost.py --suite      # and time the test suite in a fresh clone (about 8 minutes more)
     .venv/bin/python bench/bench_cost.py --suite-only # only that; the other figures stay as committed
+    .venv/bin/python bench/bench_cost.py --render-only  # cost.md again from cost.json, measuring nothing
 """
 
 from __future__ import annotations
@@ -32,57 +33,26 @@ import argparse
 import json
 import os
 import re
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(BENCH))
-
-import notebook_way  # noqa: E402
-import variants as v  # noqa: E402
-from bench_grading import machine  # noqa: E402
-from bench_throughput import load_average, reference_expectations, time_checks_alone  # noqa: E402
-
-CORRECT = [v.notebook_cells(), v.notebook_cells(v.NET_SEQUENTIAL), v.notebook_cells(v.NET_MODULES), v.MAGIC_CELLS,
-           v.notebook_cells(v.NET_DEFAULTS), v.ACROSS_CELLS, v.notebook_cells(v.NET_RESHAPE), v.notebook_cells(loop=v.DEVICE_LOOP)]  # fmt: skip
-GRADER = [sys.executable, "-m", "grader"]
-
-
-def make_cohort(folder: Path, count: int) -> list[Path]:
-    return [v.write_notebook(folder / f"s{i:03d}.ipynb", CORRECT[i % len(CORRECT)]) for i in range(count)]
+import common
+import notebook_way
 
 
 def grader_run(cohort: Path, out: Path, workers: int, *, cache: str) -> dict[str, Any]:
     env = {**os.environ, "GRADER_CACHE_DIR": cache, "CUDA_VISIBLE_DEVICES": ""}
-    started = time.perf_counter()
-    done = subprocess.run(
-        [*GRADER, "run", str(cohort), "-o", str(out / "report.csv"), "--workers", str(workers), "--force", "--format", "csv"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"grader run failed:\n{done.stderr[-3000:]}")
-    rows = (out / "report.csv").read_text().splitlines()[1:]
-    totals = [float(row.split(",")[3]) for row in rows]
-    with sqlite3.connect(out / "gradebook.sqlite") as db:
-        stored = sorted(datetime.fromisoformat(t).timestamp() for (t,) in db.execute("SELECT graded_at FROM results"))
-    # Steady state: results per second from the first stored to the last, start-up left out.
-    steady = (len(stored) - 1) / (stored[-1] - stored[0]) if len(stored) > 1 and stored[-1] > stored[0] else None
+    run = common.run_grader(cohort, out, ["--workers", str(workers), "--force", "--format", "csv"], env=env)
+    steady = common.steady_per_second(run.rows)
     return {
-        "seconds": round(seconds, 2),
-        "submissions": len(rows),
-        "full_marks": sum(t == 100 for t in totals),
+        "seconds": round(run.seconds, 2),
+        "submissions": len(run.rows),
+        "full_marks": sum(row["total"] == 100 for row in run.rows.values()),
         "steady_per_second": round(steady, 2) if steady else None,
     }
 
@@ -129,7 +99,7 @@ def startup_parts() -> dict[str, float]:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     interpreter = time.perf_counter() - started
-    done = subprocess.run([sys.executable, "-c", _STARTUP_PARTS], cwd=ROOT, capture_output=True, text=True, check=True,
+    done = subprocess.run([sys.executable, "-c", _STARTUP_PARTS], cwd=common.ROOT, capture_output=True, text=True, check=True,
                           env={**os.environ, "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": ""})  # fmt: skip
     parts = {"interpreter start": interpreter, **json.loads(done.stdout.strip().splitlines()[-1])}
     return {name: round(seconds, 2) for name, seconds in parts.items()}
@@ -139,10 +109,10 @@ def suite_wall() -> dict[str, Any]:
     """The whole suite as CI runs it: a fresh clone of this commit, its own .venv set up by
     scripts/test.sh, an empty expectations cache, all cores. The time is pytest's own (installs
     aside); the set-up before it is reported beside it."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=common.ROOT, capture_output=True, text=True, check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
         clone = Path(tmp) / "clone"
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "clone", "-q", str(common.ROOT), str(clone)], check=True)
         env = {**os.environ, "GRADER_CACHE_DIR": str(Path(tmp) / "cache")}
         started = time.perf_counter()
         done = subprocess.run(["bash", "scripts/test.sh", "-q", "-p", "no:cacheprovider"], cwd=clone, env=env, capture_output=True, text=True)
@@ -156,31 +126,14 @@ def suite_wall() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def notebook_way_two_at_a_time(cohort: list[Path], work: Path, assignment: Any, expected: Any) -> dict[str, Any]:
-    work.mkdir(parents=True, exist_ok=True)
-    config = notebook_way.write_config(work / "config.json", assignment, expected, ROOT / "reference" / "cifar2.py")
-    env = notebook_way.kernel_environment(work)
-    for folder in ("ipython", "jupyter"):
-        (work / folder).mkdir(parents=True, exist_ok=True)
-    os.environ["JUPYTER_RUNTIME_DIR"] = env["JUPYTER_RUNTIME_DIR"]
-    limits = assignment.limits
-
-    def one(path: Path) -> dict[str, Any]:
-        outcome = notebook_way.execute_notebook(
-            path, config, work / path.stem, epochs=assignment.training.epochs,
-            cell_timeout_s=limits.check_timeout_s, notebook_timeout_s=limits.timeout_s, env=env,
-        )  # fmt: skip
-        score = notebook_way.score_observations(outcome, assignment, expected, limits.check_timeout_s)
-        return {"seconds": outcome["seconds"], "total": score["total"]}
-
+def notebook_way_two_at_a_time(cohort: list[Path], config: Path, work: Path, assignment: Any, expected: Any) -> dict[str, Any]:
     started = time.perf_counter()
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(one, cohort))
+    graded = notebook_way.grade_notebooks(cohort, config, work, assignment, expected, at_a_time=2).values()
     seconds = time.perf_counter() - started
     return {
         "seconds": round(seconds, 2),
-        "median_notebook_s": round(statistics.median(r["seconds"] for r in results), 2),
-        "full_marks": sum(r["total"] == 100 for r in results),
+        "median_notebook_s": round(statistics.median(outcome["seconds"] for outcome, _ in graded), 2),
+        "full_marks": sum(score["total"] == 100 for _, score in graded),
     }
 
 
@@ -188,7 +141,7 @@ def selfcheck_wall(notebook: Path, repeat: int) -> dict[str, Any]:
     runs = []
     for _ in range(repeat + 1):  # the first warms the disk cache
         started = time.perf_counter()
-        done = subprocess.run([*GRADER, "selfcheck", str(notebook), "--assignment", "cifar2"], cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run([*common.GRADER, "selfcheck", str(notebook), "--assignment", "cifar2"], cwd=common.ROOT, capture_output=True, text=True)
         runs.append(time.perf_counter() - started)
         if done.returncode != 0:
             raise SystemExit(f"selfcheck failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
@@ -215,7 +168,7 @@ print(json.dumps(seconds))
 def notebook_selfcheck_wall(script: Path) -> dict[str, Any]:
     """`selfcheck()` three times in one fresh process, as a student re-runs the cell after each fix
     (the interpreter's own start and the grader's import are not counted, as in a kernel)."""
-    done = subprocess.run([sys.executable, "-c", _NOTEBOOK_SELFCHECK, str(script)], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _NOTEBOOK_SELFCHECK, str(script)], cwd=common.ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"selfcheck() failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     first, *again = json.loads(done.stdout.strip().splitlines()[-1])
@@ -272,7 +225,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| `grader selfcheck NOTEBOOK`, wall (median of {len(sc['runs_s'])}) | {sc['median_s']:.2f} s | ≤ 4 s | {_met(sc['median_s'] <= 4)} |",
         f"| `selfcheck()` in a notebook, first call / each call after (the workers are kept) | {nsc['first_s']:.2f} s / "
         f"{', '.join(f'{x:.2f}' for x in nsc['again_s'])} s | ≤ 4 s | {_met(nsc['first_s'] <= 4 and max(nsc['again_s']) <= 4)} |",
-        f"| full marks | grader {cached['full_marks']}/{count}, notebook way {nb['full_marks']}/{count} | all | {_met(cached['full_marks'] == nb['full_marks'] == count)} |",
+        f"| full marks | grader {cached['full_marks']}/{count}, notebook way {nb['full_marks']}/{count} | all | "
+        f"{_met(cached['full_marks'] == nb['full_marks'] == count)} |",
         suite_row,
         "",
         f"Start-up of a whole run (process start, worker start with the torch import, the reference from the cache and its self-check): "
@@ -323,52 +277,48 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=24)
     parser.add_argument("--repeat", type=int, default=5, help="selfcheck runs and checks-alone runs (default 5)")
-    parser.add_argument("--out", type=Path, default=BENCH)
+    parser.add_argument("--runs", type=int, default=3, help="whole `grader run`s behind each median of them (default 3)")
     parser.add_argument("--suite", action="store_true", help="also time the whole test suite in a fresh clone, as CI runs it")
     parser.add_argument("--suite-only", action="store_true", help="time only the suite; the other figures stay those of --out's cost.json")
+    common.report_arguments(parser, "cost")
     args = parser.parse_args()
+    if args.render_only:
+        return common.render_only("cost", markdown, args.out)
     if args.suite_only:
         if not (args.out / "cost.json").is_file():
             parser.error(f"--suite-only keeps the other figures of {args.out / 'cost.json'}, which does not exist: run without it first")
         results = json.loads((args.out / "cost.json").read_text())
         results["suite"] = suite_wall()
-        _write(results, args.out)
-        return
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "count": args.count, "load_average_at_start": load_average()}
+        return common.write_report("cost", results, markdown, args.out)
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"), "machine": common.machine(), "count": args.count, "load_average_at_start": common.load_average(),
+    }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp:
         work = Path(tmp)
-        cohort = make_cohort(work / "cohort", args.count)
-        assignment, expected, _ = reference_expectations(ROOT / "assignments" / "cifar2")
+        cohort = [member.path for member in common.make_cohort(work / "cohort", args.count, common.CORRECT_LAYOUTS)]
+        assignment, expected, _ = common.reference_expectations(common.ROOT / "assignments" / "cifar2")
         results["calibration"] = calibration(expected)
-        config = notebook_way.write_config(work / "checks.json", assignment, expected, ROOT / "reference" / "cifar2.py")
-        timing = time_checks_alone(config, cohort[0], args.repeat)
+        config = notebook_way.write_config(work / "checks.json", assignment, expected, common.ROOT / "reference" / "cifar2.py")
+        timing = notebook_way.time_checks_alone(config, cohort[0], args.repeat)
         results["checks"] = {"repeat": args.repeat, **{k: round(timing["median"][k], 3) for k in ("cpu_s", "net_cpu_s", "loop_cpu_s")}}
         cache = str(work / "cache")
         grader_run(work / "cohort", work / "warm", 2, cache=cache)  # fills the cache
-        one = work / "one"
-        v.write_notebook(one / "s.ipynb", CORRECT[0])
-        results["startup_s"] = grader_runs(one, work / "one-out", 2, cache=cache, repeat=3)["seconds"]
+        common.make_cohort(work / "one", 1, common.CORRECT_LAYOUTS)
+        results["startup_s"] = grader_runs(work / "one", work / "one-out", 2, cache=cache, repeat=args.runs)["seconds"]
         results["startup_parts"] = startup_parts()
         results["grader_run"] = {
-            "workers_2_cached": grader_runs(work / "cohort", work / "w2", 2, cache=cache, repeat=3),
+            "workers_2_cached": grader_runs(work / "cohort", work / "w2", 2, cache=cache, repeat=args.runs),
             "workers_2_fresh": grader_run(work / "cohort", work / "w2f", 2, cache="off"),
             "workers_1_cached": grader_run(work / "cohort", work / "w1", 1, cache=cache),
         }
-        results["notebook_way"] = notebook_way_two_at_a_time(cohort, work / "nb", assignment, expected)
+        results["notebook_way"] = notebook_way_two_at_a_time(cohort, config, work / "nb", assignment, expected)
         results["selfcheck"] = selfcheck_wall(cohort[0], args.repeat)
         script = work / "mine.py"
-        script.write_text("\n# %%\n".join(cell for cell in (v.IMPORTS, v.NET, v.LOOP)) + "\n")
+        script.write_text("\n# %%\n".join(cell for cell in (common.v.IMPORTS, common.v.NET, common.v.LOOP)) + "\n")
         results["notebook_selfcheck"] = notebook_selfcheck_wall(script)
     if args.suite:
         results["suite"] = suite_wall()
-    _write(results, args.out)
-
-
-def _write(results: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cost.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "cost.md").write_text(markdown(results))
-    print(markdown(results))
+    common.write_report("cost", results, markdown, args.out)
 
 
 if __name__ == "__main__":

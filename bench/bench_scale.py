@@ -18,7 +18,8 @@ The cohort: copies of the realistic notebooks in tests/corpus (expected totals i
 expected.csv) under distinct names.
 
     .venv/bin/python bench/bench_scale.py                      # everything (about 10 minutes)
-    .venv/bin/python bench/bench_scale.py --threads 1,8 --big 0 --no-real --out /tmp/scale
+    .venv/bin/python bench/bench_scale.py --threads 1 --big 0 --real 2 --rounds 1 --out /tmp/scale   # a quick check that it works
+    .venv/bin/python bench/bench_scale.py --render-only        # scale.md again from scale.json, measuring nothing
 
 Writes scale.md and scale.json into --out (default bench/).
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import resource
@@ -39,13 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-CORPUS = ROOT / "tests" / "corpus"
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(ROOT))
-
-from bench_grading import machine  # noqa: E402
+import common
 
 DASK = str(Path(sys.executable).parent / "dask")
 TARGET_HOST_MS = 5.0
@@ -58,32 +54,19 @@ WORKER_CONFIG = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 
 
 # ---------------------------------------------------------------- cohort and recorded observations
-def templates() -> list[tuple[str, Path, float]]:
-    """(name, file, expected total) of every corpus notebook."""
-    with open(CORPUS / "expected.csv", newline="") as f:
-        totals = {row["student"]: float(row["total"]) for row in csv.DictReader(f)}
-    found = []
-    for path in sorted(CORPUS.iterdir()):
-        if path.stem in totals and path.suffix in (".ipynb", ".py"):
-            found.append((path.stem, path, totals[path.stem]))
-    return found
-
-
 def record(into: Path) -> Path:
-    """Grade every template once with a real worker and keep its raw observations, keyed by the
+    """Grade every corpus file once with a real worker and keep its raw observations, keyed by the
     file's sha256, with the nonce its annotated page's placeholders carry."""
-    import hashlib
-
     from grader.assignment import find_assignment
-    from grader.reference.check import verified_reference_expectations
     from grader.load import discover_submissions
     from grader.pipeline import observe, open_worker, prepare
+    from grader.reference.check import verified_reference_expectations
 
     assignment = find_assignment("cifar2")
     recorded: dict[str, Any] = {}
     with open_worker(assignment) as worker:
         verified_reference_expectations(assignment, worker, assignment.default_reference_path())
-        for submission in discover_submissions(CORPUS, assignment.notebook):
+        for submission in discover_submissions(common.ROOT / "tests" / "corpus", assignment.notebook):
             prepared = prepare(submission, assignment, annotate=True)
             if prepared.request is None:
                 continue
@@ -97,18 +80,9 @@ def record(into: Path) -> Path:
     return path
 
 
-def make_cohort(folder: Path, count: int) -> dict[str, float]:
-    """`count` copies of the templates under distinct names; {student: expected total}."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    expected = {}
-    chosen = templates()
-    for i in range(count):
-        name, path, total = chosen[i % len(chosen)]
-        student = f"{name}_{i:05d}"
-        shutil.copyfile(path, folder / f"{student}{path.suffix}")
-        expected[student] = total
-    return expected
+def corpus_cohort(folder: Path, count: int) -> dict[str, float]:
+    """`count` copies of the corpus files under distinct names; {student: expected total}."""
+    return {member.student: member.template.total or 0.0 for member in common.make_cohort(folder, count, common.corpus_templates())}
 
 
 # ---------------------------------------------------------------- the simulated cluster
@@ -122,8 +96,9 @@ class SimulatedCluster:
         processes = max(1, min(processes, threads))
         self.file = work / f"scheduler-{threads}.json"
         self.file.unlink(missing_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADER_SIM_RECORDED": str(recorded), "GRADER_SIM_DELAY_S": str(delay_s), **WORKER_CONFIG}
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": open(work / f"cluster-{threads}.log", "w"), "env": env}
+        env = {**os.environ, "PYTHONPATH": str(common.ROOT), "GRADER_SIM_RECORDED": str(recorded), "GRADER_SIM_DELAY_S": str(delay_s), **WORKER_CONFIG}
+        self.log = open(work / f"cluster-{threads}.log", "w")  # noqa: SIM115  (the processes write to it until close())
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": self.log, "env": env}
         self.scheduler = subprocess.Popen([DASK, "scheduler", "--scheduler-file", str(self.file), "--port", "0", "--no-dashboard"], **quiet)
         while not self.file.exists():
             time.sleep(0.1)
@@ -131,7 +106,7 @@ class SimulatedCluster:
         self.workers = [
             subprocess.Popen(
                 [DASK, "worker", "--scheduler-file", str(self.file), "--nthreads", str(share), "--nworkers", "1", "--no-nanny",
-                 "--no-dashboard", "--memory-limit", "0", "--preload", str(BENCH / "simulated_checks.py")],
+                 "--no-dashboard", "--memory-limit", "0", "--preload", str(common.BENCH / "simulated_checks.py")],
                 **quiet,
             )
             for share in (threads // processes + (i < threads % processes) for i in range(processes))
@@ -144,12 +119,7 @@ class SimulatedCluster:
 
     def cpu_s(self) -> dict[str, float]:
         """CPU seconds the scheduler and the Dask worker processes have used so far."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        used = {"scheduler": 0.0, "dask_workers": 0.0}
-        for name, process in (("scheduler", self.scheduler), *(("dask_workers", w) for w in self.workers)):
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            used[name] += (int(fields[11]) + int(fields[12])) / ticks
-        return used
+        return {"scheduler": common.cpu_seconds(self.scheduler.pid), "dask_workers": sum(common.cpu_seconds(w.pid) for w in self.workers)}
 
     def close(self) -> None:
         processes = [*self.workers, self.scheduler]
@@ -160,14 +130,15 @@ class SimulatedCluster:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+        self.log.close()
 
 
 # ---------------------------------------------------------------- the grading host
 def host(address: str, folder: Path, out: Path) -> dict[str, Any]:
     """In a fresh process: grader's own run() against the cluster, timed by phase."""
-    import grader.commands.run as run_module
     from rich.console import Console
 
+    import grader.commands.run as run_module
     from grader.assignment import find_assignment
 
     phases: dict[str, tuple[float, float]] = {}
@@ -207,14 +178,14 @@ def host(address: str, folder: Path, out: Path) -> dict[str, Any]:
 
 def grade_on_simulated_cluster(threads: int, count: int, recorded: Path, delay_s: float, work: Path, processes: int) -> dict[str, Any]:
     folder, out = work / f"cohort-{threads}-{count}", work / f"out-{threads}-{count}"
-    expected = make_cohort(folder, count)
+    expected = corpus_cohort(folder, count)
     shutil.rmtree(out, ignore_errors=True)
     cluster = SimulatedCluster(threads, recorded, delay_s, work, processes)
     try:
         before = cluster.cpu_s()
         done = subprocess.run(
             [sys.executable, str(Path(__file__)), "--host", cluster.address, str(folder), str(out)],
-            capture_output=True, text=True, cwd=ROOT, timeout=1800,
+            capture_output=True, text=True, cwd=common.ROOT, timeout=1800,
         )
         cluster_cpu = {name: used - before[name] for name, used in cluster.cpu_s().items()}
     finally:
@@ -254,7 +225,7 @@ def real_side_by_side(work: Path, count: int, rounds: int = 3) -> dict[str, Any]
     """Both ways in turn, `rounds` times, after one run that fills the reference's cache (as any
     run after a class's first finds it); the median of each."""
     folder = work / "real-cohort"
-    expected = make_cohort(folder, count)
+    expected = corpus_cohort(folder, count)
     env = {**os.environ, "GRADER_CACHE_DIR": str(work / "real-cache")}
     _grade_real(folder, work / "real-warm-up", ["--workers", "2"], env, expected)
     measured: dict[str, list[float]] = {label: [] for label, _ in _SIDE_BY_SIDE}
@@ -270,19 +241,10 @@ def real_side_by_side(work: Path, count: int, rounds: int = 3) -> dict[str, Any]
 
 def _grade_real(folder: Path, out: Path, options: list[str], env: dict[str, str], expected: dict[str, float]) -> float:
     """One whole `grader run` of the cohort into a fresh report folder; its wall time."""
-    shutil.rmtree(out, ignore_errors=True)
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(out / "report.csv"), *options],
-        capture_output=True, text=True, cwd=ROOT, timeout=1800, env=env,
-    )
-    wall = time.monotonic() - started
-    if done.returncode != 0:
-        raise SystemExit(f"grader run {' '.join(options)} failed:\n{done.stderr[-3000:]}")
-    with open(out / "report.csv", newline="") as f:
-        totals = {r["student"]: float(r["total"]) for r in csv.DictReader(f)}
+    run = common.run_grader(folder, out, options, env=env)
+    totals = {student: row["total"] for student, row in run.rows.items()}
     assert totals == expected, f"{' '.join(options)}: totals differ from the corpus's expected ones"
-    return wall
+    return run.seconds
 
 
 # ---------------------------------------------------------------- report
@@ -307,9 +269,7 @@ def _growth(results: dict[str, Any]) -> str:
             "the results the report holds, without their annotated notebooks, which it fetches one at a time)")
 
 
-def write_report(results: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+def markdown(results: dict[str, Any]) -> str:
     m, delay = results["machine"], results["delay_s"]
     lines = [
         f"# Scale-out benchmark ({results['date']})",
@@ -318,8 +278,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         f"Written by `bench/bench_scale.py`.",
         "",
         f"**Simulated cluster.** This machine has {m['cores']} cores: the Dask cluster is one real scheduler process and "
-        f"{results.get('processes', 'several')} real Dask worker processes with N threads in all, whose check step is a fixed delay of {delay} s returning the observations "
-        "recorded from a real worker for the same file (`bench/simulated_checks.py`). The Dask workers run with Dask's "
+        f"{results.get('processes', 'several')} real Dask worker processes with N threads in all, whose check step is a fixed delay of {delay} s "
+        "returning the observations recorded from a real worker for the same file (`bench/simulated_checks.py`). The Dask workers run with Dask's "
         "profiler off, as README's Dask section advises for grading. The grading host is grader's own "
         "`run()`, unchanged: discover, fingerprint, read each file's bytes, feed the cluster (batches of up to four "
         "submissions per task while many are left), store in the gradebook, write "
@@ -367,10 +327,6 @@ def write_report(results: dict[str, Any], out: Path) -> None:
                      f"{'met' if top['efficiency'] >= TARGET_EFFICIENCY else 'not met'}; at that rate the host, the scheduler "
                      f"and the Dask workers together use {cores:.1f} of this machine's {m['cores']} cores, the host "
                      f"{top['per_second'] * _per_submission_ms(top) / 1000:.2f} of them.{start_note}")
-        for variant in results.get("process_variants", []):  # the same N over more Dask worker processes
-            lines.append(f"  - the {variant['threads']} threads over {variant['processes']} Dask worker processes instead "
-                         f"(`--threads {variant['threads']} --processes {variant['processes']}`, one run): "
-                         f"{variant['per_second']:.0f} per second, {100 * variant['efficiency']:.0f}%")
     big = results.get("big")
     if big:
         w = big["wall_s"]
@@ -394,15 +350,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             f"`--dask local:2` {w['--dask local:2']:.1f} s, `--workers 2` {w['--workers 2']:.1f} s "
             f"(ratio {real['ratio_dask_over_workers']:.2f}) — {'no slower' if real['ratio_dask_over_workers'] <= 1.05 else _SLOWER}{each}"
         )
-    (out / "scale.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--host":
+    if len(sys.argv) > 1 and sys.argv[1] == "--host":  # the grading host, in the fresh process grade_on_simulated_cluster starts
         print(json.dumps(host(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))))
-        return
-    if len(sys.argv) > 2 and sys.argv[1] == "--report-from":  # rewrite scale.md from a scale.json
-        write_report(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[2]).parent)
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2,4,8,16,32,64", help="Dask threads to simulate, comma-separated")
@@ -416,11 +369,13 @@ def main() -> None:
         help="Dask worker processes the threads are spread over (default 4: nearer a real cluster's thread or few per "
              "process, whose threads share one interpreter lock each, while each process costs its upkeep on these 2 cores)",
     )  # fmt: skip
-    parser.add_argument("--out", type=Path, default=BENCH)
+    common.report_arguments(parser, "scale")
     args = parser.parse_args()
+    if args.render_only:
+        return common.render_only("scale", markdown, args.out)
     threads = [int(t) for t in args.threads.split(",") if t.strip()]  # none: only the other runs
     results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "delay_s": args.delay, "processes": args.processes, "scaling": [],
+        "date": time.strftime("%Y-%m-%d"), "machine": common.machine(), "delay_s": args.delay, "processes": args.processes, "scaling": [],
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="grader-scale-") as tmp:
         work = Path(tmp)
@@ -437,7 +392,7 @@ def main() -> None:
         if args.real:
             results["real"] = real_side_by_side(work, args.real, args.rounds)
             print(f"real: {results['real']}", flush=True)
-    write_report(results, args.out)
+    common.write_report("scale", results, markdown, args.out)
 
 
 if __name__ == "__main__":

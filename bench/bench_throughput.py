@@ -19,9 +19,11 @@ ends), then measures, on this machine:
 - RSS of a bare `python -c "import torch"`, the unit of the memory target.
 
 It writes throughput.md and throughput.json (with the machine description) into --out.
+`--sandbox none` against the default measures what the bubblewrap sandbox costs.
 
-    .venv/bin/python bench/bench_throughput.py                        # 100 submissions, the full run
-    .venv/bin/python bench/bench_throughput.py --count 6 --notebook-sample 2 --out /tmp/tp
+    .venv/bin/python bench/bench_throughput.py --count 100 --workers 1 1x2 2 --notebook-sample 20   # the figures in bench/throughput.md
+    .venv/bin/python bench/bench_throughput.py --count 2 --workers 1 --notebook-sample 1 --check-repeat 1 --out /tmp/tp   # a quick check
+    .venv/bin/python bench/bench_throughput.py --render-only   # throughput.md again from throughput.json, measuring nothing
 
 Needs, beyond grader's own dependencies: ipykernel (the kernels) and matplotlib (the lecture
 notebooks import it; a kernel stops the import cell at the first missing module).
@@ -30,80 +32,28 @@ notebooks import it; a kernel stops the import cell at the first missing module)
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import itertools
 import os
 import re
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(ROOT))
+import common
+import notebook_way
 
-import notebook_way  # noqa: E402
-import variants as v  # noqa: E402  (the test suite's realistic student notebooks)
-from bench_grading import machine  # noqa: E402
-from proc_memory import MemorySampler  # noqa: E402
-from grader.executors.pool import DEFAULT_THREADS  # noqa: E402
-
-# ---------------------------------------------------------------- the cohort
-
-# The lecture's loop with the epoch counter never advanced: trains until something stops it.
-LOOP_ENDLESS = v.LOOP.replace("    for epoch in range(1, n_epochs + 1):", "    epoch = 1\n    while epoch <= n_epochs:")
-assert LOOP_ENDLESS != v.LOOP, "tests/variants.py LOOP changed: update LOOP_ENDLESS"
-
-CORRECT, WRONG, TIMEOUT = "correct", "wrong", "times_out"
-# One cycle of 20: 12 correct, 7 wrong, 1 endless loop. The first six hold every category, so a
-# tiny cohort still exercises each path.
-CYCLE: list[tuple[str, str, list[str]]] = [
-    ("correct", CORRECT, v.notebook_cells()),
-    ("relu", WRONG, v.notebook_cells(v.NET_RELU)),
-    ("endless_loop", TIMEOUT, v.notebook_cells(loop=LOOP_ENDLESS)),
-    ("correct_sequential", CORRECT, v.notebook_cells(v.NET_SEQUENTIAL)),
-    ("no_zero_grad", WRONG, v.notebook_cells(loop=v.LOOP_NO_ZERO_GRAD)),
-    ("correct_magics", CORRECT, v.MAGIC_CELLS),
-    ("correct", CORRECT, v.notebook_cells()),
-    ("correct_modules", CORRECT, v.notebook_cells(v.NET_MODULES)),
-    ("wrong_channels", WRONG, v.notebook_cells(v.NET_WRONG_CHANNELS)),
-    ("correct_defaults", CORRECT, v.notebook_cells(v.NET_DEFAULTS)),
-    ("correct_across_cells", CORRECT, v.ACROSS_CELLS),
-    ("raises", WRONG, v.notebook_cells(loop=v.LOOP_RAISES_MID_EPOCH)),
-    ("correct_reshape", CORRECT, v.notebook_cells(v.NET_RESHAPE)),
-    ("correct_device", CORRECT, v.notebook_cells(loop=v.DEVICE_LOOP)),
-    ("avgpool", WRONG, v.notebook_cells(v.NET_AVGPOOL)),
-    ("correct", CORRECT, v.notebook_cells()),
-    ("no_step", WRONG, v.notebook_cells(loop=v.LOOP_NO_STEP)),
-    ("correct_sequential", CORRECT, v.notebook_cells(v.NET_SEQUENTIAL)),
-    ("hardcoded_batch", WRONG, v.notebook_cells(v.NET_HARDCODED_BATCH)),
-    ("correct_magics", CORRECT, v.MAGIC_CELLS),
-]
-CATEGORIES = (CORRECT, WRONG, TIMEOUT)
+from grader.executors.pool import DEFAULT_THREADS
 
 
-def make_cohort(folder: Path, count: int) -> list[dict[str, str]]:
-    entries = []
-    for i in range(count):
-        variant, category, cells = CYCLE[i % len(CYCLE)]
-        student = f"s{i:03d}_{variant}"
-        v.write_notebook(folder / f"{student}.ipynb", cells)
-        entries.append({"student": student, "variant": variant, "category": category})
-    return entries
-
-
+# ---------------------------------------------------------------- the assignment copy and the unit of memory
 def write_assignment_copy(folder: Path, check_timeout_s: int) -> Path:
     """assignments/cifar2 with a shorter per-check time limit, so an endless loop costs seconds."""
-    shutil.copytree(ROOT / "assignments" / "cifar2", folder)
+    shutil.copytree(common.ROOT / "assignments" / "cifar2", folder)
     config = folder / "assignment.toml"
     text, n = re.subn(r"(?m)^check_timeout_s\s*=\s*\d+", f"check_timeout_s = {check_timeout_s}", config.read_text())
     if n != 1:
@@ -120,21 +70,7 @@ def torch_import_rss_mb(repeat: int = 3) -> float:
     return statistics.median(runs) / 1024  # ru_maxrss is in KiB on Linux
 
 
-def load_average() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
 # ---------------------------------------------------------------- grader run
-
-
-def grader_has_workers_option() -> bool:
-    help_text = subprocess.run([sys.executable, "-m", "grader", "run", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
-    return "--workers" in help_text
-
-
 def run_setting(text: str) -> str:
     """`W` or `WxT` (argparse type): W workers, T torch threads per worker."""
     parse_run_setting(text)
@@ -158,105 +94,55 @@ def run_options(setting: str) -> str:
 
 
 def grade_with_grader(
-    cohort: Path, out: Path, assignment_dir: Path, workers: int, *, threads: int | None, pass_workers: bool, sandbox: str
-) -> dict[str, Any]:
-    out.mkdir(parents=True)
-    command = [
-        sys.executable, "-m", "grader", "run", str(cohort), "-o", str(out / "report.csv"),
-        "--force", "--assignment", str(assignment_dir), "--reference", str(ROOT / "reference" / "cifar2.py"),
-        "--sandbox", sandbox,
-    ]  # fmt: skip
-    if pass_workers:
-        command += ["--workers", str(workers)]
-    if threads:
-        command += ["--threads", str(threads)]
-    log = out / "grader.log"
-    load_before = load_average()
-    started_epoch, started = time.time(), time.perf_counter()
-    with open(log, "wb") as stderr:
-        proc = subprocess.Popen(command, stdout=stderr, stderr=stderr, cwd=ROOT)
-        with MemorySampler(proc.pid) as memory:
-            proc.wait()
-    wall = time.perf_counter() - started
-    log_text = log.read_text(errors="replace")
-    if proc.returncode != 0:
-        raise SystemExit(f"`{' '.join(command)}` failed with exit code {proc.returncode}:\n{log_text[-3000:]}")
-    rows = _read_report(out / "report.csv")
-    _add_gradebook_timings(rows, out / "gradebook.sqlite")
-    return {
-        "command": " ".join(command[2:]).replace(str(ROOT) + "/", ""),
+    setting: str, work: Path, assignment_dir: Path, sandbox: str, entries: list[common.Member], torch_mb: float
+) -> tuple[common.GraderRun, dict[str, Any]]:
+    """One whole `grader run` of the cohort with this setting, and its figures."""
+    workers, threads = parse_run_setting(setting)
+    options = ["--force", "--assignment", str(assignment_dir), "--reference", str(common.ROOT / "reference" / "cifar2.py"), "--sandbox", sandbox]
+    options += ["--workers", str(workers)] + (["--threads", str(threads)] if threads else [])
+    load_before = common.load_average()
+    run = common.run_grader(work / "cohort", work / f"run-{setting}", options, sample_memory=True)
+    assert run.memory is not None
+    rows = run.rows
+    n = len(rows)
+    correct = [e.student for e in entries if e.template.category == common.CORRECT]
+    stored = sorted((r["graded_at"], s) for s, r in rows.items() if r.get("graded_at") is not None)
+    steady = common.steady_per_second(rows)
+    intervals_correct = [after - before for (before, _), (after, student) in itertools.pairwise(stored) if student in correct]
+    return run, {
         "workers": workers,
         "threads_option": threads,
-        "workers_option_passed": pass_workers,
-        "sandbox_active": "without the bubblewrap sandbox" not in log_text,
-        "wall_s": wall,
-        "started_epoch": started_epoch,
-        "peak_rss_mb": memory.peak_rss / 2**20,
-        "peak_pss_mb": memory.peak_pss / 2**20,
-        "peak_processes": memory.peak_processes,
-        "worker_torch_threads": sorted(memory.torch_threads),
+        "command": " ".join(run.command[2:]).replace(str(common.ROOT) + "/", ""),
+        "sandbox_active": "without the bubblewrap sandbox" not in run.log,
+        "submissions": n,
+        "wall_s": _r(run.seconds),
+        "submissions_per_minute": _r(n / run.seconds * 60),
+        "steady_submissions_per_minute": _r(steady * 60) if steady else None,
+        "startup_s": _r(stored[0][0] - run.started_epoch - (rows[stored[0][1]].get("seconds") or 0)) if stored else None,
+        "median_submission_s": _r(_median([r.get("seconds") for r in rows.values()]), 3),
+        "median_correct_submission_s": _r(_median([rows[s].get("seconds") for s in correct if s in rows]), 3),
+        "median_interval_correct_s": _r(_median(intervals_correct), 3),
+        "timed_out": sum("timed out" in r["error"] for r in rows.values()),
+        "correct_at_full_marks": f"{sum(rows[s]['total'] >= rows[s]['max_total'] for s in correct if s in rows)}/{len(correct)}",
+        "peak_rss_mb": round(run.memory.peak_rss / 2**20),
+        "peak_pss_mb": round(run.memory.peak_pss / 2**20),
+        "peak_processes": run.memory.peak_processes,
+        "worker_torch_threads": "/".join(sorted(run.memory.torch_threads)) or "unknown",
+        "peak_rss_above_torch_imports_mb": round(run.memory.peak_rss / 2**20 - workers * torch_mb),
         "load_average_before": load_before,
-        "load_average_after": load_average(),
-        "rows": rows,
+        "load_average_after": common.load_average(),
     }
 
 
-def _read_report(path: Path) -> dict[str, dict[str, Any]]:
-    with open(path, newline="") as f:
-        return {
-            row["student"]: {"status": row["status"], "error": row["error"], "total": float(row["total"]), "max_total": float(row["max_total"])}
-            for row in csv.DictReader(f)
-        }
-
-
-def _add_gradebook_timings(rows: dict[str, dict[str, Any]], gradebook: Path) -> None:
-    """Each result's own grading time (`seconds`) and when it was stored (`graded_at`)."""
-    try:
-        with sqlite3.connect(gradebook) as db:
-            stored = db.execute("SELECT student, graded_at, result FROM results").fetchall()
-    except sqlite3.Error:
-        return
-    for student, graded_at, result in stored:
-        if student in rows:
-            rows[student]["seconds"] = json.loads(result).get("seconds")
-            rows[student]["graded_at"] = datetime.fromisoformat(graded_at).timestamp()
-
-
-# ---------------------------------------------------------------- the checks alone and the notebook way
-
-
-def reference_expectations(assignment_dir: Path) -> tuple[Any, Any, float]:
-    """What `grader run` computes before grading: the reference observed and verified."""
-    from grader.assignment import find_assignment
-    from grader.reference.check import verified_reference_expectations
-    from grader.isolate.client import Worker
-
-    started = time.perf_counter()
-    assignment = find_assignment(str(assignment_dir))
-    with Worker(sandbox="none") as worker:
-        expected = verified_reference_expectations(assignment, worker, ROOT / "reference" / "cifar2.py")
-    return assignment, expected, time.perf_counter() - started
-
-
-def time_checks_alone(config: Path, notebook: Path, repeat: int, threads: int = 1) -> dict[str, Any]:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONHASHSEED": "0"}
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "notebook_way.py"), "time-checks", str(config), str(notebook), "--repeat", str(repeat), "--threads", str(threads)],
-        check=False, env=env, cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"timing the checks in-process failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def choose_sample(entries: list[dict[str, str]], k: int | None) -> list[dict[str, str]]:
+# ---------------------------------------------------------------- the notebook way
+def choose_sample(entries: list[common.Member], k: int | None) -> list[common.Member]:
     """All entries, or k of them spread over the categories (one of each of the largest first,
     the rest in proportion to their size), evenly spaced within each category."""
     if k is None or k >= len(entries):
         return list(entries)
-    by_category = {c: [e for e in entries if e["category"] == c] for c in CATEGORIES}
-    order = sorted((c for c in CATEGORIES if by_category[c]), key=lambda c: -len(by_category[c]))
-    take = {c: 0 for c in order}
+    by_category = {c: [e for e in entries if e.template.category == c] for c in common.CATEGORIES}
+    order = sorted((c for c in common.CATEGORIES if by_category[c]), key=lambda c: -len(by_category[c]))
+    take = dict.fromkeys(order, 0)
     for c in order[:k]:
         take[c] = 1
     left = k - sum(take.values())
@@ -268,58 +154,36 @@ def choose_sample(entries: list[dict[str, str]], k: int | None) -> list[dict[str
     for c in order:
         members = by_category[c]
         chosen += [members[int(i * len(members) / take[c])] for i in range(take[c])]
-    return sorted(chosen, key=lambda e: e["student"])
+    return sorted(chosen, key=lambda e: e.student)
 
 
-def grade_the_notebook_way(
-    cohort: Path, sample: list[dict[str, str]], work: Path, config: Path, assignment: Any, expected: Any
-) -> dict[str, Any]:
-    limits = assignment.limits
-    env = notebook_way.kernel_environment(work)
-    (work / "ipython").mkdir(parents=True, exist_ok=True)
-    (work / "jupyter").mkdir(parents=True, exist_ok=True)
-    os.environ["JUPYTER_RUNTIME_DIR"] = env["JUPYTER_RUNTIME_DIR"]  # connection files are written by this process
+def grade_the_notebook_way(sample: list[common.Member], work: Path, config: Path, assignment: Any, expected: Any) -> dict[str, Any]:
+    load_before = common.load_average()
+    with common.MemorySampler(os.getpid(), include_root=False) as memory:  # the kernels (and their shells), not this process
+        graded = notebook_way.grade_notebooks([member.path for member in sample], config, work, assignment, expected)
     notebooks: dict[str, dict[str, Any]] = {}
-    load_before = load_average()
-    with MemorySampler(os.getpid(), include_root=False) as memory:  # the kernels (and their shells), not this process
-        for entry in sample:
-            student = entry["student"]
-            outcome = notebook_way.execute_notebook(
-                cohort / f"{student}.ipynb",
-                config,
-                work / student,
-                epochs=assignment.training.epochs,
-                cell_timeout_s=limits.check_timeout_s,
-                notebook_timeout_s=limits.timeout_s,
-                env=env,
-            )
-            if outcome["status"] == "harness_error":
-                raise SystemExit(f"the notebook way failed on {student}: {outcome['error']}")
-            score = notebook_way.score_observations(outcome, assignment, expected, limits.check_timeout_s)
-            notebooks[student] = {
-                "category": entry["category"],
-                "seconds": outcome["seconds"],
-                "timed_out": bool(outcome["timed_out_cells"]) or outcome["kernel_died"],
-                "timed_out_cells": outcome["timed_out_cells"],
-                "kernel_died": outcome["kernel_died"],
-                "total": score["total"],
-                "max_total": score["max_total"],
-                "checks": score["checks"],
-            }
-            print(f"  notebook way: {student}: {outcome['seconds']:.1f} s, total {score['total']}"
-                  + (f", timed out in {outcome['timed_out_cells']}" if outcome["timed_out_cells"] else ""), file=sys.stderr)
+    for member in sample:
+        outcome, score = graded[member.path]
+        notebooks[member.student] = {
+            "category": member.template.category,
+            "seconds": outcome["seconds"],
+            "timed_out": bool(outcome["timed_out_cells"]) or outcome["kernel_died"],
+            "timed_out_cells": outcome["timed_out_cells"],
+            "kernel_died": outcome["kernel_died"],
+            "total": score["total"],
+            "max_total": score["max_total"],
+            "checks": score["checks"],
+        }
     return {
         "notebooks": notebooks,
         "peak_rss_mb": memory.peak_rss / 2**20,
         "peak_pss_mb": memory.peak_pss / 2**20,
         "load_average_before": load_before,
-        "load_average_after": load_average(),
+        "load_average_after": common.load_average(),
     }
 
 
 # ---------------------------------------------------------------- figures
-
-
 def _median(values: list[float]) -> float | None:
     values = [x for x in values if x is not None]
     return statistics.median(values) if values else None
@@ -329,53 +193,13 @@ def _r(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def summarize_grader_run(run: dict[str, Any], entries: list[dict[str, str]], torch_mb: float) -> dict[str, Any]:
-    rows = run["rows"]
-    n = len(rows)
-    correct = [e["student"] for e in entries if e["category"] == CORRECT]
-    seconds = [rows[s].get("seconds") for s in rows]
-    stored = sorted((r["graded_at"], s) for s, r in rows.items() if r.get("graded_at") is not None)
-    steady = None
-    intervals_correct: list[float] = []
-    if len(stored) >= 2:
-        steady = (len(stored) - 1) / (stored[-1][0] - stored[0][0]) * 60
-        for (before, _), (after, student) in zip(stored, stored[1:]):
-            if student in correct:
-                intervals_correct.append(after - before)
-    workers = run["workers"]
-    return {
-        "workers": workers,
-        "threads_option": run["threads_option"],
-        "workers_option_passed": run["workers_option_passed"],
-        "command": run["command"],
-        "sandbox_active": run["sandbox_active"],
-        "submissions": n,
-        "wall_s": _r(run["wall_s"]),
-        "submissions_per_minute": _r(n / run["wall_s"] * 60),
-        "steady_submissions_per_minute": _r(steady),
-        "startup_s": _r(stored[0][0] - run["started_epoch"] - (rows[stored[0][1]].get("seconds") or 0)) if stored else None,
-        "median_submission_s": _r(_median(seconds), 3),
-        "median_correct_submission_s": _r(_median([rows[s].get("seconds") for s in correct if s in rows]), 3),
-        "median_interval_correct_s": _r(_median(intervals_correct), 3),
-        "timed_out": sum("timed out" in r["error"] for r in rows.values()),
-        "correct_at_full_marks": f"{sum(rows[s]['total'] >= rows[s]['max_total'] for s in correct if s in rows)}/{len(correct)}",
-        "peak_rss_mb": round(run["peak_rss_mb"]),
-        "peak_pss_mb": round(run["peak_pss_mb"]),
-        "peak_processes": run["peak_processes"],
-        "worker_torch_threads": "/".join(run["worker_torch_threads"]) or "unknown",
-        "peak_rss_above_torch_imports_mb": round(run["peak_rss_mb"] - workers * torch_mb),
-        "load_average_before": run["load_average_before"],
-        "load_average_after": run["load_average_after"],
-    }
-
-
-def summarize_notebook_way(nb: dict[str, Any], entries: list[dict[str, str]], reference_s: float) -> dict[str, Any]:
+def summarize_notebook_way(nb: dict[str, Any], entries: list[common.Member], reference_s: float) -> dict[str, Any]:
     done = nb["notebooks"]
-    counts = {c: sum(e["category"] == c for e in entries) for c in CATEGORIES}
+    counts = {c: sum(e.template.category == c for e in entries) for c in common.CATEGORIES}
     all_mean = statistics.mean(r["seconds"] for r in done.values())
     per_category: dict[str, Any] = {}
     estimated = 0.0
-    for c in CATEGORIES:
+    for c in common.CATEGORIES:
         times = [r["seconds"] for r in done.values() if r["category"] == c]
         mean = statistics.mean(times) if times else all_mean
         per_category[c] = {"in_cohort": counts[c], "executed": len(times), "mean_s": _r(mean), "mean_from": c if times else "all executed notebooks"}
@@ -406,7 +230,7 @@ def agreement(nb: dict[str, Any], grader_rows: dict[str, dict[str, Any]]) -> dic
     for student, r in sorted(nb["notebooks"].items()):
         g = grader_rows[student]["total"]
         compared.append({"student": student, "category": r["category"], "grader_total": g, "notebook_total": r["total"], "agree": abs(g - r["total"]) < 0.01})
-    correct = [c for c in compared if c["category"] == CORRECT]
+    correct = [c for c in compared if c["category"] == common.CORRECT]
     return {
         "compared": len(compared),
         "agree": sum(c["agree"] for c in compared),
@@ -420,7 +244,7 @@ def checks_own_time(config: Path, notebook: Path, repeat: int, threads: int) -> 
     """The checks alone at `threads` torch threads, as one `grader run` setting's children had:
     their CPU time at one thread (= their torch work), else their wall time (CPU time then counts
     the threads' waiting too)."""
-    timed = time_checks_alone(config, notebook, repeat, threads)["median"]
+    timed = notebook_way.time_checks_alone(config, notebook, repeat, threads)["median"]
     key = "cpu_s" if threads == 1 else "wall_s"
     measure = "CPU time of the checks alone, 1 thread" if threads == 1 else f"wall time of the checks alone, {threads} threads"
     return {"value": timed[key], "measure": measure}
@@ -431,8 +255,6 @@ def verdict(ok: bool | None) -> str:
 
 
 # ---------------------------------------------------------------- main
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100, help="submissions in the cohort (default 100)")
@@ -447,106 +269,90 @@ def main() -> None:
                         "a busy 2-core machine, which stops `grader run`)")
     parser.add_argument("--check-repeat", type=int, default=7, help="runs of the checks alone, in-process (default 7, after a warm-up)")
     parser.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "none"), help="passed to grader run (default auto)")
-    parser.add_argument("--out", type=Path, default=BENCH, help="where throughput.md and throughput.json go (default bench/)")
+    common.report_arguments(parser, "throughput")
     args = parser.parse_args()
+    if args.render_only:
+        return common.render_only("throughput", markdown, args.out)
     if args.count < 1:
         parser.error("--count must be at least 1")
-
-    results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
-        "arguments": {k: (str(val) if isinstance(val, Path) else val) for k, val in vars(args).items()},
-        "load_average_at_start": load_average(),
-    }
-    has_workers = grader_has_workers_option()
-    results["grader_run_has_workers_option"] = has_workers
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
-        tmp_path = Path(tmp)
-        assignment_dir = write_assignment_copy(tmp_path / "cifar2", args.check_timeout)
-        cohort = tmp_path / "cohort"
-        entries = make_cohort(cohort, args.count)
-        results["cohort"] = {
-            "submissions": len(entries),
-            **{c: sum(e["category"] == c for e in entries) for c in CATEGORIES},
-            "variants": sorted({e["variant"] for e in entries}),
-            "check_timeout_s": args.check_timeout,
-        }
-        print(f"cohort: {results['cohort']}", file=sys.stderr)
-
-        torch_mb = torch_import_rss_mb()
-        results["torch_import_rss_mb"] = round(torch_mb)
-        print(f"python -c 'import torch': {torch_mb:.0f} MB RSS", file=sys.stderr)
-
-        assignment, expected, reference_s = reference_expectations(assignment_dir)
-        results["cohort"]["training_epochs"] = assignment.training.epochs
-        config = notebook_way.write_config(tmp_path / "checks.json", assignment, expected, ROOT / "reference" / "cifar2.py")
-        checks = time_checks_alone(config, cohort / f"{entries[0]['student']}.ipynb", args.check_repeat)
-        results["checks_alone"] = {
-            "submission": entries[0]["student"],
-            "repeat": checks["repeat"],
-            "torch_threads": checks["torch_threads"],
-            **{key: round(value, 3) for key, value in checks["median"].items()},
-        }
-        print(f"checks alone (in-process, median of {checks['repeat']}): {checks['median']['wall_s']:.3f} s wall, "
-              f"{checks['median']['cpu_s']:.3f} s CPU", file=sys.stderr)
-
-        runs: dict[str, dict[str, Any]] = {}
-        skipped: dict[str, str] = {}
-        for setting in args.workers:
-            workers, threads = parse_run_setting(setting)
-            if not has_workers and workers != 1:
-                skipped[setting] = "`grader run` has no --workers option yet"
-                continue
-            # This machine's speed drifts (shared host): the checks alone are timed right before
-            # and right after each run, at the run's torch threads, and the overhead uses their mean.
-            child_threads = threads or DEFAULT_THREADS
-            sample = cohort / f"{entries[0]['student']}.ipynb"
-            before = checks_own_time(config, sample, args.check_repeat, child_threads)
-            print(f"grader run {run_options(setting)} ...", file=sys.stderr)
-            runs[setting] = grade_with_grader(
-                cohort, tmp_path / f"run-{setting}", assignment_dir, workers, threads=threads, pass_workers=has_workers, sandbox=args.sandbox
-            )
-            after = checks_own_time(config, sample, args.check_repeat, child_threads)
-            runs[setting]["checks_own"] = {"before_s": before["value"], "after_s": after["value"], "measure": before["measure"]}
-        results["grader_run"] = {w: summarize_grader_run(run, entries, torch_mb) for w, run in runs.items()}
-        for setting, summary in results["grader_run"].items():
-            own = runs[setting]["checks_own"]
-            summary["checks_own_before_after"] = f"{own['before_s']:.3f} / {own['after_s']:.3f} s"
-            summary["checks_own_s"] = round((own["before_s"] + own["after_s"]) / 2, 3)
-            summary["checks_own_measure"] = f"{own['measure']}, mean of before and after the run"
-            median = summary["median_correct_submission_s"]
-            summary["overhead_s"] = None if median is None else round(median - summary["checks_own_s"], 3)
-        results["grader_run_skipped"] = skipped
-        results["grader_run_per_submission"] = {
-            str(w): {
-                student: {"total": row["total"], "seconds": _r(row.get("seconds"), 3), "timed_out": "timed out" in row["error"]}
-                for student, row in sorted(run["rows"].items())
-            }
-            for w, run in runs.items()
-        }
-        for w, summary in results["grader_run"].items():
-            print(f"  workers {w}: {summary['submissions_per_minute']} submissions/min, median {summary['median_submission_s']} s, "
-                  f"peak RSS {summary['peak_rss_mb']} MB", file=sys.stderr)
-
-        notebook_figures = None
-        if not args.skip_notebook_way:
-            sample = choose_sample(entries, args.notebook_sample)
-            print(f"notebook way: {len(sample)} of {len(entries)} notebooks in fresh kernels ...", file=sys.stderr)
-            nb = grade_the_notebook_way(cohort, sample, tmp_path / "kernels", config, assignment, expected)
-            notebook_figures = summarize_notebook_way(nb, entries, reference_s)
-            results["notebook_way"] = notebook_figures
-            base = runs.get("1") or next(iter(runs.values()), None)
-            results["agreement"] = agreement(nb, base["rows"]) if base else None
-            results["notebook_way_per_notebook"] = nb["notebooks"]
-
-    results["targets"] = targets(results, torch_mb)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "throughput.md").write_text(markdown(results))
-    print((args.out / "throughput.md").read_text())
+        results = measure(args, Path(tmp))
+    common.write_report("throughput", results, markdown, args.out)
     check = results.get("agreement")
     if check and check["correct_agree"] != check["correct_compared"]:
         raise SystemExit(f"the notebook way and grader run disagree on correct notebooks: {check['disagreements']}")
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": common.machine(),
+        "arguments": {k: (str(val) if isinstance(val, Path) else val) for k, val in vars(args).items() if k != "render_only"},
+        "load_average_at_start": common.load_average(),
+    }
+    assignment_dir = write_assignment_copy(work / "cifar2", args.check_timeout)
+    entries = common.make_cohort(work / "cohort", args.count, common.GENERATED)
+    results["cohort"] = {
+        "submissions": len(entries),
+        **{c: sum(e.template.category == c for e in entries) for c in common.CATEGORIES},
+        "variants": sorted({e.template.variant for e in entries}),
+        "check_timeout_s": args.check_timeout,
+    }
+    print(f"cohort: {results['cohort']}", file=sys.stderr)
+
+    torch_mb = torch_import_rss_mb()
+    results["torch_import_rss_mb"] = round(torch_mb)
+    print(f"python -c 'import torch': {torch_mb:.0f} MB RSS", file=sys.stderr)
+
+    assignment, expected, reference_s = common.reference_expectations(assignment_dir)
+    results["cohort"]["training_epochs"] = assignment.training.epochs
+    config = notebook_way.write_config(work / "checks.json", assignment, expected, common.ROOT / "reference" / "cifar2.py")
+    checks = notebook_way.time_checks_alone(config, entries[0].path, args.check_repeat)
+    results["checks_alone"] = {
+        "submission": entries[0].student,
+        "repeat": checks["repeat"],
+        "torch_threads": checks["torch_threads"],
+        **{key: round(value, 3) for key, value in checks["median"].items()},
+    }
+    print(f"checks alone (in-process, median of {checks['repeat']}): {checks['median']['wall_s']:.3f} s wall, "
+          f"{checks['median']['cpu_s']:.3f} s CPU", file=sys.stderr)
+
+    runs: dict[str, common.GraderRun] = {}
+    results["grader_run"] = {}
+    for setting in args.workers:
+        # This machine's speed drifts (shared host): the checks alone are timed right before
+        # and right after each run, at the run's torch threads, and the overhead uses their mean.
+        child_threads = parse_run_setting(setting)[1] or DEFAULT_THREADS
+        before = checks_own_time(config, entries[0].path, args.check_repeat, child_threads)
+        print(f"grader run {run_options(setting)} ...", file=sys.stderr)
+        runs[setting], summary = grade_with_grader(setting, work, assignment_dir, args.sandbox, entries, torch_mb)
+        after = checks_own_time(config, entries[0].path, args.check_repeat, child_threads)
+        results["grader_run"][setting] = summary
+        summary["checks_own_before_after"] = f"{before['value']:.3f} / {after['value']:.3f} s"
+        summary["checks_own_s"] = round((before["value"] + after["value"]) / 2, 3)
+        summary["checks_own_measure"] = f"{before['measure']}, mean of before and after the run"
+        median = summary["median_correct_submission_s"]
+        summary["overhead_s"] = None if median is None else round(median - summary["checks_own_s"], 3)
+        print(f"  workers {setting}: {summary['submissions_per_minute']} submissions/min, median {summary['median_submission_s']} s, "
+              f"peak RSS {summary['peak_rss_mb']} MB", file=sys.stderr)
+    results["grader_run_per_submission"] = {
+        str(w): {
+            student: {"total": row["total"], "seconds": _r(row.get("seconds"), 3), "timed_out": "timed out" in row["error"]}
+            for student, row in sorted(run.rows.items())
+        }
+        for w, run in runs.items()
+    }
+
+    if not args.skip_notebook_way:
+        sample = choose_sample(entries, args.notebook_sample)
+        print(f"notebook way: {len(sample)} of {len(entries)} notebooks in fresh kernels ...", file=sys.stderr)
+        nb = grade_the_notebook_way(sample, work / "kernels", config, assignment, expected)
+        results["notebook_way"] = summarize_notebook_way(nb, entries, reference_s)
+        base = runs.get("1") or next(iter(runs.values()), None)
+        results["agreement"] = agreement(nb, base.rows) if base else None
+        results["notebook_way_per_notebook"] = nb["notebooks"]
+    results["targets"] = targets(results, torch_mb)
+    return results
 
 
 def _label(setting: str, run: dict[str, Any]) -> str:
@@ -574,7 +380,8 @@ def targets(results: dict[str, Any], torch_mb: float) -> list[dict[str, Any]]:
         setting, run = one
         overhead = run["overhead_s"]
         median = run["median_correct_submission_s"]
-        measured = f"{overhead:.3f} s with {_label(setting, run)} = {median:.3f} s per correct submission - {run['checks_own_s']:.3f} s ({run['checks_own_measure']})"
+        measured = (f"{overhead:.3f} s with {_label(setting, run)} = {median:.3f} s per correct submission - "
+                    f"{run['checks_own_s']:.3f} s ({run['checks_own_measure']})")
         for other, r in runs.items():
             if other != setting and r["workers"] == 1 and r.get("overhead_s") is not None:
                 measured += f"; with {_label(other, r)}: {r['overhead_s']:.3f} s ({r['checks_own_measure']})"
@@ -642,17 +449,14 @@ def markdown(results: dict[str, Any]) -> str:
         f"Load average (1, 5, 15 min) at start: {', '.join(f'{x:.2f}' for x in results['load_average_at_start'])} "
         "(other work on the machine slows every figure below).",
         "",
-        f"Cohort: {cohort['submissions']} generated notebooks (tests/variants.py): {cohort[CORRECT]} correct, {cohort[WRONG]} wrong, "
-        f"{cohort[TIMEOUT]} whose training_loop never ends. Graded with a copy of assignments/cifar2 whose "
+        f"Cohort: {cohort['submissions']} generated notebooks (tests/variants.py): {cohort[common.CORRECT]} correct, {cohort[common.WRONG]} wrong, "
+        f"{cohort[common.TIMEOUT]} whose training_loop never ends. Graded with a copy of assignments/cifar2 whose "
         f"`check_timeout_s` is {cohort['check_timeout_s']} s (30 s in cifar2), CPU only, every run `--force`; torch threads per worker "
         "as `grader run` chooses them (1) or as `--threads` sets them (see the table).",
         "",
         "## `grader run`",
         "",
     ]
-    if not results["grader_run_has_workers_option"]:
-        lines += ["**`grader run` had no `--workers` option when this ran: the 1-worker figures are the default single worker; "
-                  "other counts were not measured.**", ""]
     measures = [
         ("submissions per minute (whole run: process start, worker start, reference check included)", "submissions_per_minute", ""),
         ("submissions per minute, steady state (first result stored to last)", "steady_submissions_per_minute", ""),
@@ -682,8 +486,6 @@ def markdown(results: dict[str, Any]) -> str:
         else:
             cells = [f"{runs[k][key]}{unit}" if runs[k].get(key) is not None else "n/a" for k in keys]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    for w, why in results["grader_run_skipped"].items():
-        lines.append(f"\n`{run_options(w)}`: not measured ({why}).")
     threads = {k: runs[k]["worker_torch_threads"] for k in keys}
     if len(set(threads.values())) > 1:
         lines += ["", "Torch threads per worker differ between runs ("
@@ -724,7 +526,8 @@ def markdown(results: dict[str, Any]) -> str:
                       "time x its count in the cohort (a category with none executed takes the mean of all executed).", ""]
         lines += ["| category | in cohort | executed | mean seconds per notebook |", "|---|---:|---:|---:|"]
         for cat, row in nb["per_category"].items():
-            lines.append(f"| {cat} | {row['in_cohort']} | {row['executed']} | {row['mean_s']} s" + ("" if row["mean_from"] == cat else " (mean of all executed)") + " |")
+            mean_from = "" if row["mean_from"] == cat else " (mean of all executed)"
+            lines.append(f"| {cat} | {row['in_cohort']} | {row['executed']} | {row['mean_s']} s{mean_from} |")
         lines += [
             "",
             f"- submissions per minute: **{nb['submissions_per_minute']}** (cohort kernel time {nb['cohort_kernel_s']} s"

@@ -17,28 +17,33 @@ checks, so both ways of grading produce comparable totals:
    them with grader.compare and grader.score, exactly as `grader run` scores a child's report.
 
 Roles of this file:
-- in the benchmark process: `write_config`, `execute_notebook`, `score_observations`;
+- in the benchmark process: `write_config`, then `grade_notebooks` (`execute_notebook` and
+  `score_observations` for each), and `time_checks_alone`;
 - inside each kernel (imported by the harness cells): `patch_cifar10`, `run_group`;
-- as a script, `python bench/notebook_way.py time-checks CONFIG NOTEBOOK [--repeat N]`: times
-  grader's checks alone, in one warm process with torch imported (no fork, no sandbox, no JSON
-  transfer, no kernel): the floor that any way of grading pays per submission.
+- as a script, `python bench/notebook_way.py time-checks CONFIG NOTEBOOK [--repeat N]`, which
+  `time_checks_alone` runs: times grader's checks alone, in one warm process with torch imported
+  (no fork, no sandbox, no JSON transfer, no kernel): the floor that any way of grading pays per
+  submission.
 
 Module-level imports stay light: the kernels import this file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -52,15 +57,13 @@ _EPOCHS = re.compile(r"\bn_epochs(\s*)=(\s*)\d+")
 
 
 # ---------------------------------------------------------------- benchmark process: inputs
-
-
 def write_config(path: Path, assignment: Any, expected: Any, reference_path: Path) -> Path:
     """The trusted inputs `grader run` hands its worker, as one JSON file the kernels read.
 
     `expected`: grader.compare.expectations.Expectations for `assignment` (the reference observed and
     verified by `verified_reference_expectations`, as `grader run` does before grading)."""
-    from grader.reference.observing import reference_helpers
     from grader.child.cells import read_cells
+    from grader.reference.observing import reference_helpers
     from grader.wire import encode_array
 
     config = {
@@ -78,12 +81,10 @@ def write_config(path: Path, assignment: Any, expected: Any, reference_path: Pat
 
 
 # ---------------------------------------------------------------- inside the kernel
-
-
 class _Config:
     """The config file's contents, decoded once per process (torch tensors, dataset)."""
 
-    _cache: dict[str, "_Config"] = {}
+    _cache: ClassVar[dict[str, _Config]] = {}
 
     def __init__(self, path: str) -> None:
         import torch
@@ -104,7 +105,7 @@ class _Config:
         self.loop_model_spec = raw["loop_model_spec"]
 
     @classmethod
-    def load(cls, path: str) -> "_Config":
+    def load(cls, path: str) -> _Config:
         if path not in cls._cache:
             cls._cache[path] = cls(path)
         return cls._cache[path]
@@ -159,10 +160,10 @@ def run_group(group: str, namespace: dict[str, Any], config_path: str, out_path:
 
 
 # ---------------------------------------------------------------- benchmark process: execution
-
-
 def kernel_environment(runtime_dir: Path) -> dict[str, str]:
     """The environment of every kernel: CPU only, one thread, no network for pip, private dirs."""
+    for folder in ("ipython", "jupyter"):
+        (runtime_dir / folder).mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     venv_bin = str(Path(sys.executable).parent)
     env.update(
@@ -275,10 +276,8 @@ def execute_notebook(
         pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
         if pid:
             killed.set()
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     watchdog = threading.Timer(hard_limit, kill_kernel)
     watchdog.daemon = True
@@ -303,10 +302,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return []
     stamped = []
     for line in path.read_text().splitlines():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # a line cut short by an interrupt
             stamped.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by an interrupt
-            pass
     return stamped
 
 
@@ -339,7 +336,40 @@ def score_observations(outcome: dict[str, Any], assignment: Any, expected: Any, 
     }
 
 
+def grade_notebooks(paths: list[Path], config: Path, work: Path, assignment: Any, expected: Any, *, at_a_time: int = 1) -> dict[Path, Any]:
+    """Each notebook executed in its fresh kernel and scored, `at_a_time` kernels at once:
+    {path: (execute_notebook's outcome, score_observations' score)}."""
+    env = kernel_environment(work)
+    os.environ["JUPYTER_RUNTIME_DIR"] = env["JUPYTER_RUNTIME_DIR"]  # connection files are written by this process
+    limits = assignment.limits
+
+    def one(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+        outcome = execute_notebook(
+            path, config, work / path.stem, epochs=assignment.training.epochs,
+            cell_timeout_s=limits.check_timeout_s, notebook_timeout_s=limits.timeout_s, env=env,
+        )  # fmt: skip
+        if outcome["status"] == "harness_error":
+            raise SystemExit(f"the notebook way failed on {path.name}: {outcome['error']}")
+        score = score_observations(outcome, assignment, expected, limits.check_timeout_s)
+        print(f"  notebook way: {path.stem}: {outcome['seconds']:.1f} s, total {score['total']}"
+              + (f", timed out in {outcome['timed_out_cells']}" if outcome["timed_out_cells"] else ""), file=sys.stderr)
+        return outcome, score
+
+    with ThreadPoolExecutor(at_a_time) as pool:
+        return dict(zip(paths, pool.map(one, paths), strict=True))
+
+
 # ---------------------------------------------------------------- the checks alone, in-process
+def time_checks_alone(config: Path, notebook: Path, repeat: int, threads: int = 1) -> dict[str, Any]:
+    """`time_checks` in a fresh process with `threads` torch threads (the script's time-checks command)."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONHASHSEED": "0"}
+    done = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "notebook_way.py"), "time-checks", str(config), str(notebook), "--repeat", str(repeat), "--threads", str(threads)],
+        check=False, env=env, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"timing the checks in-process failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def time_checks(config_path: str, notebook: str, repeat: int, threads: int = 1) -> dict[str, Any]:
@@ -349,8 +379,8 @@ def time_checks(config_path: str, notebook: str, repeat: int, threads: int = 1) 
     import torch
 
     torch.set_num_threads(threads)
-    from grader.child.extract import extract_definitions
     from grader.child.cells import read_cells
+    from grader.child.extract import extract_definitions
 
     config = _Config.load(config_path)
     settings = config.settings

@@ -20,13 +20,14 @@ import json
 import os
 import pickle
 import time
+from pathlib import Path
 from typing import Any
 
 from grader.executors import cluster as dask_executor
 
 # Each file's observations kept pickled: unpickling afresh per task is the cheapest deep copy.
 _RECORDED: dict[str, tuple[str, bytes]] = {
-    digest: (entry["nonce"], pickle.dumps(entry["raw"])) for digest, entry in json.loads(open(os.environ["GRADER_SIM_RECORDED"]).read()).items()
+    digest: (entry["nonce"], pickle.dumps(entry["raw"])) for digest, entry in json.loads(Path(os.environ["GRADER_SIM_RECORDED"]).read_text()).items()
 }
 _DELAY_S = float(os.environ.get("GRADER_SIM_DELAY_S", "0.4"))
 
