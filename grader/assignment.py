@@ -185,7 +185,7 @@ class _Section:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             names = " or ".join(k.__name__ for k in kinds)
             raise AssignmentConfigError(self.path, f"must be {names}, got {value!r}", key=self._key(key))
-        if minimum is not None and value < minimum:
+        if minimum is not None and isinstance(value, (int, float)) and value < minimum:
             raise AssignmentConfigError(self.path, f"must be at least {minimum}, got {value!r}", key=self._key(key))
         return value
 

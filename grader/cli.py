@@ -10,11 +10,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from grader.version import __version__
 from grader.assignment import find_assignment
 from grader.errors import GraderError
 from grader.isolate.client import SANDBOX_MODES
 from grader.report.formats import DEFAULT_FORMATS, FORMATS, parse_formats
+from grader.version import __version__
 
 _EPILOG = """\
 examples:
@@ -147,15 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
         "could not be used. Under GitHub Actions it also appends the table to $GITHUB_STEP_SUMMARY and "
         "annotates the notebook with one ::error per failed check. Hidden checks are never shown, only counted.",
     )
-    check.add_argument("notebook", type=Path, nargs="?", metavar="NOTEBOOK", help="default: the assignment's notebook in this folder, else the only .ipynb here")
+    check.add_argument(
+        "notebook",
+        type=Path,
+        nargs="?",
+        metavar="NOTEBOOK",
+        help="default: the assignment's notebook in this folder, else the only .ipynb here",
+    )
     check.add_argument(
         "--format",
         choices=("table", "json"),
         default="table",
         help="table (default), or json: the results document on stdout (the table then goes to stderr)",
     )
-    check.add_argument("-o", "--output", type=Path, metavar="PATH", help="with --format json: write the document to PATH instead of stdout")
-    check.add_argument("--junit", type=Path, metavar="PATH", help="also write JUnit XML, one test case per public check (for CI)")
+    check.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="with --format json: write the document to PATH instead of stdout",
+    )
+    check.add_argument(
+        "--junit", type=Path, metavar="PATH", help="also write JUnit XML, one test case per public check (for CI)"
+    )
     check.add_argument(
         "--min-score",
         type=_non_negative_float,
@@ -171,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Observe the reference solution and write assignments/<name>/fixtures.json, which "
         "selfcheck uses. It holds expected observations, inputs and weights, never the reference's source.",
     )
-    fixtures.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
+    fixtures.add_argument(
+        "--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)"
+    )
     assignment_option(fixtures)
 
     assign = commands.add_parser(
@@ -190,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the assignment folder (default: assignments/<name> beside the reference/ folder that holds SOLUTION, "
         "else in the current folder; the name from the config, else the notebook's)",
     )  # fmt: skip
-    assign.add_argument("--force", action="store_true", help="replace a student notebook that is already there and would change")
+    assign.add_argument(
+        "--force", action="store_true", help="replace a student notebook that is already there and would change"
+    )
     sandbox_option(assign)
 
     gradescope = commands.add_parser(
@@ -200,9 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
         "source, the assignment folder and the reference solution (which ships only in this bundle). Each "
         "submission is graded as `grader run` grades it, into Gradescope's results.json.",
     )
-    gradescope.add_argument("assignment", metavar="ASSIGNMENT", help="assignment name (a folder under assignments/) or path to a folder with assignment.toml")
-    gradescope.add_argument("-o", "--output", type=Path, default=Path("autograder.zip"), help="bundle path (default: autograder.zip)")
-    gradescope.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
+    gradescope.add_argument(
+        "assignment",
+        metavar="ASSIGNMENT",
+        help="assignment name (a folder under assignments/) or path to a folder with assignment.toml",
+    )
+    gradescope.add_argument(
+        "-o", "--output", type=Path, default=Path("autograder.zip"), help="bundle path (default: autograder.zip)"
+    )
+    gradescope.add_argument(
+        "--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)"
+    )
 
     commands.add_parser(
         "doctor",
@@ -231,15 +257,15 @@ def main(argv: list[str] | None = None) -> int:
             from grader.commands.run import INTERRUPTED, resume_command, run
 
             # The options a resumed run must repeat (all but --force).
-            options = dict(
-                reference_path=args.reference,
-                gradebook_path=args.db,
-                sandbox=args.sandbox,
-                workers=args.workers,
-                threads=args.threads,
-                dask=args.dask,
-                formats=parse_formats(args.format),
-            )
+            options = {
+                "reference_path": args.reference,
+                "gradebook_path": args.db,
+                "sandbox": args.sandbox,
+                "workers": args.workers,
+                "threads": args.threads,
+                "dask": args.dask,
+                "formats": parse_formats(args.format),
+            }
             resume = resume_command(args.submissions, args.output, assignment=args.assignment, **options)
             options["workers"] = args.workers or _workers_from_environment()  # a resumed run reads it again
             summary = run(
@@ -254,9 +280,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.output and args.format != "json":
                 raise GraderError("--output needs --format json (the table is printed; --junit writes XML)")
             notebook = args.notebook or find_notebook(assignment, Path.cwd())
-            outputs = SelfcheckOutputs.from_environment(junit=args.junit, json_format=args.format == "json", output=args.output)
+            outputs = SelfcheckOutputs.from_environment(
+                junit=args.junit, json_format=args.format == "json", output=args.output
+            )
             console = Console(stderr=True) if outputs.json_to_stdout else Console()
-            code, _ = selfcheck(assignment, notebook, console, sandbox=args.sandbox, min_score=args.min_score, outputs=outputs)
+            code, _ = selfcheck(
+                assignment, notebook, console, sandbox=args.sandbox, min_score=args.min_score, outputs=outputs
+            )
             return code
         if args.command == "fixtures":
             from grader.commands.fixtures import make_fixtures

@@ -12,10 +12,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from grader.version import __version__
 from grader.assignment import Assignment
 from grader.errors import ReferenceSolutionError
 from grader.protocol import worker_limits
+from grader.version import __version__
 
 
 def settings_fingerprint(assignment: Assignment) -> str:
@@ -42,7 +42,7 @@ def grading_fingerprint(assignment: Assignment, reference_path: Path) -> str:
     return hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:32]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def grader_source_hash() -> str:
     """sha256 of this grader's own source: an upgrade, or a local fix, regrades what the old
     code decided; an unchanged grader reuses. Read once per process."""

@@ -24,14 +24,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from grader.version import __version__
 from grader.errors import GradebookError
 from grader.fingerprints import content_hash
 from grader.load import Submission
 from grader.results import SubmissionResult
+from grader.version import __version__
 
 GRADEBOOK_NAME = "gradebook.sqlite"  # default file, beside the CSV report
 
@@ -68,7 +68,7 @@ MIGRATIONS: dict[int, list[str]] = {
 
 def gradebook_timestamp() -> str:
     """Now, as the gradebook records it: UTC, ISO 8601 with milliseconds (sorts as text)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class ResultDocument:
     notebook: str = ""
 
     @classmethod
-    def of(cls, result: SubmissionResult) -> "ResultDocument":
+    def of(cls, result: SubmissionResult) -> ResultDocument:
         data = result.to_json()
         notebook = data.pop("annotated_notebook")
         # Insertion order kept: feedback follows it.
@@ -135,7 +135,7 @@ class Gradebook:
             self._db.close()
             raise
 
-    def __enter__(self) -> "Gradebook":
+    def __enter__(self) -> Gradebook:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -268,7 +268,7 @@ class Gradebook:
                 (
                     key.student, key.source, key.content_hash, key.fingerprint, document.status, document.total,
                     graded_at, __version__, document.text, document.notebook or None,
-                ),  # fmt: skip
+                ),
             )
 
     def _prepare(self) -> None:

@@ -26,7 +26,7 @@ class Submission:
 
 def _ignored(name: str) -> bool:
     """Hidden files, checkpoint and cache folders, editor backups."""
-    return name.startswith(".") or name.startswith("__") or name.endswith("~")
+    return name.startswith((".", "__")) or name.endswith("~")
 
 
 def discover_submissions(folder: Path, preferred_notebook: str | None = None) -> list[Submission]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import signal
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from grader.assignment import Assignment
@@ -135,8 +136,7 @@ _FITS = {kind: _compile(spec) for kind, spec in SCHEMA.items()}
 def validate(observation: dict[str, Any]) -> str | None:
     """None when the observation has the documented shape, else what is wrong with it."""
     kind = observation.get("kind")
-    spec = SCHEMA.get(kind)  # type: ignore[arg-type]
-    if spec is None:
+    if not isinstance(kind, str) or kind not in SCHEMA:
         return f"unknown observation kind {kind!r}"
     if not _FITS[kind](observation):
         return f"malformed '{kind}' observation"

@@ -18,18 +18,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from grader.assignment import Assignment
-from grader.compare import CHECKS
-from grader.errors import SubmissionError, WorkerError
-from grader.observations import read_observed
-from grader.protocol import worker_limits
-from grader.compare.expectations import Expectations
 from grader.child.extract import ExtractedProgram
-from grader.gradebook import ResultDocument
+from grader.compare import CHECKS
+from grader.compare.expectations import Expectations
+from grader.errors import SubmissionError, WorkerError
 from grader.executors import cluster as dask_executor
+from grader.gradebook import ResultDocument
 from grader.isolate.client import ConfigurationRecorder, Worker
-from grader.protocol import submission_request
 from grader.load import Submission, read_submission_bytes
-from grader.observations import cuda_on_cpu_note
+from grader.observations import cuda_on_cpu_note, read_observed
+from grader.protocol import submission_request, worker_limits
 from grader.report.annotated_notebook import attach_annotated_notebook
 from grader.results import GRADED, INVALID, SubmissionResult
 from grader.score import score_outcomes, zero_scores
@@ -193,7 +191,7 @@ def finish(prepared: PreparedSubmission, raw: dict[str, Any], assignment: Assign
     result.errors.extend(c.error for c in result.checks if c.error)
     annotate = prepared.request.get("annotate") if prepared.request else None
     if isinstance(annotate, dict):  # after scoring: the findings boxes show the checks' reasons
-        attach_annotated_notebook(result, extraction.get("annotated"), annotate["nonce"], assignment)
+        attach_annotated_notebook(result, extraction.get("annotated") if isinstance(extraction, dict) else None, annotate["nonce"], assignment)
     result.seconds = time.monotonic() - prepared.started
     return result
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install grader with its test dependencies; re-installs when pyproject.toml changes.
+# Create .venv and install grader with its test, lint and docs dependencies; re-installs when pyproject.toml changes.
 # Sourced by demo.sh and test.sh, so each of them sets itself up on a fresh machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -43,6 +43,6 @@ wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "Installing grader and its dependencies into .venv (torch takes a minute or two) ..." >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+  .venv/bin/python -m pip install --quiet -e '.[test,lint,docs]'
   echo "$wanted" > "$stamp"
 fi

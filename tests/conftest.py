@@ -23,12 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grader.assignment import Assignment, load_assignment  # noqa: E402
-from grader.reference.check import verified_reference_expectations  # noqa: E402
 from grader.isolate.client import Worker  # noqa: E402
 from grader.load import Submission  # noqa: E402
 from grader.pipeline import grade_submission  # noqa: E402
+from grader.reference.check import verified_reference_expectations  # noqa: E402
 from grader.results import SubmissionResult  # noqa: E402
-
 
 # The files that take longest, longest first (measured with --durations=0 on 2 cores). pytest-xdist
 # hands out whole files (--dist loadfile) in collection order: starting with these keeps the suite

@@ -19,19 +19,18 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
-
 import variants as v
 from conftest import FULL, ROOT, points
-from grader.protocol import worker_limits
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
+from test_html_report import _browse, needs_chromium
+
 from grader.isolate.reading import ReadingLimits, read_and_extract
 from grader.load import Submission
 from grader.pipeline import GROUPS, conclude, grade_submission, prepare
-from grader.protocol import MAX_NOTEBOOK_HTML_CHARS
+from grader.protocol import MAX_NOTEBOOK_HTML_CHARS, worker_limits
 from grader.report.annotated_notebook import notebook_page
 from grader.report.html_report import write as write_html
 from grader.results import SubmissionResult
-from test_html_report import _browse, needs_chromium
 
 BOX = '<aside class="grader-findings'
 FAKE_PLACEHOLDER = "<!--grader-findings:00112233445566778899aabbccddeeff:Net-->"
@@ -127,15 +126,34 @@ def _hostile_notebook(path: Path) -> Path:
     )
     shown = new_code_cell(f'x = "{FAKE_PLACEHOLDER}"  # <script>alert(1)</script>', execution_count=3)
     shown.outputs = [
-        new_output("display_data", data={"text/html": "<script>document.body.setAttribute('data-pwned', 'html')</script><b>bold output</b>", "text/plain": "x"}),
+        new_output(
+            "display_data",
+            data={
+                "text/html": "<script>document.body.setAttribute('data-pwned', 'html')</script><b>bold output</b>",
+                "text/plain": "x",
+            },
+        ),
         new_output("display_data", data={"application/javascript": "document.body.setAttribute('data-pwned', 'js')"}),
-        new_output("display_data", data={"image/png": TINY_PNG}, metadata={"image/png": {"width": "1 onload=alert(1)"}}),
+        new_output(
+            "display_data", data={"image/png": TINY_PNG}, metadata={"image/png": {"width": "1 onload=alert(1)"}}
+        ),
         new_output("display_data", data={"text/html": "<p>isolated</p>"}, metadata={"text/html": {"isolated": True}}),
         new_output("stream", name="stdout", text="\x1b[38;5;208mcoloured\x1b[0m\n"),
     ]
     shown.metadata = {"grader_findings": ["<script>alert('metadata')</script>"], "tags": ['x" onmouseover="alert(1)']}
-    raw = new_raw_cell("<script>document.body.setAttribute('data-pwned', 'raw')</script>", metadata={"raw_mimetype": "text/html"})
-    notebook = new_notebook(cells=[new_markdown_cell(markdown), new_code_cell(v.IMPORTS), shown, raw, new_code_cell(v.NET), new_code_cell(v.LOOP)])
+    raw = new_raw_cell(
+        "<script>document.body.setAttribute('data-pwned', 'raw')</script>", metadata={"raw_mimetype": "text/html"}
+    )
+    notebook = new_notebook(
+        cells=[
+            new_markdown_cell(markdown),
+            new_code_cell(v.IMPORTS),
+            shown,
+            raw,
+            new_code_cell(v.NET),
+            new_code_cell(v.LOOP),
+        ]
+    )
     notebook.metadata["language_info"] = {"name": "html", "pygments_lexer": "html"}
     nbformat.write(notebook, str(path))
     return path
@@ -227,7 +245,9 @@ def _fail(*args):
     ],
     ids=["exception", "crash", "timeout"],
 )
-def test_a_rendering_failure_keeps_the_points_and_says_why(renderer, timeout_s, why, reference_worker, cifar2, tmp_path, monkeypatch):
+def test_a_rendering_failure_keeps_the_points_and_says_why(
+    renderer, timeout_s, why, reference_worker, cifar2, tmp_path, monkeypatch
+):
     # The reading child is forked from this process here (the fork inherits the staged renderer);
     # the checks then run on the real worker and the host concludes, as in `grader run`.
     import grader.child.notebook_render
@@ -244,13 +264,18 @@ def test_a_rendering_failure_keeps_the_points_and_says_why(renderer, timeout_s, 
     result = conclude(prepared, {"extraction": extraction, "groups": groups}, cifar2, expected)
     assert points(result) == {**FULL, "loop.trains": 16} and result.error == ""
     assert result.annotated_notebook == ""
-    assert f"your notebook could not be shown with the grader's notes ({why}); your grade does not depend on it" in result.notes
+    assert (
+        f"your notebook could not be shown with the grader's notes ({why}); your grade does not depend on it"
+        in result.notes
+    )
 
 
 def test_only_grader_run_asks_for_the_page_each_time_with_a_fresh_nonce(cifar2, tmp_path):
     path = v.write_notebook(tmp_path / "student.ipynb", v.notebook_cells())
     assert "annotate" not in prepare(Submission("student", path), cifar2).request  # as selfcheck prepares
-    nonces = {prepare(Submission("student", path), cifar2, annotate=True).request["annotate"]["nonce"] for _ in range(2)}
+    nonces = {
+        prepare(Submission("student", path), cifar2, annotate=True).request["annotate"]["nonce"] for _ in range(2)
+    }
     assert len(nonces) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", nonce) for nonce in nonces)
 
 
@@ -267,7 +292,9 @@ def test_selfcheck_views_and_old_gradebook_entries_hold_no_annotation():
 
 def _grader(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "grader", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600
+    )
 
 
 def test_grader_run_writes_the_annotated_notebooks_and_links_them(tmp_path):
@@ -291,15 +318,35 @@ def test_grader_run_writes_the_annotated_notebooks_and_links_them(tmp_path):
 
     # Markdown alone: the page is not written, so it is not linked; the gradebook is reused.
     alone = tmp_path / "alone"
-    done = _grader("run", str(submissions), "-o", str(alone / "report.csv"), "--db", str(out / "gradebook.sqlite"), "--format", "csv")
+    done = _grader(
+        "run",
+        str(submissions),
+        "-o",
+        str(alone / "report.csv"),
+        "--db",
+        str(out / "gradebook.sqlite"),
+        "--format",
+        "csv",
+    )
     assert done.returncode == 0 and "0 graded, 3 reused" in done.stderr, done.stderr
-    assert not list((alone / "feedback").glob("*.html")) and "annotated" not in (alone / "feedback" / "ben.md").read_text()
+    assert (
+        not list((alone / "feedback").glob("*.html")) and "annotated" not in (alone / "feedback" / "ben.md").read_text()
+    )
 
 
 def _grader_json(tmp_path: Path, out: Path) -> str:
     """The JSON report from the stored results: the page is not part of it."""
     target = tmp_path / "json" / "report.csv"
-    done = _grader("run", str(tmp_path / "submissions"), "-o", str(target), "--db", str(out / "gradebook.sqlite"), "--format", "json")
+    done = _grader(
+        "run",
+        str(tmp_path / "submissions"),
+        "-o",
+        str(target),
+        "--db",
+        str(out / "gradebook.sqlite"),
+        "--format",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     return (target.parent / "report.json").read_text()
 
@@ -321,7 +368,10 @@ def test_a_class_report_holds_no_notebook_text_and_fetches_each_page_as_it_write
         light = [gradebook.lookup(keys[r.student], notebook=False) for r in full]
         assert [r.annotated_notebook for r in light] == ["", "", ""]
         assert [r.has_annotated_notebook for r in light] == [True, True, False]
-        assert gradebook.lookup(keys["ann"]) == full[0] and gradebook.annotated_notebook(keys["ben"]) == full[1].annotated_notebook
+        assert (
+            gradebook.lookup(keys["ann"]) == full[0]
+            and gradebook.annotated_notebook(keys["ben"]) == full[1].annotated_notebook
+        )
         fetched: list[str] = []
 
         def notebook_text(r: SubmissionResult) -> str:
@@ -334,7 +384,9 @@ def test_a_class_report_holds_no_notebook_text_and_fetches_each_page_as_it_write
     assert fetched == ["ann", "ben"]  # once each, as its page is written
     written = sorted(p.relative_to(tmp_path / "from_full") for p in (tmp_path / "from_full").rglob("*") if p.is_file())
     assert Path("feedback/ann.notebook.html") in written and Path("feedback/cat.notebook.html") not in written
-    assert written == sorted(p.relative_to(tmp_path / "from_light") for p in (tmp_path / "from_light").rglob("*") if p.is_file())
+    assert written == sorted(
+        p.relative_to(tmp_path / "from_light") for p in (tmp_path / "from_light").rglob("*") if p.is_file()
+    )
     for path in written:
         assert (tmp_path / "from_light" / path).read_bytes() == (tmp_path / "from_full" / path).read_bytes(), path
     with pytest.raises(ValueError, match="ann: the annotated notebook is elsewhere"):

@@ -7,6 +7,7 @@ assignments come from solution notebooks in reference/, and must equal what the 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -18,11 +19,11 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import variants as v
+from conftest import FULL, ROOT, assert_close_documents
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 from rich.console import Console
 
-import variants as v
-from conftest import FULL, ROOT, assert_close_documents
 from grader.assignment import available_assignments, load_assignment
 from grader.authoring.regions import RegionError, solution_text, student_text
 from grader.authoring.solution import read_solution
@@ -31,6 +32,9 @@ from grader.errors import AuthoringError
 from grader.reference.fixtures import load_fixtures
 
 SHIPPED = {"cifar2": "cifar2_cnn.ipynb", "mnist_relu": "digits_cnn.ipynb", "cifar2_width": "cifar2_width.ipynb"}
+
+# A console that prints nothing, for the commands whose output these tests do not read.
+QUIET = Console(file=io.StringIO())
 
 
 def _parses(code: str) -> bool:
@@ -105,7 +109,7 @@ def test_markdown_answers_become_nbgrader_prompts():
     assert student_text(text, "cell 3", markdown=True) == "Why tanh?\n\nYOUR ANSWER HERE"
 
 
-@pytest.mark.parametrize("cell, words", [
+@pytest.mark.parametrize(("cell", "words"), [
     ("### BEGIN SOLUTION\nx = 1\n", "line 1: BEGIN SOLUTION is never closed"),
     ("x = 1\n### END SOLUTION\n", "line 2: END SOLUTION without a BEGIN SOLUTION"),
     ("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "line 2: BEGIN SOLUTION inside the region opened on line 1"),
@@ -217,9 +221,9 @@ def test_grader_assign_writes_the_student_notebook_reference_config_and_fixtures
 
     # Run again after an edit that changes the student notebook: refused, then replaced with --force.
     solution_notebook(solution, net=NET_NBGRADER.replace("### END SOLUTION\n\n", "### END SOLUTION\n        # (the layers)\n\n", 1))
-    with pytest.raises(AuthoringError, match="birds.ipynb exists and would change.*--force"):
-        assign(solution, folder, console=Console(file=open(os.devnull, "w")))
-    assign(solution, folder, force=True, console=Console(file=open(os.devnull, "w")))
+    with pytest.raises(AuthoringError, match=r"birds\.ipynb exists and would change.*--force"):
+        assign(solution, folder, console=QUIET)
+    assign(solution, folder, force=True, console=QUIET)
     assert "# (the layers)" in (folder / "birds.ipynb").read_text()
     assert "our-course" in workflow.read_text()  # kept
 
@@ -229,14 +233,14 @@ def test_a_student_notebook_that_earns_points_unfilled_stops_before_writing(tmp_
     solution = solution_notebook(tmp_path / "given.ipynb", net=given_net)
     folder = tmp_path / "assignments" / "given"
     with pytest.raises(AuthoringError) as raised:
-        assign(solution, folder, console=Console(file=open(os.devnull, "w")))
+        assign(solution, folder, console=QUIET)
     message = str(raised.value)
     assert "earns points before any work is done" in message
     assert "net.layers (15 of 15)" in message and "loop.trains" not in message
     assert not folder.exists() and not (tmp_path / "reference").exists()
 
 
-@pytest.mark.parametrize("config, net, words", [
+@pytest.mark.parametrize(("config", "net", "words"), [
     ({"model": {"num_classes": 2}}, NET_NBGRADER, "does not give [model] input_shape; the grader does not guess"),
     ({"model": {"input_shape": [3, 32, 32], "num_classes": 2}}, NET_NBGRADER + "\n\nclass Other(nn.Module):\n    pass\n",
      "cannot tell which nn.Module class students write (found: Net, Other); name it in the config as [model] class_name"),
@@ -250,7 +254,7 @@ def test_what_stops_grader_assign_is_named_and_nothing_is_written(tmp_path, conf
     solution = solution_notebook(tmp_path / "sol.ipynb", net=net, config=config)
     folder = tmp_path / "assignments" / "sol"
     with pytest.raises(AuthoringError, match=re.escape(words)) as raised:
-        assign(solution, folder, console=Console(file=open(os.devnull, "w")))
+        assign(solution, folder, console=QUIET)
     assert str(solution) in str(raised.value)
     assert not folder.exists()
 
@@ -273,7 +277,7 @@ def test_a_config_cell_and_its_comments_are_kept_and_a_second_config_is_refused(
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_assignments_are_what_grader_assign_makes_of_their_solution_notebooks(tmp_path, name):
     folder = tmp_path / "assignments" / name
-    made = assign(ROOT / "reference" / f"{name}.ipynb", folder, console=Console(file=open(os.devnull, "w")))
+    made = assign(ROOT / "reference" / f"{name}.ipynb", folder, console=QUIET)
     committed = ROOT / "assignments" / name
     hint = f"run `grader assign reference/{name}.ipynb --force` and commit the result"
     assert made.notebook.name == SHIPPED[name]
@@ -324,7 +328,7 @@ def test_the_authored_assignment_grades_a_class_end_to_end(tmp_path):
     report = pd.read_csv(csv, keep_default_na=False).set_index("student")
     rows = {student: {name: float(report.loc[student, name]) for name in FULL} for student in report.index}
     assert rows["correct"] == FULL
-    assert rows["blank"] == {name: 0 for name in FULL}
+    assert rows["blank"] == dict.fromkeys(FULL, 0)
     # 16 and 8 channels instead of 32 and 16: of four layers only fc2 matches (a quarter of net.layers;
     # of net.params, nothing for the total and a quarter of the two thirds for per-layer counts); the
     # shapes differ and the reference's weights do not load, but the narrower network trains.

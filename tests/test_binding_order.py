@@ -9,8 +9,9 @@ from pathlib import Path
 
 import variants as v
 from conftest import FULL, points
-from grader.child.extract import extract_definitions
+
 from grader.child.cells import SourceCell, read_cells
+from grader.child.extract import extract_definitions
 
 ROOTS = ["Net", "training_loop"]
 

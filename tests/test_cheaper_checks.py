@@ -11,14 +11,14 @@ import json
 import os
 
 import pytest
-
 import variants as v
 from conftest import FULL, ROOT, points
-from grader.reference import cache as expectations_cache
-from grader.reference.check import verified_reference_expectations
+
 from grader.compare.net_checks import check_net_trains
 from grader.errors import ReferenceSolutionError
 from grader.isolate.client import Worker
+from grader.reference import cache as expectations_cache
+from grader.reference.check import verified_reference_expectations
 
 
 def _check(result, name: str):
@@ -144,10 +144,10 @@ def test_a_broken_reference_fails_even_with_a_cache(cifar2, tmp_path, monkeypatc
 def test_a_reader_and_a_checks_worker_grade_like_one_worker(cifar2, tmp_path):
     """`grader selfcheck` reads in a torch-free reader and checks in a worker without IPython,
     started side by side; the result is the one a single worker gives, invalid files included."""
-    from grader.reference.fixtures import load_fixtures
-    from grader.reference.observing import configure_for_selfcheck
     from grader.load import Submission
     from grader.pipeline import conclude, observe, open_worker, prepare
+    from grader.reference.fixtures import load_fixtures
+    from grader.reference.observing import configure_for_selfcheck
 
     expected = load_fixtures(cifar2)
     wrong = v.write_notebook(tmp_path / "wrong.ipynb", v.notebook_cells(v.NET_RELU, v.LOOP_NO_ZERO_GRAD))

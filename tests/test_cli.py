@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 import variants as v
 from conftest import FULL, ROOT, assert_close_documents
+
 from grader.report.formats import DEFAULT_FORMATS
 
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"

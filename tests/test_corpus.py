@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import FULL, ROOT
 
 CORPUS = Path(__file__).resolve().parent / "corpus"

@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 pytest.importorskip("distributed")
 
-from grader.errors import WorkerError  # noqa: E402
-from grader.executors.cluster import map_on_cluster  # noqa: E402
+from grader.errors import WorkerError
+from grader.executors.cluster import map_on_cluster
 
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
 
@@ -99,7 +98,9 @@ def test_with_the_reference_cached_the_grading_host_starts_no_worker_and_grades_
     assert (summary.graded, summary.interrupted) == (3, False)
     assert (tmp_path / "dask" / "report.csv").read_bytes() == (tmp_path / "local" / "report.csv").read_bytes()
     expected = (EXAMPLES.parent / "expected_report.csv").read_text().splitlines()
-    assert (tmp_path / "dask" / "report.csv").read_text().splitlines() == [row for row in expected if row.split(",")[0] in ("student", "alice", "dave", "frank")]
+    assert (tmp_path / "dask" / "report.csv").read_text().splitlines() == [
+        row for row in expected if row.split(",")[0] in ("student", "alice", "dave", "frank")
+    ]
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
@@ -132,9 +133,14 @@ def test_the_feeder_keeps_a_few_submissions_per_thread_in_flight_and_answers_eve
             sent.append(job)
         return job
 
-    with LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         jobs = range(60)
-        for job, outcome in map_on_cluster(client, {"offset": 1000}, _add_slowly, jobs, payload, job_timeout_s=2.0, max_batch=1):
+        for job, outcome in map_on_cluster(
+            client, {"offset": 1000}, _add_slowly, jobs, payload, job_timeout_s=2.0, max_batch=1
+        ):
             assert job not in answered
             answered[job] = outcome
             in_flight = len([j for j in sent if j not in answered])
@@ -163,7 +169,7 @@ class _RecordingClient:
     def __getattr__(self, name: str) -> object:
         return getattr(self._client, name)
 
-    def map(self, func, *iterables, **kwargs):  # noqa: ANN001, ANN201 - Client.map's own signature
+    def map(self, func, *iterables, **kwargs):
         iterables = [list(it) for it in iterables]
         self.batches += [len(payloads) for payloads in iterables[1]]
         return self._client.map(func, *iterables, **kwargs)
@@ -175,10 +181,23 @@ def test_jobs_travel_in_batches_while_many_are_left_and_one_per_task_at_the_end(
     from grader.executors.cluster import _batch_size
 
     # 64 threads with two batches each in flight: batches of 4 while each thread has 16 jobs left.
-    assert [_batch_size(n, 64, 2, 4) for n in (10_000, 1024, 1023, 768, 767, 512, 511, 1, 0)] == [4, 4, 3, 3, 2, 2, 1, 1, 1]
+    assert [_batch_size(n, 64, 2, 4) for n in (10_000, 1024, 1023, 768, 767, 512, 511, 1, 0)] == [
+        4,
+        4,
+        3,
+        3,
+        2,
+        2,
+        1,
+        1,
+        1,
+    ]
     answered: dict[int, object] = {}
     sent, most_in_flight = 0, 0
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         recording = _RecordingClient(client)
 
         def payload(job: int) -> int:
@@ -186,7 +205,9 @@ def test_jobs_travel_in_batches_while_many_are_left_and_one_per_task_at_the_end(
             sent += 1
             return job
 
-        for job, outcome in map_on_cluster(recording, {"offset": 1000}, _add_slowly, range(100), payload, job_timeout_s=10.0, max_batch=4):
+        for job, outcome in map_on_cluster(
+            recording, {"offset": 1000}, _add_slowly, range(100), payload, job_timeout_s=10.0, max_batch=4
+        ):
             assert job not in answered
             answered[job] = outcome
             most_in_flight = max(most_in_flight, sent - len(answered) + 1)
@@ -195,4 +216,6 @@ def test_jobs_travel_in_batches_while_many_are_left_and_one_per_task_at_the_end(
     assert 2 * 2 < most_in_flight <= 2 * 2 * 4  # two tasks per thread, up to four jobs each
     # A job that raises fails alone: the jobs of its batch are answered with their own results.
     assert isinstance(answered[13], WorkerError) and "this task breaks" in str(answered[13])
-    assert {job: outcome for job, outcome in answered.items() if job != 13} == {job: 1000 + job for job in range(100) if job != 13}
+    assert {job: outcome for job, outcome in answered.items() if job != 13} == {
+        job: 1000 + job for job in range(100) if job != 13
+    }

@@ -5,7 +5,7 @@ older torch) are written out, and the CUDA ones are also produced for real where
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -20,7 +20,7 @@ LOCATION = " (in forward, cell 5, line 14)"
 
 def error_of(action: Callable[[], object]) -> str:
     """The failure as the grader reports it: `Type: message`."""
-    with pytest.raises(Exception) as info:
+    with pytest.raises(Exception) as info:  # noqa: PT011 (any failure: its type and text are what is compared)
         action()
     return f"{type(info.value).__name__}: {info.value}"
 
@@ -152,7 +152,7 @@ REAL = {description: (action, batch_size) for description, action, batch_size, _
 
 
 @pytest.mark.parametrize(
-    "action, batch_size, name, words", [case[1:] for case in CASES], ids=[case[0] for case in CASES]
+    ("action", "batch_size", "name", "words"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
 )
 def test_real_error_is_explained_with_its_fix(action, batch_size, name, words):
     message = error_of(action)
@@ -163,7 +163,7 @@ def test_real_error_is_explained_with_its_fix(action, batch_size, name, words):
         assert word in found[1], f"{word!r} missing from {found[1]!r} (for {message})"
 
 
-@pytest.mark.parametrize("message, name, words", WRITTEN_OUT, ids=[case[1] for case in WRITTEN_OUT])
+@pytest.mark.parametrize(("message", "name", "words"), WRITTEN_OUT, ids=[case[1] for case in WRITTEN_OUT])
 def test_other_torch_wordings_are_explained(message, name, words):
     found = diagnose_error(message)
     assert found is not None and found[0] == name, message

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import variants
-from grader.child.extract import ExtractedProgram, ProgramUnit, extract_definitions
-from grader.child.cells import SourceCell, read_cells
 from variants import DATA, DEVICE_LOOP, IMPORTS, LOOP, NET, TRAIN, write_notebook
+
+from grader.child.cells import SourceCell, read_cells
+from grader.child.extract import ExtractedProgram, ProgramUnit, extract_definitions
 
 ROOTS = ["Net", "training_loop"]
 

@@ -7,9 +7,9 @@ gets no "what to fix" at all."""
 from __future__ import annotations
 
 import pytest
-
 import variants as v
 from conftest import FULL, points
+
 from grader.compare.forward_operations import ForwardOperations, align, first_divergence
 from grader.report.feedback import feedback_markdown
 
@@ -34,7 +34,7 @@ NO_PADDING_FC1_512 = v.NET_NO_PADDING.replace("nn.Linear(8 * 6 * 6, 32)", "nn.Li
 
 
 @pytest.mark.parametrize(
-    "net, words",
+    ("net", "words"),
     [
         (v.NET_RELU, ["your forward calls relu 3 times where the reference calls tanh"]),
         (v.NET_AVGPOOL, ["avg_pool2d 2 times where the reference calls max_pool2d"]),

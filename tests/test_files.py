@@ -34,7 +34,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         write_atomically(target, "half \ud800 written")  # a lone surrogate cannot be UTF-8
     folder = tmp_path / "a folder"
     (folder / "inside").mkdir(parents=True)
-    with pytest.raises(OSError):
+    with pytest.raises(IsADirectoryError):
         write_atomically(folder, "cannot replace a folder")
     assert target.read_text() == "old report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a folder", "report.csv"]

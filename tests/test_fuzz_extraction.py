@@ -28,16 +28,17 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import nbformat
 import pytest
+import variants as v
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
-import variants as v
 from grader.child.extract import ExtractedProgram
 from grader.isolate.reading import ReadingLimits, read_and_extract
 from grader.protocol import submission_request
@@ -166,13 +167,13 @@ PATHOLOGIES: dict[str, Callable[[int, str], str]] = {
     "long_name": lambda d, n: f"{n} = " + "a" * (10 * d),
     # text Python refuses
     "null_bytes": lambda d, n: f"{n} = 1\n" + "\x00" * d,
-    "lone_surrogates": lambda d, n: f"{n} = '" + ("\ud800" if d % 2 else "\udc80") * d + "'",  # never a pair
+    "lone_surrogates": lambda d, n: f"{n} = '" + ("\ud800" if d % 2 else "\udc80") * d + "'",  # noqa: RUF034 (two surrogates ruff reads alike); never a pair
 }
 
 # Depth each builder is still cheap to build and parse at. Indented blocks grow as depth
 # squared; nested `%%time` costs IPython's transformer time quadratic in depth (5,000 levels, a
 # 35 KB cell, take ~10 s), so they stop where that stays a fraction of a second.
-MAX_DEPTH = {name: 100_000 for name in PATHOLOGIES} | {
+MAX_DEPTH = dict.fromkeys(PATHOLOGIES, 100000) | {
     "class_bodies": 1_000,
     "def_bodies": 1_000,
     "if_blocks": 1_000,
@@ -321,7 +322,7 @@ def test_every_kind_of_nesting_across_the_parser_limits_costs_only_its_cells(kin
 def test_nesting_100_000_deep_costs_only_its_cell(kind: str) -> None:
     cells = [Cell("code", v.IMPORTS), Cell("code", pathology(kind, 100_000, "deep"), "noise"), Cell("code", v.NET, "net"), Cell("code", v.LOOP, "loop")]
 
-    outcome, seconds = extract("student.ipynb", notebook_bytes(cells), ROOTS + ["deep"])
+    outcome, seconds = extract("student.ipynb", notebook_bytes(cells), [*ROOTS, "deep"])
 
     assert_net_and_loop_intact(outcome, "cell 3", "cell 4")
     assert_notes_only_name(outcome, cells)
@@ -331,20 +332,29 @@ def test_nesting_100_000_deep_costs_only_its_cell(kind: str) -> None:
 def test_a_line_of_20_000_statements_is_read_whole() -> None:
     # Each statement of a shared line is unparsed on its own, never read out of the whole line
     # again: that cost n² and left 20,000 statements past the reading time limit.
-    cells = [Cell("code", v.IMPORTS), Cell("code", pathology("statements_on_one_line", 20_000, "deep"), "noise"), Cell("code", v.NET, "net"), Cell("code", v.LOOP, "loop")]
+    noise = Cell("code", pathology("statements_on_one_line", 20_000, "deep"), "noise")
+    cells = [Cell("code", v.IMPORTS), noise, Cell("code", v.NET, "net"), Cell("code", v.LOOP, "loop")]
 
-    outcome, _ = extract("student.ipynb", notebook_bytes(cells), ROOTS + ["deep"])
+    outcome, _ = extract("student.ipynb", notebook_bytes(cells), [*ROOTS, "deep"])
 
     assert_net_and_loop_intact(outcome, "cell 3", "cell 4")
     assert outcome["notes"] == []
-    assert any(unit["source"].startswith("deep = 1") for unit in outcome["units"]), [u["source"][:40] for u in outcome["units"]]
+    assert any(unit["source"].startswith("deep = 1") for unit in outcome["units"]), [
+        u["source"][:40] for u in outcome["units"]
+    ]
 
 
 def test_markdown_and_raw_cells_are_never_parsed() -> None:
     poison = pathology("unary_minus", 100_000, "deep") + "\x00\ud800"
-    cells = [Cell("markdown", poison), Cell("code", v.IMPORTS), Cell("raw", poison), Cell("code", v.NET, "net"), Cell("code", v.LOOP, "loop")]
+    cells = [
+        Cell("markdown", poison),
+        Cell("code", v.IMPORTS),
+        Cell("raw", poison),
+        Cell("code", v.NET, "net"),
+        Cell("code", v.LOOP, "loop"),
+    ]
 
-    outcome, _ = extract("student.ipynb", notebook_bytes(cells), ROOTS + ["deep"])
+    outcome, _ = extract("student.ipynb", notebook_bytes(cells), [*ROOTS, "deep"])
 
     assert_net_and_loop_intact(outcome, "cell 4", "cell 5")
     assert outcome["notes"] == []
@@ -354,17 +364,40 @@ def test_markdown_and_raw_cells_are_never_parsed() -> None:
     ("kind", "depth", "note"),
     [
         ("parentheses", 201, r"^cell 3, line 1: SyntaxError: too many nested parentheses; this cell was skipped$"),
-        ("unary_minus", 5_000, r"^cell 3 is nested too deeply for Python's parser \((RecursionError|MemoryError)\); this cell was skipped$"),
-        ("unary_minus", 1_000, r"^cell 3, line 1: the definition of 'deep' is nested too deeply for Python's parser \(RecursionError\); it was skipped$"),
+        (
+            "unary_minus",
+            5_000,
+            r"^cell 3 is nested too deeply for Python's parser \((RecursionError|MemoryError)\); this cell was skipped$",
+        ),
+        (
+            "unary_minus",
+            1_000,
+            r"^cell 3, line 1: the definition of 'deep' is nested too deeply for Python's parser \(RecursionError\); it was skipped$",
+        ),
         ("if_blocks", 101, r"^cell 3, line 101: SyntaxError: too many levels of indentation; this cell was skipped$"),
-        ("null_bytes", 1, r"^cell 3(, line 1: SyntaxError: source code string cannot contain null bytes| cannot be parsed by Python \(ValueError: .*\)); this cell was skipped$"),
-        ("lone_surrogates", 1, r"^cell 3 cannot be parsed by Python \(UnicodeEncodeError: .*surrogates not allowed\); this cell was skipped$"),
+        (
+            "null_bytes",
+            1,
+            r"^cell 3(, line 1: SyntaxError: source code string cannot contain null bytes"
+            r"| cannot be parsed by Python \(ValueError: .*\)); this cell was skipped$",
+        ),
+        (
+            "lone_surrogates",
+            1,
+            r"^cell 3 cannot be parsed by Python \(UnicodeEncodeError: .*surrogates not allowed\); this cell was skipped$",
+        ),
     ],
 )
 def test_a_skipped_cell_is_named_by_its_number_counting_markdown(kind: str, depth: int, note: str) -> None:
-    cells = [Cell("markdown", "# Title"), Cell("code", v.IMPORTS), Cell("code", pathology(kind, depth, "deep"), "noise"), Cell("code", v.NET, "net"), Cell("code", v.LOOP, "loop")]
+    cells = [
+        Cell("markdown", "# Title"),
+        Cell("code", v.IMPORTS),
+        Cell("code", pathology(kind, depth, "deep"), "noise"),
+        Cell("code", v.NET, "net"),
+        Cell("code", v.LOOP, "loop"),
+    ]
 
-    outcome, _ = extract("student.ipynb", notebook_bytes(cells), ROOTS + ["deep"])
+    outcome, _ = extract("student.ipynb", notebook_bytes(cells), [*ROOTS, "deep"])
 
     assert_net_and_loop_intact(outcome, "cell 4", "cell 5")
     assert len(outcome["notes"]) == 1 and re.match(note, outcome["notes"][0]), outcome["notes"]
@@ -402,7 +435,8 @@ def script_text(parts: list[Part]) -> tuple[str, dict[str, int], list[tuple[int,
 # \x1c-\x1e, \x85, \u2028, \u2029. Those are kept out of the script noise here; see
 # test_line_breaks_python_does_not_count_leave_units_intact for what they do.
 script_junk = st.text(
-    st.characters(exclude_categories=("L", "Cs"), exclude_characters="\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"), max_size=300
+    st.characters(exclude_categories=("L", "Cs"), exclude_characters="\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"),
+    max_size=300,
 ).map(lambda t: t + "\n")
 
 
@@ -429,7 +463,7 @@ def test_a_pathological_part_of_a_script_leaves_net_and_loop_extracted(script: t
     parts, described = script
     text, starts, noise = script_text(parts)
 
-    outcome, _ = extract("carol.py", text.encode("utf-8"), ROOTS + ["deep0", "deep1"])
+    outcome, _ = extract("carol.py", text.encode("utf-8"), [*ROOTS, "deep0", "deep1"])
 
     assert_net_and_loop_intact(outcome, "carol.py", "carol.py", net_line=starts["net"], loop_line=starts["loop"])
     for note in outcome["notes"]:
@@ -479,7 +513,9 @@ json_values = st.recursive(
 def broken_notebooks(draw: st.DrawFn) -> bytes:
     """A notebook with one part of its JSON replaced by an arbitrary JSON value."""
     notebook = lecture_notebook_json()
-    where = draw(st.sampled_from(["cells", "cell", "source", "cell_type", "nbformat", "nbformat_minor", "metadata", "outputs"]))
+    where = draw(
+        st.sampled_from(["cells", "cell", "source", "cell_type", "nbformat", "nbformat_minor", "metadata", "outputs"])
+    )
     value = draw(json_values)
     cell = notebook["cells"][draw(st.integers(0, len(notebook["cells"]) - 1))]
     if where in ("cells", "nbformat", "nbformat_minor", "metadata"):
@@ -591,7 +627,14 @@ def test_a_cell_whose_source_is_not_text_costs_at_most_that_cell(source: Any) ->
 def code_cell_json(source: str, number: int) -> dict[str, Any]:
     # new_code_cell validates every cell it makes: 50,000 of them take ~20 s, the file ~4 s
     return nbformat.from_dict(
-        {"cell_type": "code", "execution_count": None, "id": f"c{number}", "metadata": {}, "outputs": [], "source": source}
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": f"c{number}",
+            "metadata": {},
+            "outputs": [],
+            "source": source,
+        }
     )
 
 
@@ -619,22 +662,38 @@ def fifty_megabytes_of_code() -> str:
 
 @pytest.mark.slow
 def test_a_50_mb_cell_is_skipped_with_a_note_and_net_and_loop_survive() -> None:
-    cells = [Cell("code", v.IMPORTS), Cell("code", v.NET, "net"), Cell("code", fifty_megabytes_of_code(), "noise"), Cell("code", v.LOOP, "loop")]
+    cells = [
+        Cell("code", v.IMPORTS),
+        Cell("code", v.NET, "net"),
+        Cell("code", fifty_megabytes_of_code(), "noise"),
+        Cell("code", v.LOOP, "loop"),
+    ]
     raw = notebook_bytes(cells)
     assert len(raw) < 64 * 2**20, "under the default max_submission_mb, so the host would read it"
 
     outcome, _ = extract("student.ipynb", raw)
 
     assert_net_and_loop_intact(outcome, "cell 2", "cell 4")
-    assert outcome["notes"] == ["cell 3 holds 50.0 MB of code, over the 1.0 MB limit for one cell; this cell was skipped"]
+    assert outcome["notes"] == [
+        "cell 3 holds 50.0 MB of code, over the 1.0 MB limit for one cell; this cell was skipped"
+    ]
 
 
 @pytest.mark.slow
 def test_a_huge_skipped_cell_does_not_cost_a_correct_cell() -> None:
     # A Net reading 60 module-level settings, as notebooks with a hyperparameter cell do.
     settings_cell = "".join(f"H{i} = {i}\n" for i in range(60))
-    net = v.NET.replace("        self.fc2 = nn.Linear(32, 2)\n", "        self.fc2 = nn.Linear(32, 2)\n        self.scale = " + " + ".join(f"H{i}" for i in range(60)) + "\n")
-    cells = [Cell("code", v.IMPORTS), Cell("code", settings_cell), Cell("code", "x = 1\n" * (20 * 2**20 // 6), "noise"), Cell("code", net), Cell("code", v.LOOP, "loop")]
+    net = v.NET.replace(
+        "        self.fc2 = nn.Linear(32, 2)\n",
+        "        self.fc2 = nn.Linear(32, 2)\n        self.scale = " + " + ".join(f"H{i}" for i in range(60)) + "\n",
+    )
+    cells = [
+        Cell("code", v.IMPORTS),
+        Cell("code", settings_cell),
+        Cell("code", "x = 1\n" * (20 * 2**20 // 6), "noise"),
+        Cell("code", net),
+        Cell("code", v.LOOP, "loop"),
+    ]
     limits = ReadingLimits(timeout_s=6.0, memory_mb=2048, max_cell_chars=1024 * 1024)
 
     outcome, _ = extract("student.ipynb", notebook_bytes(cells), limits=limits)
@@ -642,13 +701,20 @@ def test_a_huge_skipped_cell_does_not_cost_a_correct_cell() -> None:
     assert outcome["kind"] == "extracted", outcome
     assert {"source": net, "filename": "cell 4", "line": 1} in outcome["units"]
     assert {"source": v.LOOP, "filename": "cell 5", "line": 1} in outcome["units"]
-    assert outcome["notes"] == ["cell 3 holds 20.0 MB of code, over the 1.0 MB limit for one cell; this cell was skipped"]
+    assert outcome["notes"] == [
+        "cell 3 holds 20.0 MB of code, over the 1.0 MB limit for one cell; this cell was skipped"
+    ]
 
 
 def test_deeply_nested_cell_magics_are_read_quickly_and_cost_nothing_else() -> None:
     # 10,000 nested %%time (70 KB): IPython's transformer would spend ~40 s unwrapping them one
     # level at a time; the extractor unwraps a few levels only, and the rest is not a definition.
-    cells = [Cell("code", v.IMPORTS), Cell("code", v.NET, "net"), Cell("code", "%%time\n" * 10_000 + "x = 1\n", "noise"), Cell("code", v.LOOP, "loop")]
+    cells = [
+        Cell("code", v.IMPORTS),
+        Cell("code", v.NET, "net"),
+        Cell("code", "%%time\n" * 10_000 + "x = 1\n", "noise"),
+        Cell("code", v.LOOP, "loop"),
+    ]
     limits = ReadingLimits(timeout_s=3.0, memory_mb=2048, max_cell_chars=1024 * 1024)
 
     outcome, seconds = extract("student.ipynb", notebook_bytes(cells), limits=limits)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 import variants as v
 from conftest import FULL, points
+from torch import nn
+
 from grader.child.observe.cuda_on_cpu import CudaOnCpu, cuda_on_cpu, mentions_gpu
 
 GPU_NOTE = "your code asks for a GPU ({}); the grading machine has none, so it ran on the CPU (no points lost)"
@@ -53,7 +53,7 @@ GPU_NOTEBOOKS = {
     "torch_device_cuda": (v.notebook_cells(loop=with_device("torch.device('cuda')", TO_DEVICE_LOOP)), "'cuda'"),
     "string_cuda": (v.notebook_cells(loop=with_device("'cuda'", TO_DEVICE_LOOP)), "'cuda'"),
     "cuda_ordinal": (v.notebook_cells(loop=with_device("torch.device('cuda:0')", TO_DEVICE_LOOP)), "'cuda:0'"),
-    "cuda_calls": (v.notebook_cells(loop=CUDA_CALLS_LOOP)[:4] + [TRAIN_ON_GPU] + v.notebook_cells()[5:], ".cuda()"),
+    "cuda_calls": ([*v.notebook_cells(loop=CUDA_CALLS_LOOP)[:4], TRAIN_ON_GPU, *v.notebook_cells()[5:]], ".cuda()"),
     "to_device_in_forward": (v.notebook_cells(net=with_device("torch.device('cuda')", NET_TO_DEVICE)), "'cuda'"),
     "factory_in_forward": (v.notebook_cells(net=NET_CUDA_FACTORY), "'cuda'"),
 }
@@ -82,7 +82,7 @@ def test_requests_of_both_check_groups_share_one_note(grade, tmp_path):
         v.notebook_cells(),
         v.notebook_cells(loop=v.DEVICE_LOOP),  # `if torch.cuda.is_available()` picks the CPU: nothing to redirect
         v.notebook_cells(net=with_device("torch.device('cuda' if torch.cuda.is_available() else 'cpu')", NET_TO_DEVICE)),
-        v.notebook_cells()[:4] + [TRAIN_ON_GPU] + v.notebook_cells()[5:],  # `Net().cuda()` at top level is never run
+        [*v.notebook_cells()[:4], TRAIN_ON_GPU, *v.notebook_cells()[5:]],  # `Net().cuda()` at top level is never run
     ],
     ids=["lecture", "guarded_loop", "guarded_forward", "top_level_cuda"],
 )

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 import variants as v
 from conftest import ROOT
 
@@ -181,7 +180,7 @@ def test_a_changed_and_a_new_notebook_are_the_only_ones_graded(class_folder, fir
     assert rows["carol"][1] != first_run["rows"]["carol"][1]
     frame = pd.read_csv(tmp_path / "out" / "report.csv", keep_default_na=False).set_index("student")
     before = pd.read_csv(first_run["out"] / "report.csv", keep_default_na=False).set_index("student")
-    assert list(frame.index) == sorted(STUDENTS + ["gina"])
+    assert list(frame.index) == sorted([*STUDENTS, "gina"])
     assert frame.loc["carol", "total"] == 100 and before.loc["carol", "total"] == 96
     assert frame.loc["gina", "net.forward"] == 0
     assert frame.loc[unchanged].equals(before.loc[unchanged])
@@ -474,7 +473,7 @@ def test_an_sqlite_file_of_another_program_or_a_newer_grader_is_refused(tmp_path
     connection.execute("CREATE TABLE invoices (id INTEGER)")
     connection.commit()
     connection.close()
-    with pytest.raises(GradebookError, match="not a grader gradebook .*invoices"):
+    with pytest.raises(GradebookError, match=r"not a grader gradebook .*invoices"):
         Gradebook(other)
 
     newer = tmp_path / "newer.sqlite"

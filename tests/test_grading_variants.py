@@ -3,9 +3,7 @@ each variant earns exactly the points pinned here."""
 
 from __future__ import annotations
 
-
 import pytest
-
 import variants as v
 from conftest import FULL, points
 
@@ -18,7 +16,7 @@ CORRECT = {
     "net_across_cells": v.ACROSS_CELLS,
     "device_at_top_level": v.notebook_cells(loop=v.DEVICE_LOOP),
     "magics": v.MAGIC_CELLS,
-    "redefined_net": v.notebook_cells(v.NET_RELU)[:3] + [v.NET] + v.notebook_cells()[3:],
+    "redefined_net": [*v.notebook_cells(v.NET_RELU)[:3], v.NET, *v.notebook_cells()[3:]],
 }
 
 

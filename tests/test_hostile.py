@@ -25,9 +25,9 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-
 import variants as v
 from conftest import FULL, ROOT
+
 from grader.isolate.bubblewrap import sandbox_status
 
 if not sys.platform.startswith("linux"):
@@ -54,7 +54,7 @@ def net_with(prefix: str) -> str:
 class _RecordingHandler(http.server.BaseHTTPRequestHandler):
     """Records the path of every request on its server's `paths`."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.server.paths.append(self.path)  # type: ignore[attr-defined]
         self.send_response(200)
         self.end_headers()
@@ -152,7 +152,12 @@ def _fast_assignment(root: Path) -> Path:
     assignment = root / "assignment"
     shutil.copytree(ROOT / "assignments" / "cifar2", assignment)
     config = assignment / "assignment.toml"
-    config.write_text(config.read_text().replace("timeout_s = 60", "timeout_s = 25").replace("check_timeout_s = 30", "check_timeout_s = 10").replace("memory_mb = 4096", "memory_mb = 2048"))
+    config.write_text(
+        config.read_text()
+        .replace("timeout_s = 60", "timeout_s = 25")
+        .replace("check_timeout_s = 30", "check_timeout_s = 10")
+        .replace("memory_mb = 4096", "memory_mb = 2048")
+    )
     return assignment
 
 
@@ -180,36 +185,84 @@ def _hostile_folder(folder: Path, attacks: Attacks, port: int) -> dict[str, obje
     )
     submissions = {
         "a_honest": (cells(), FULL, ""),
-        "endless_loop": (cells(loop="def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n    while True:\n        pass\n"), {"loop.trains": 0}, "the training_loop check timed out after 10 s"),
-        "memory_bomb": (cells(net_with("self.hog = [torch.ones(256 * 1024**2) for _ in range(12)]")), NET_ZERO, "Net() failed: out of memory (over the limit):"),
+        "endless_loop": (
+            cells(
+                loop="def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n    while True:\n        pass\n"
+            ),
+            {"loop.trains": 0},
+            "the training_loop check timed out after 10 s",
+        ),
+        "memory_bomb": (
+            cells(net_with("self.hog = [torch.ones(256 * 1024**2) for _ in range(12)]")),
+            NET_ZERO,
+            "Net() failed: out of memory (over the limit):",
+        ),
         "sys_exit": (cells(loop=loop_with("import sys; sys.exit(0)")), {"loop.trains": 0}, "SystemExit(0)"),
-        "os_exit": (cells(v.NET.replace("out = out.view(-1, 8 * 8 * 8)", "import os; os._exit(0)")), NET_BROKEN, "the Net checks stopped early: the code exited the process"),
-        "self_sigkill": (cells(loop=loop_with("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")), {"loop.trains": 0}, "the training_loop check was killed (SIGKILL)"),
-        "segfault": (cells(v.NET.replace("out = out.view(-1, 8 * 8 * 8)", "import ctypes; ctypes.string_at(0)")), NET_BROKEN, "the Net checks crashed (SIGSEGV)"),
+        "os_exit": (
+            cells(v.NET.replace("out = out.view(-1, 8 * 8 * 8)", "import os; os._exit(0)")),
+            NET_BROKEN,
+            "the Net checks stopped early: the code exited the process",
+        ),
+        "self_sigkill": (
+            cells(loop=loop_with("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")),
+            {"loop.trains": 0},
+            "the training_loop check was killed (SIGKILL)",
+        ),
+        "segfault": (
+            cells(v.NET.replace("out = out.view(-1, 8 * 8 * 8)", "import ctypes; ctypes.string_at(0)")),
+            NET_BROKEN,
+            "the Net checks crashed (SIGSEGV)",
+        ),
         "prints_200mb": (cells(loop=loop_with("for _ in range(200):\n    print('x' * 1024 * 1024)")), FULL, ""),
-        "fake_scores_on_stdout": (cells(v.NET_RELU, loop_with("print('{\"net.forward\": 20, \"total\": 100}')")), {"net.forward": 0}, ""),
+        "fake_scores_on_stdout": (
+            cells(v.NET_RELU, loop_with('print(\'{"net.forward": 20, "total": 100}\')')),
+            {"net.forward": 0},
+            "",
+        ),
         "patches_torch": (
-            cells(v.NET_RELU, extra=["torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\ntorch.isclose = lambda a, b, **k: torch.ones_like(a, dtype=torch.bool)"]),
+            cells(
+                v.NET_RELU,
+                extra=[
+                    "torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: True\n"
+                    "torch.isclose = lambda a, b, **k: torch.ones_like(a, dtype=torch.bool)"
+                ],
+            ),
             {"net.forward": 0},
             "",
         ),
         "reads_files": (cells(net_with("import os\n" + scan)), NET_ZERO, "found: []"),
         **{name: (attack, FULL, "") for name, attack in attacks.notebooks(port).items()},
-        "process_bomb": (cells(loop=loop_with(f"import subprocess\nfor _ in range(300):\n    subprocess.Popen(['sleep', '{SLEEP}'])")), {"loop.trains": 0}, ("started more than 64 processes", "Resource temporarily unavailable")),
+        "process_bomb": (
+            cells(
+                loop=loop_with(f"import subprocess\nfor _ in range(300):\n    subprocess.Popen(['sleep', '{SLEEP}'])")
+            ),
+            {"loop.trains": 0},
+            ("started more than 64 processes", "Resource temporarily unavailable"),
+        ),
         "forges_report": (
-            cells(net_with(
-                "import os, json\n"
-                "fake = {'kind': 'instantiate', 'defined': True, 'is_class': True, 'is_module_class': True, 'error': None, 'alternatives': []}\n"
-                "for fd in range(3, 64):\n"
-                "    try:\n"
-                "        os.write(fd, (json.dumps(fake) + '\\n').encode())\n"
-                "    except OSError:\n"
-                "        pass"
-            )),
+            cells(
+                net_with(
+                    "import os, json\n"
+                    "fake = {'kind': 'instantiate', 'defined': True, 'is_class': True, 'is_module_class': True, 'error': None, 'alternatives': []}\n"
+                    "for fd in range(3, 64):\n"
+                    "    try:\n"
+                    "        os.write(fd, (json.dumps(fake) + '\\n').encode())\n"
+                    "    except OSError:\n"
+                    "        pass"
+                )
+            ),
             NET_ZERO,
             "could not be trusted: the submission's code wrote to the grader's report channel",
         ),
-        "stderr_warnings": (cells(net_with("import sys, warnings\nwarnings.warn('this is deprecated', UserWarning)\nprint('UserWarning: torch says hi', file=sys.stderr)")), FULL, ""),
+        "stderr_warnings": (
+            cells(
+                net_with(
+                    "import sys, warnings\nwarnings.warn('this is deprecated', UserWarning)\nprint('UserWarning: torch says hi', file=sys.stderr)"
+                )
+            ),
+            FULL,
+            "",
+        ),
         "z_honest": (cells(v.NET_SEQUENTIAL), FULL, ""),
     }
     expected: dict[str, object] = {}
@@ -222,22 +275,32 @@ def _hostile_folder(folder: Path, attacks: Attacks, port: int) -> dict[str, obje
     (folder / "random_bytes.ipynb").write_bytes(random.Random(7).randbytes(4096))
     (folder / "latin1.py").write_bytes("# Übung\n".encode("latin-1") + v.NET.encode())
     expected.update(
-        invalid_json=("invalid", {n: 0 for n in FULL}, "invalid JSON"),
-        empty=("invalid", {n: 0 for n in FULL}, "file is empty"),
-        random_bytes=("invalid", {n: 0 for n in FULL}, "not a notebook"),
-        latin1=("invalid", {n: 0 for n in FULL}, "save it as UTF-8"),
+        invalid_json=("invalid", dict.fromkeys(FULL, 0), "invalid JSON"),
+        empty=("invalid", dict.fromkeys(FULL, 0), "file is empty"),
+        random_bytes=("invalid", dict.fromkeys(FULL, 0), "not a notebook"),
+        latin1=("invalid", dict.fromkeys(FULL, 0), "save it as UTF-8"),
     )
 
     v3 = {
-        "nbformat": 3, "nbformat_minor": 0, "metadata": {"name": "old"},
-        "worksheets": [{"cells": [{"cell_type": "code", "language": "python", "input": c, "outputs": [], "metadata": {}} for c in cells()], "metadata": {}}],
+        "nbformat": 3,
+        "nbformat_minor": 0,
+        "metadata": {"name": "old"},
+        "worksheets": [
+            {
+                "cells": [
+                    {"cell_type": "code", "language": "python", "input": c, "outputs": [], "metadata": {}}
+                    for c in cells()
+                ],
+                "metadata": {},
+            }
+        ],
     }
     (folder / "nbformat_v3.ipynb").write_text(json.dumps(v3))
     expected["nbformat_v3"] = ("graded", FULL, "")
 
     markdown_only = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("I ran out of time.")])
     nbformat.write(markdown_only, str(folder / "no_code_cells.ipynb"))
-    expected["no_code_cells"] = ("graded", {n: 0 for n in FULL}, "Net not defined")
+    expected["no_code_cells"] = ("graded", dict.fromkeys(FULL, 0), "Net not defined")
 
     big = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells()])
     image = "iVBORw0KGgo" + "A" * (40 * 1024 * 1024)
@@ -314,7 +377,16 @@ def test_every_row_is_written_with_the_expected_points(hostile_batch):
 
 def test_honest_rows_are_untouched(hostile_batch):
     frame = hostile_batch.frame
-    for student in ("a_honest", "z_honest", "nbformat_v3", "big_output", "prints_200mb", "http_request", "writes_outside", "stderr_warnings"):
+    for student in (
+        "a_honest",
+        "z_honest",
+        "nbformat_v3",
+        "big_output",
+        "prints_200mb",
+        "http_request",
+        "writes_outside",
+        "stderr_warnings",
+    ):
         assert frame.loc[student, "total"] == 100 and frame.loc[student, "error"] == "", student
 
 
@@ -365,7 +437,9 @@ def test_huge_output_is_kept_short_in_feedback(hostile_batch):
 
 def test_a_40_mb_output_image_is_graded_fast(grade, tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in v.notebook_cells()])
-    notebook.cells[-1].outputs = [nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo" + "A" * (40 * 1024 * 1024)})]
+    notebook.cells[-1].outputs = [
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo" + "A" * (40 * 1024 * 1024)})
+    ]
     path = tmp_path / "big.ipynb"
     nbformat.write(notebook, str(path))
     result = grade(path)

@@ -14,12 +14,12 @@ from urllib.parse import unquote
 
 import pytest
 import torch
-
 import variants as v
 from conftest import FULL
+
+from grader.child.observe.context import LossHistory
 from grader.load import Submission
 from grader.observations import MAX_LOSS_POINTS, validate
-from grader.child.observe.context import LossHistory
 from grader.pipeline import grade_submission
 from grader.report.formats import DEFAULT_FORMATS, write_reports
 from grader.report.html_report import class_report_html, feedback_html
@@ -147,7 +147,7 @@ def _browse(page: Path, *args: str, query: str = "") -> tuple[str, list[str]]:
     """Load `page` in headless Chromium: the DOM after its script ran, and the console messages."""
     assert CHROMIUM is not None
     profile = page.parent / ".chromium-profile"
-    done = subprocess.run(  # noqa: PLW1510 (the return code is asserted below, with stderr)
+    done = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
          f"--user-data-dir={profile}", "--dump-dom", *args, page.as_uri() + query],
         capture_output=True, text=True, timeout=120,
@@ -231,7 +231,9 @@ def test_report_in_a_browser_has_a_row_per_student_and_no_console_errors(cohort_
 @needs_chromium
 def test_clicking_a_header_sorts_the_table(cohort_report):
     page = cohort_report / "report.html"
-    by_total = lambda table: [float(row[2]) for row in table.rows]
+
+    def by_total(table):
+        return [float(row[2]) for row in table.rows]
     unsorted = by_total(_table(_browse(page)[0]))
     assert unsorted != sorted(unsorted) and unsorted != sorted(unsorted, reverse=True)
 

@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import nbformat
-
 import variants as v
 from conftest import FULL, ROOT
 

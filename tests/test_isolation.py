@@ -10,9 +10,9 @@ import sys
 import time
 
 import pytest
-
 import variants as v
 from conftest import FULL, ROOT, points
+
 from grader.assignment import Limits
 from grader.isolate.bubblewrap import bwrap_command, sandbox_status
 from grader.load import Submission

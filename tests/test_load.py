@@ -12,11 +12,11 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
-
-from grader.errors import AmbiguousSubmissionError, InvalidNotebookError, SubmissionError, UnreadableScriptError
-from grader.child.cells import SourceCell, read_cells
-from grader.load import Submission, discover_submissions, read_submission_bytes
 from variants import LOOP, NET, write_notebook
+
+from grader.child.cells import SourceCell, read_cells
+from grader.errors import AmbiguousSubmissionError, InvalidNotebookError, SubmissionError, UnreadableScriptError
+from grader.load import Submission, discover_submissions, read_submission_bytes
 
 PREFERRED = "cifar2_cnn.ipynb"
 
@@ -429,11 +429,11 @@ def test_submission_bytes_are_read_whole_up_to_the_limit_even_from_a_file_that_u
     exact = tmp_path / "exact.py"
     exact.write_bytes(b"x" * 1000)
     assert read_submission_bytes(exact, 1000) == b"x" * 1000
-    with pytest.raises(UnreadableScriptError, match="over the .* limit for a submission"):
+    with pytest.raises(UnreadableScriptError, match=r"over the .* limit for a submission"):
         read_submission_bytes(exact, 999)
     understated = Path("/proc/self/status")  # st_size 0, some hundreds of bytes to read
     assert understated.stat().st_size == 0
     whole = read_submission_bytes(understated, 2**20)
     assert whole.startswith(b"Name:") and b"\nvoluntary_ctxt_switches:" in whole  # near its end, past byte 1
-    with pytest.raises(InvalidNotebookError, match="over the .* limit for a submission"):
+    with pytest.raises(InvalidNotebookError, match=r"over the .* limit for a submission"):
         read_submission_bytes(understated, 50)

@@ -8,31 +8,59 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 import variants as v
 from conftest import FULL, ROOT, points
+
 from grader.assignment import Assignment
-from grader.reference.check import verified_reference_expectations
+from grader.child.observe.loop_probe import plan_call
 from grader.commands.selfcheck import check_submission
 from grader.isolate.client import Worker
 from grader.load import Submission
-from grader.child.observe.loop_probe import plan_call
 from grader.pipeline import grade_submission
+from grader.reference.check import verified_reference_expectations
 
 LECTURE_ORDER = "n_epochs, optimizer, model, loss_fn, train_loader"
 
 
-def loop_taking(parameters: str, *, model: str = "model", optimizer: str = "optimizer", loss_fn: str = "loss_fn", loader: str = "train_loader", epochs: str = "n_epochs") -> str:
+def loop_taking(
+    parameters: str,
+    *,
+    model: str = "model",
+    optimizer: str = "optimizer",
+    loss_fn: str = "loss_fn",
+    loader: str = "train_loader",
+    epochs: str = "n_epochs",
+) -> str:
     """The lecture's loop with its parameters written as `parameters`, and its body using the names given."""
     body = v.LOOP.split(":\n", 1)[1]
-    for old, new in (("n_epochs", epochs), ("optimizer", optimizer), ("model", model), ("loss_fn", loss_fn), ("train_loader", loader)):
+    for old, new in (
+        ("n_epochs", epochs),
+        ("optimizer", optimizer),
+        ("model", model),
+        ("loss_fn", loss_fn),
+        ("train_loader", loader),
+    ):
         body = body.replace(old, new)
     return f"def training_loop({parameters}):\n{body}"
 
 
 SWAPPED = loop_taking("n_epochs, model, optimizer, loss_fn, train_loader")
-RENAMED = loop_taking("epochs, opt, net, criterion, loader", epochs="epochs", optimizer="opt", model="net", loss_fn="criterion", loader="loader")
-RENAMED_REORDERED = loop_taking("epochs, net, opt, criterion, loader", epochs="epochs", optimizer="opt", model="net", loss_fn="criterion", loader="loader")
+RENAMED = loop_taking(
+    "epochs, opt, net, criterion, loader",
+    epochs="epochs",
+    optimizer="opt",
+    model="net",
+    loss_fn="criterion",
+    loader="loader",
+)
+RENAMED_REORDERED = loop_taking(
+    "epochs, net, opt, criterion, loader",
+    epochs="epochs",
+    optimizer="opt",
+    model="net",
+    loss_fn="criterion",
+    loader="loader",
+)
 EXTRA_REQUIRED = loop_taking(f"{LECTURE_ORDER}, device")
 EXTRA_WITH_DEFAULT = loop_taking("n_epochs, model, optimizer, loss_fn, train_loader, device='cpu', log_every=10")
 
@@ -113,7 +141,9 @@ def test_call_positional_grades_the_order_as_before(cifar2: Assignment, tmp_path
     positional = replace(cifar2, loop_call="positional")
     with Worker(sandbox="none") as worker:
         expected = verified_reference_expectations(positional, worker, ROOT / "reference" / "cifar2.py")
-        result = grade_submission(Submission("swapped", _write(tmp_path, "swapped", SWAPPED)), positional, worker, expected)
+        result = grade_submission(
+            Submission("swapped", _write(tmp_path, "swapped", SWAPPED)), positional, worker, expected
+        )
     assert points(result) == {**FULL, "loop.trains": 0}
     assert "'SGD' object is not callable" in result.error
 

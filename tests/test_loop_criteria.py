@@ -6,9 +6,9 @@ of 8 batches), and through selfcheck's fixtures."""
 from __future__ import annotations
 
 import pytest
-
 import variants as v
 from conftest import FULL, points
+
 from grader.commands.selfcheck import check_submission
 from grader.load import Submission
 
@@ -24,8 +24,11 @@ LOOP_TWO_EPOCHS = v.LOOP.replace("range(1, n_epochs + 1)", "range(1, 3)")
 LOOP_ONE_EPOCH_TOO_MANY = v.LOOP.replace("range(1, n_epochs + 1)", "range(n_epochs + 1)")
 # A validation pass each epoch: over a loader the grader does not give (the default), or over
 # train_loader itself. A pass with no backward() or step() is evaluation, not an epoch.
-LOOP_VALIDATES_SEPARATE_LOADER = v.LOOP.replace("loss_fn, train_loader):", "loss_fn, train_loader, val_loader=None):").replace(
-    "        if epoch == 1", "        with torch.no_grad():\n            for imgs, labels in (val_loader or []):\n                model(imgs)\n        if epoch == 1"
+LOOP_VALIDATES_SEPARATE_LOADER = v.LOOP.replace(
+    "loss_fn, train_loader):", "loss_fn, train_loader, val_loader=None):"
+).replace(
+    "        if epoch == 1",
+    "        with torch.no_grad():\n            for imgs, labels in (val_loader or []):\n                model(imgs)\n        if epoch == 1",
 )
 LOOP_VALIDATES_ON_TRAIN_LOADER = v.LOOP.replace(
     "        if epoch == 1",
@@ -38,7 +41,11 @@ LOOPS = {
     "lecture_loop": (v.LOOP, 20, []),
     "validates_on_a_separate_loader": (LOOP_VALIDATES_SEPARATE_LOADER, 20, []),
     "validates_on_train_loader": (LOOP_VALIDATES_ON_TRAIN_LOADER, 20, []),
-    "breaks_after_first_batch": (LOOP_BREAKS_AFTER_FIRST_BATCH, 16, [f"took 1 of 8 batches in each epoch: {COVERS_EVERY_BATCH}"]),
+    "breaks_after_first_batch": (
+        LOOP_BREAKS_AFTER_FIRST_BATCH,
+        16,
+        [f"took 1 of 8 batches in each epoch: {COVERS_EVERY_BATCH}"],
+    ),
     "breaks_in_last_epoch": (LOOP_BREAKS_IN_LAST_EPOCH, 16, ["took 8 of 8 batches in epochs 1-3, 1 in epoch 4"]),
     "fixed_one_epoch": (LOOP_ONE_EPOCH, 16, [f"ran 1 epoch where n_epochs was 4: {RUNS_N_EPOCHS}"]),
     "fixed_two_epochs": (LOOP_TWO_EPOCHS, 16, ["ran 2 epochs where n_epochs was 4"]),
@@ -80,8 +87,8 @@ def test_selfcheck_takes_the_same_loop_points(name, cifar2, tmp_path):
 def test_passes_beyond_the_record_limit_are_counted_not_recorded():
     # Each next(iter(train_loader)) starts a pass: the report keeps the first MAX_LOADER_PASSES,
     # so an observation from such a loop still fits its schema.
-    from grader.observations import MAX_LOADER_PASSES
     from grader.child.observe.loop_probe import _CountingLoader, _Counts
+    from grader.observations import MAX_LOADER_PASSES
 
     counts = _Counts()
     loader = _CountingLoader([0, 1, 2], counts)

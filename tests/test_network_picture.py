@@ -10,10 +10,11 @@ import copy
 import re
 
 import pytest
-
 from conftest import FULL
-from grader.report.feedback import feedback_markdown
+from test_html_report import _browse, needs_chromium
+
 from grader.report.content_policy import csp_hash
+from grader.report.feedback import feedback_markdown
 from grader.report.html_report import _STYLE, feedback_html
 from grader.report.network_picture import (
     NETWORK_CSS,
@@ -25,7 +26,6 @@ from grader.report.network_picture import (
 from grader.report.selfcheck_html import selfcheck_html
 from grader.report.selfcheck_summary import summarize
 from grader.results import CheckResult, SubmissionResult
-from test_html_report import _browse, needs_chromium
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -162,7 +162,7 @@ def _malformed() -> list[object]:
         network = copy.deepcopy(good)
         change(network)
         broken.append(network)
-    return broken + [None, [], "network", 42]
+    return [*broken, None, [], "network", 42]
 
 
 def test_network_of_reads_a_well_formed_detail():

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
-
 import variants as v
 from conftest import ROOT
+from nbformat.v4 import new_code_cell, new_notebook
 
-from grader.commands.notebook_selfcheck import SelfcheckReport, definition_cells, program_source, show, write_program
 from grader.child.cells import read_cells
+from grader.commands.notebook_selfcheck import SelfcheckReport, definition_cells, program_source, show, write_program
 from grader.report.selfcheck_html import selfcheck_html
 from grader.report.selfcheck_summary import summarize
 from grader.results import CheckResult, SubmissionResult

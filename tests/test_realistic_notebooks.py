@@ -32,16 +32,16 @@ from typing import Any
 import nbformat
 import pandas as pd
 import pytest
+import variants as v
+from conftest import FULL, ROOT
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from nbformat import v3
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
+from test_fuzz_extraction import assert_documented_form
 
-import variants as v
-from conftest import FULL, ROOT
 from grader.isolate.reading import ReadingLimits, read_and_extract
 from grader.protocol import submission_request
-from test_fuzz_extraction import assert_documented_form
 
 LIMITS = ReadingLimits(timeout_s=20.0, memory_mb=2048, max_cell_chars=256 * 1024)
 ROOTS = ["Net", "training_loop"]
@@ -88,11 +88,24 @@ def code_cell(name: str, text: str, role: str = "noise") -> Piece:
 
 IMPORTS = [
     Piece("code", v.IMPORTS, "imports", name="lecture imports"),
-    Piece("code", "import datetime\nimport torch\nfrom torch import nn\nimport torch.nn.functional as F\nimport torch.optim as optim\nfrom torchvision import datasets, transforms\n", "imports", name="colab imports"),
-    Piece("code", "# ライブラリの読み込み\nimport datetime\nimport torch\nimport torch.nn as nn  # ニューラルネット\nimport torch.nn.functional as F\n", "imports", name="japanese imports"),
+    Piece(
+        "code",
+        "import datetime\nimport torch\nfrom torch import nn\nimport torch.nn.functional as F\n"
+        "import torch.optim as optim\nfrom torchvision import datasets, transforms\n",
+        "imports",
+        name="colab imports",
+    ),
+    Piece(
+        "code",
+        "# ライブラリの読み込み\nimport datetime\nimport torch\nimport torch.nn as nn  # ニューラルネット\nimport torch.nn.functional as F\n",
+        "imports",
+        name="japanese imports",
+    ),
 ]
 
-NET_JAPANESE = v.NET.replace("        self.conv1 =", "        # 畳み込み層: 3 → 16 チャンネル\n        self.conv1 =").replace(
+NET_JAPANESE = v.NET.replace(
+    "        self.conv1 =", "        # 畳み込み層: 3 → 16 チャンネル\n        self.conv1 ="
+).replace(
     "        out = out.view(-1, 8 * 8 * 8)\n", "        out = out.view(-1, 8 * 8 * 8)  # 平坦化（バッチサイズは -1）\n"
 )
 NET_ON_DEVICE = v.NET.replace("    def forward(self, x):\n", "    def forward(self, x):\n        x = x.to(device)\n")
@@ -108,13 +121,15 @@ CORRECT_NETS = [
 ]
 
 LOOP_KEYWORD_ORDER = v.LOOP.replace(
-    "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):", "def training_loop(model, train_loader, loss_fn, optimizer, n_epochs=10):"
+    "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):",
+    "def training_loop(model, train_loader, loss_fn, optimizer, n_epochs=10):",
 )
-LOOP_EXTRA_KEYWORDS = v.LOOP.replace("train_loader):", "train_loader, val_loader=None, log_every=10, device='cpu'):").replace(
-    "epoch % 10 == 0", "epoch % log_every == 0"
-)
+LOOP_EXTRA_KEYWORDS = v.LOOP.replace(
+    "train_loader):", "train_loader, val_loader=None, log_every=10, device='cpu'):"
+).replace("epoch % 10 == 0", "epoch % log_every == 0")
 LOOP_GPU = v.LOOP.replace("    for epoch in", "    model = model.to(device)\n    for epoch in").replace(
-    "            outputs = model(imgs)\n", "            imgs, labels = imgs.cuda(non_blocking=True), labels.to(device)\n            outputs = model(imgs)\n"
+    "            outputs = model(imgs)\n",
+    "            imgs, labels = imgs.cuda(non_blocking=True), labels.to(device)\n            outputs = model(imgs)\n",
 )
 LOOP_TQDM = """\
 def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):
@@ -133,8 +148,10 @@ def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):
         plt.show()
     return history
 """
-LOOP_JAPANESE = v.LOOP.replace("loss = loss_fn", "損失 = loss_fn").replace("loss.backward()", "損失.backward()  # 誤差逆伝播").replace(
-    "loss.item()", "損失.item()"
+LOOP_JAPANESE = (
+    v.LOOP.replace("loss = loss_fn", "損失 = loss_fn")
+    .replace("loss.backward()", "損失.backward()  # 誤差逆伝播")
+    .replace("loss.item()", "損失.item()")
 )
 
 CORRECT_LOOPS = [
@@ -142,7 +159,12 @@ CORRECT_LOOPS = [
     definition("loop", "keyword-order loop", LOOP_KEYWORD_ORDER),
     definition("loop", "loop with extra keywords", LOOP_EXTRA_KEYWORDS),
     definition("loop", "GPU loop", LOOP_GPU, before="device = torch.device('cuda')\n"),
-    definition("loop", "tqdm loop", LOOP_TQDM, before="from tqdm.notebook import tqdm\nfrom IPython.display import clear_output\nimport matplotlib.pyplot as plt\n\n"),
+    definition(
+        "loop",
+        "tqdm loop",
+        LOOP_TQDM,
+        before="from tqdm.notebook import tqdm\nfrom IPython.display import clear_output\nimport matplotlib.pyplot as plt\n\n",
+    ),
     definition("loop", "Japanese loop", LOOP_JAPANESE, before="# 学習ループ\n"),
     definition("loop", "%%time loop", v.LOOP, before="%%time\n"),
 ]
@@ -158,7 +180,11 @@ OLD_LOOPS = [
     code_cell("loop without zero_grad", v.LOOP_NO_ZERO_GRAD, "old_loop"),
     code_cell("loop without step", v.LOOP_NO_STEP, "old_loop"),
     code_cell("loop, an earlier copy", v.LOOP, "old_loop"),
-    code_cell("loop stub", "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n    raise NotImplementedError()\n", "old_loop"),
+    code_cell(
+        "loop stub",
+        "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n    raise NotImplementedError()\n",
+        "old_loop",
+    ),
 ]
 
 VALIDATE = """\
@@ -208,12 +234,18 @@ NOISE = [
     code_cell("re-import nn", "import torch.nn as nn\n"),
     code_cell("from torch import nn", "from torch import nn\nimport torch.nn.functional as F\n"),
     code_cell("cuda device", "device = torch.device('cuda')\nprint(f'Training on device {device}.')\n"),
-    code_cell("guarded device", "device = (torch.device('cuda') if torch.cuda.is_available()\n          else torch.device('cpu'))\n"),
+    code_cell(
+        "guarded device",
+        "device = (torch.device('cuda') if torch.cuda.is_available()\n          else torch.device('cpu'))\n",
+    ),
     code_cell("cudnn", "torch.backends.cudnn.benchmark = True\n"),
     code_cell("settings", "lr = 1e-2\nn_epochs = 100\nbatch_size = 64\n"),
     code_cell("loss function", "loss_fn = nn.CrossEntropyLoss()\n"),
     code_cell("NetWidth", NET_WIDTH),
-    code_cell("helper", "def count_parameters(model):\n    return sum(p.numel() for p in model.parameters() if p.requires_grad)\n"),
+    code_cell(
+        "helper",
+        "def count_parameters(model):\n    return sum(p.numel() for p in model.parameters() if p.requires_grad)\n",
+    ),
     code_cell("Japanese comment", "# 学習結果の確認\nprint('正解率:', 0.89)  # 検証データ\n"),
     code_cell("empty cell", ""),
 ]
@@ -224,7 +256,9 @@ BROKEN = [
     code_cell("bad def", "def plot_losses(:\n    pass\n", "broken"),
     code_cell("Python 2 print", "print 'accuracy', acc\n", "broken"),
     code_cell("missing colon", "for epoch in range(10)\n    print(epoch)\n", "broken"),
-    code_cell("broken later Net", "class Net(nn.Module)\n    def __init__(self):\n        super().__init__()\n", "broken"),
+    code_cell(
+        "broken later Net", "class Net(nn.Module)\n    def __init__(self):\n        super().__init__()\n", "broken"
+    ),
 ]
 
 TEXT = [
@@ -259,7 +293,7 @@ class Generated:
     @property
     def readable(self) -> bool:
         """Whether the grader can decode the file: UTF-8, or a script's declared encoding."""
-        return self.encoding in UTF8 + ["shift_jis declared"]
+        return self.encoding in [*UTF8, "shift_jis declared"]
 
     @property
     def student(self) -> str:
@@ -288,7 +322,9 @@ def outputs_of(kind: str) -> list[Any]:
         data = "iVBORw0KGgo" + "A" * (200 if kind == "image" else 1_500_000)
         return [new_output("display_data", data={"image/png": data, "text/plain": "<Figure size 640x480 with 1 Axes>"})]
     if kind == "error":
-        return [new_output("error", ename="KeyboardInterrupt", evalue="", traceback=["\x1b[0;31mKeyboardInterrupt\x1b[0m"])]
+        return [
+            new_output("error", ename="KeyboardInterrupt", evalue="", traceback=["\x1b[0;31mKeyboardInterrupt\x1b[0m"])
+        ]
     return []
 
 
@@ -303,7 +339,11 @@ def write_notebook(pieces: list[Piece], layout: str, draw: st.DrawFn) -> str:
         for i, (piece, count) in enumerate(zip(pieces, counts)):
             if piece.kind == "code":
                 shown = outputs_of(huge if i == huge_at else draw(output_kinds))
-                outputs = [v3.new_output("stream", output_text=o.text, stream="stdout") for o in shown if o.output_type == "stream"]
+                outputs = [
+                    v3.new_output("stream", output_text=o.text, stream="stdout")
+                    for o in shown
+                    if o.output_type == "stream"
+                ]
                 cells.append(v3.new_code_cell(input=piece.source, prompt_number=count, outputs=outputs))
             elif piece.kind == "markdown" and "\n" not in piece.source and piece.source.startswith("# "):
                 cells.append(v3.new_heading_cell(piece.source[2:], level=1))
@@ -313,12 +353,22 @@ def write_notebook(pieces: list[Piece], layout: str, draw: st.DrawFn) -> str:
     notebook = new_notebook()
     for i, (piece, count) in enumerate(zip(pieces, counts)):
         if piece.kind == "code":
-            notebook.cells.append(new_code_cell(piece.source, execution_count=draw(st.sampled_from([count, None])), outputs=outputs_of(huge if i == huge_at else draw(output_kinds))))
+            notebook.cells.append(
+                new_code_cell(
+                    piece.source,
+                    execution_count=draw(st.sampled_from([count, None])),
+                    outputs=outputs_of(huge if i == huge_at else draw(output_kinds)),
+                )
+            )
         else:
             notebook.cells.append((new_markdown_cell if piece.kind == "markdown" else new_raw_cell)(piece.source))
     if layout == "colab notebook":  # Colab saves nbformat 4.0: no cell ids
         notebook.nbformat_minor = 0
-        notebook.metadata = {"colab": {"provenance": [], "gpuType": "T4"}, "accelerator": "GPU", "kernelspec": {"name": "python3", "display_name": "Python 3"}}
+        notebook.metadata = {
+            "colab": {"provenance": [], "gpuType": "T4"},
+            "accelerator": "GPU",
+            "kernelspec": {"name": "python3", "display_name": "Python 3"},
+        }
         for cell in notebook.cells:
             cell.pop("id", None)
         return nbformat.v4.nbjson.writes(notebook)
@@ -337,9 +387,13 @@ def write_script(pieces: list[Piece], layout: str, header: str) -> tuple[str, di
     for i, piece in enumerate(pieces):
         starts[i] = text.count("\n") + 1
         if piece.kind == "code":
-            source = piece.source if magics_as_text else "".join(
-                f"# {line}" if line.lstrip().startswith(("%", "!")) or line.rstrip().endswith("?") else line
-                for line in piece.source.splitlines(keepends=True)
+            source = (
+                piece.source
+                if magics_as_text
+                else "".join(
+                    f"# {line}" if line.lstrip().startswith(("%", "!")) or line.rstrip().endswith("?") else line
+                    for line in piece.source.splitlines(keepends=True)
+                )
             )
             body = "# %%\n" + source
         else:
@@ -347,7 +401,9 @@ def write_script(pieces: list[Piece], layout: str, header: str) -> tuple[str, di
         text += body if body.endswith("\n") else body + "\n"
         text += "\n"
     if layout == "script with a main guard":
-        text += 'if __name__ == "__main__":\n    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")\n'
+        text += (
+            'if __name__ == "__main__":\n    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")\n'
+        )
         text += "".join(f"    {line}\n" if line else "\n" for line in v.TRAIN.splitlines())
     return text, starts
 
@@ -373,8 +429,16 @@ NOT_UTF8 = ["utf-16", "cp1252", "a stray byte"]
 def submissions(draw: st.DrawFn, name: str = "student", encoding: str | None = None) -> Generated:
     """A hand-in; `encoding` fixes how its text is saved, otherwise occasionally not as UTF-8."""
     scripts = ["script", "script, magics left in", "script with a main guard"]
-    layout = draw(st.sampled_from(scripts if encoding == "shift_jis declared" else ["notebook", "notebook", "colab notebook", "nbformat 3"] + scripts))
-    shape = draw(st.sampled_from(["correct", "correct", "correct", "correct", "no correct Net or loop", "markdown only"]))
+    layout = draw(
+        st.sampled_from(
+            scripts
+            if encoding == "shift_jis declared"
+            else ["notebook", "notebook", "colab notebook", "nbformat 3", *scripts]
+        )
+    )
+    shape = draw(
+        st.sampled_from(["correct", "correct", "correct", "correct", "no correct Net or loop", "markdown only"])
+    )
     if encoding is None:
         encoding = draw(st.sampled_from(["utf-8"] * 5 + UTF8[1:] + ["not UTF-8"]))
     if encoding == "not UTF-8":
@@ -384,13 +448,15 @@ def submissions(draw: st.DrawFn, name: str = "student", encoding: str | None = N
     if shape == "markdown only":
         pieces = draw(st.lists(st.sampled_from(TEXT), min_size=0, max_size=4))
     else:
-        pieces = draw(st.permutations(
-            draw(st.lists(st.sampled_from(OLD_NETS), max_size=2))
-            + draw(st.lists(st.sampled_from(OLD_LOOPS), max_size=2))
-            + draw(st.lists(st.sampled_from(NOISE), max_size=8))
-            + draw(st.lists(st.sampled_from(BROKEN), max_size=2))
-            + draw(st.lists(st.sampled_from(TEXT), max_size=3))
-        ))
+        pieces = draw(
+            st.permutations(
+                draw(st.lists(st.sampled_from(OLD_NETS), max_size=2))
+                + draw(st.lists(st.sampled_from(OLD_LOOPS), max_size=2))
+                + draw(st.lists(st.sampled_from(NOISE), max_size=8))
+                + draw(st.lists(st.sampled_from(BROKEN), max_size=2))
+                + draw(st.lists(st.sampled_from(TEXT), max_size=3))
+            )
+        )
         place_after(pieces, draw(st.sampled_from(IMPORTS)), 0, draw)
         if shape == "correct":
             net, loop = draw(st.sampled_from(CORRECT_NETS)), draw(st.sampled_from(CORRECT_LOOPS))
@@ -462,7 +528,9 @@ def assert_read_as_written(generated: Generated) -> None:
         assert outcome["kind"] == "invalid" and "UTF-8" in outcome["cause"], (outcome, context)
         return
     assert outcome["kind"] == "extracted", (outcome, context)
-    units = [{**u, "source": u["source"].replace("\r\n", "\n")} for u in outcome["units"]]  # a unit keeps the file's line ends
+    units = [
+        {**u, "source": u["source"].replace("\r\n", "\n")} for u in outcome["units"]
+    ]  # a unit keeps the file's line ends
     if generated.embeds_correct_work:
         assert generated.net is not None and generated.loop is not None and generated.net_at and generated.loop_at
         net = {"source": generated.net.text, "filename": generated.net_at[0], "line": generated.net_at[1]}
@@ -489,10 +557,12 @@ def test_reading_a_realistic_hand_in_never_crashes_and_keeps_the_last_net_and_lo
     assert_read_as_written(generated)
 
 
-@pytest.mark.parametrize("encoding", NOT_UTF8 + ["shift_jis declared"])
+@pytest.mark.parametrize("encoding", [*NOT_UTF8, "shift_jis declared"])
 @settings(REALISTIC, max_examples=10)
 @given(data=st.data())
-def test_a_hand_in_not_in_utf8_is_invalid_unless_a_script_declares_its_encoding(encoding: str, data: st.DataObject) -> None:
+def test_a_hand_in_not_in_utf8_is_invalid_unless_a_script_declares_its_encoding(
+    encoding: str, data: st.DataObject
+) -> None:
     generated = data.draw(submissions(encoding=encoding))
     event("embeds the correct Net and loop" if generated.embeds_correct_work else "no correct work to find")
     event("has text outside ASCII" if not generated.raw.isascii() else "ASCII only")
@@ -528,8 +598,21 @@ def test_a_generated_class_gets_one_row_each_and_full_marks_for_correct_work(tmp
         (folder / generated.name).write_bytes(generated.raw)
 
     done = subprocess.run(
-        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(tmp_path / "out" / "report.csv"), "--workers", "2"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "grader",
+            "run",
+            str(folder),
+            "-o",
+            str(tmp_path / "out" / "report.csv"),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -542,6 +625,10 @@ def test_a_generated_class_gets_one_row_each_and_full_marks_for_correct_work(tmp
         row = rows.loc[generated.student]
         expected_status = "graded" if generated.readable else "invalid"
         full = generated.embeds_correct_work
-        if row["status"] != expected_status or (full and (float(row["total"]) != 100 or any(float(row[c]) != FULL[c] for c in FULL))):
-            wrong.append(f"{generated.describe()}: status {row['status']}, total {row['total']}, error {row['error']!r}")
+        if row["status"] != expected_status or (
+            full and (float(row["total"]) != 100 or any(float(row[c]) != FULL[c] for c in FULL))
+        ):
+            wrong.append(
+                f"{generated.describe()}: status {row['status']}, total {row['total']}, error {row['error']!r}"
+            )
     assert not wrong, "\n".join(wrong)

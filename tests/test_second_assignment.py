@@ -14,7 +14,6 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-
 import variants as v
 from conftest import FULL, points
 
@@ -183,7 +182,7 @@ def test_wrong_variant_loses_exact_points(graded, student):
 
 def test_starter_notebook_as_handed_out_earns_nothing_and_says_it_is_not_implemented_yet(graded):
     report, submissions = graded
-    assert row_points(report, "starter") == {name: 0 for name in FULL}
+    assert row_points(report, "starter") == dict.fromkeys(FULL, 0)
     assert report.loc["starter", "status"] == "graded"
     assert "NotImplementedError" in report.loc["starter", "error"]
     feedback = (submissions.parent / "out" / "feedback" / "starter.md").read_text()
@@ -225,7 +224,7 @@ def test_selfcheck_exit_status(graded):
 def test_cifar2_starter_as_handed_out_and_filled_in(grade, tmp_path):
     as_handed_out = grade(CIFAR2_STARTER, "starter")
     assert as_handed_out.status == "graded"
-    assert points(as_handed_out) == {name: 0 for name in FULL}
+    assert points(as_handed_out) == dict.fromkeys(FULL, 0)
     assert all(c.reasons for c in as_handed_out.checks)
     filled = write(filled_starter(CIFAR2_STARTER, v.NET, v.LOOP), tmp_path / "cifar2_cnn.ipynb")
     assert points(grade(filled)) == FULL

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
-
 import variants as v
+import yaml
 from conftest import ROOT
+
 from grader.commands.selfcheck import exit_status, min_score_sentence
 from grader.report.github import annotations, definition_line, escape_data, escape_property, step_summary_markdown, workflow_command
 from grader.report.junit import junit_xml
@@ -378,10 +378,15 @@ def test_workflow_fails_below_min_score_and_annotates_the_net_definition(wrong_p
     assert strict.exit_code == 1
     selfcheck = strict.steps["Selfcheck"].stdout
     line = json_line_of(notebook, "class Net(nn.Module):")
-    assert f"::error file=cifar2_cnn.ipynb,line={line},title=selfcheck net.forward%3A 0 / 20 points::your forward calls relu 3 times where the reference calls tanh" in selfcheck
-    assert "| `net.forward` | 0 / 20 | ❌ your forward calls relu 3 times where the reference calls tanh" in strict.summary
+    annotation = f"::error file=cifar2_cnn.ipynb,line={line},title=selfcheck net.forward%3A 0 / 20 points::"
+    assert annotation + "your forward calls relu 3 times where the reference calls tanh" in selfcheck
+    assert (
+        "| `net.forward` | 0 / 20 | ❌ your forward calls relu 3 times where the reference calls tanh" in strict.summary
+    )
     assert "Required score: 90 of the 100 public points: not reached." in strict.summary
-    failure = ET.parse(strict.results / "cifar2_cnn.xml").getroot().find("testsuite/testcase[@name='net.forward']/failure")
+    failure = (
+        ET.parse(strict.results / "cifar2_cnn.xml").getroot().find("testsuite/testcase[@name='net.forward']/failure")
+    )
     assert failure.get("message").startswith("0 / 20: your forward calls relu 3 times where the reference calls tanh")
 
 

@@ -21,18 +21,18 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-
 import variants as v
 from conftest import FULL, points
+
 from grader.assignment import Assignment
 from grader.commands.notebook_selfcheck import _ran
 from grader.commands.run import run
 from grader.errors import WorkerError
-from grader.isolate.reading import ReadingLimits, read_and_extract
-from grader.protocol import submission_request
 from grader.executors.pool import WorkerPool
+from grader.isolate.reading import ReadingLimits, read_and_extract
 from grader.load import Submission
 from grader.pipeline import prepare
+from grader.protocol import submission_request
 
 TERMS = 100_000
 LONG_SUM = "x = " + "+".join(["1"] * TERMS)
@@ -59,9 +59,9 @@ def crafted_folder(folder: Path) -> dict[str, tuple[int, dict[str, float]]]:
     with_setting = v.notebook_cells(net=NET_WITH_SETTING)
     with_setting.insert(with_setting.index(NET_WITH_SETTING), UNPARSABLE_SETTING)
     written = {
-        "long_sum": (cells + [LONG_SUM], FULL),
-        "deep_attribute": (cells[:2] + [DEEP_ATTRIBUTE] + cells[2:], FULL),
-        "nested_lambdas": ([NESTED_LAMBDAS] + cells, FULL),
+        "long_sum": ([*cells, LONG_SUM], FULL),
+        "deep_attribute": ([*cells[:2], DEEP_ATTRIBUTE, *cells[2:]], FULL),
+        "nested_lambdas": ([NESTED_LAMBDAS, *cells], FULL),
         "unparsable_setting": (with_setting, {**FULL, **NET_ZERO}),
     }
     return {name: (_write(folder, name, notebook)[1], expected) for name, (notebook, expected) in written.items()}
@@ -130,7 +130,7 @@ def test_a_net_whose_setting_cannot_be_parsed_loses_the_net_checks_saying_why(cr
 
 
 def test_selfcheck_on_a_crafted_notebook_ends_with_full_marks_and_the_note(tmp_path):
-    path, cell = _write(tmp_path, "cifar2_cnn", v.notebook_cells() + [LONG_SUM])
+    path, cell = _write(tmp_path, "cifar2_cnn", [*v.notebook_cells(), LONG_SUM])
     done = subprocess.run(
         [sys.executable, "-m", "grader", "selfcheck", str(path), "--assignment", "cifar2"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300, env={**os.environ, "COLUMNS": "300"},
@@ -172,7 +172,7 @@ def test_a_cell_that_crashes_the_parser_is_skipped_and_the_rest_extracted(tmp_pa
         return real(cell, *args)
 
     monkeypatch.setattr(grader.child.extract, "_cell_statements", crashing)
-    outcome = _extract(tmp_path, ["x = 'CRASH_HERE'"] + v.notebook_cells())
+    outcome = _extract(tmp_path, ["x = 'CRASH_HERE'", *v.notebook_cells()])
     assert outcome["kind"] == "extracted"
     assert "class Net" in _kept(outcome) and "def training_loop" in _kept(outcome)
     assert any(note.startswith("cell 2 made Python's parser crash (signal 11") for note in outcome["problems"]), outcome["problems"]
@@ -190,7 +190,7 @@ def test_a_cell_that_takes_too_long_to_parse_is_skipped(tmp_path, monkeypatch):
 
     monkeypatch.setattr(grader.child.extract, "_cell_statements", stalling)
     started = time.monotonic()
-    outcome = _extract(tmp_path, v.notebook_cells() + ["x = 'STALL_HERE'"], replace(READING, timeout_s=3.0))
+    outcome = _extract(tmp_path, [*v.notebook_cells(), "x = 'STALL_HERE'"], replace(READING, timeout_s=3.0))
     assert time.monotonic() - started < 20
     assert outcome["kind"] == "extracted" and "class Net" in _kept(outcome)
     assert any("took longer than 3 s to parse; this cell was skipped" in note for note in outcome["problems"])
@@ -198,13 +198,13 @@ def test_a_cell_that_takes_too_long_to_parse_is_skipped(tmp_path, monkeypatch):
 
 def test_a_cell_over_the_size_limit_is_skipped_with_a_note(tmp_path):
     big = "data = [" + "1, " * 400_000 + "]"
-    outcome = _extract(tmp_path, v.notebook_cells() + [big], replace(READING, max_cell_chars=512 * 1024))
+    outcome = _extract(tmp_path, [*v.notebook_cells(), big], replace(READING, max_cell_chars=512 * 1024))
     assert outcome["kind"] == "extracted" and "class Net" in _kept(outcome)
     assert any("holds 1.1 MB of code, over the 512 KB limit for one cell; this cell was skipped" in n for n in outcome["problems"])
 
 
 def test_a_file_over_the_size_limit_is_invalid_without_being_read(cifar2: Assignment, tmp_path):
-    path = v.write_notebook(tmp_path / "huge.ipynb", v.notebook_cells() + ["# " + "x" * (2 * 2**20)])
+    path = v.write_notebook(tmp_path / "huge.ipynb", [*v.notebook_cells(), "# " + "x" * (2 * 2 ** 20)])
     small = replace(cifar2, limits=replace(cifar2.limits, max_submission_mb=1))
     prepared = prepare(Submission("huge", path), small)
     assert prepared.request is None and prepared.result.status == "invalid"
@@ -236,7 +236,7 @@ def test_an_exception_in_the_per_submission_work_costs_only_that_row(crafted_run
     assert points(rows["boom_in_worker_thread"]) == points(rows["boom_in_scoring"]) == FULL
 
 
-class _Stand_in:
+class _StandIn:
     """A worker where only the pool's watchdog is under test."""
 
     started = 0
@@ -264,13 +264,13 @@ def test_the_watchdog_answers_for_a_stuck_job_and_the_rest_go_on():
             raise ValueError("a bug in the work itself")
         return job * 10
 
-    _Stand_in.started = 0
-    with WorkerPool(2, _Stand_in) as pool:  # type: ignore[arg-type]
+    _StandIn.started = 0
+    with WorkerPool(2, _StandIn) as pool:  # type: ignore[arg-type]
         first = list(pool.workers)
         outcomes = dict(pool.map_unordered(range(8), work, job_timeout_s=1.5))
     assert sorted(outcomes) == list(range(8))
     assert isinstance(outcomes[2], WorkerError) and "no result within 2 s" in str(outcomes[2])
     assert isinstance(outcomes[4], ValueError)
     assert all(outcomes[job] == job * 10 for job in (0, 1, 3, 5, 6, 7))
-    assert _Stand_in.started == 3 and sum(w.killed for w in first) == 1  # the stuck worker was replaced
+    assert _StandIn.started == 3 and sum(w.killed for w in first) == 1  # the stuck worker was replaced
     never.set()

@@ -8,16 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from conftest import FULL, ROOT, points
+from variants import notebook_cells, write_notebook
+
 from grader.commands.run import _longest_first, resume_command
+from grader.executors.pool import DEFAULT_THREADS, WorkerPool
 from grader.gradebook import Gradebook, GradebookKey
 from grader.isolate.client import Worker
-from grader.executors.pool import DEFAULT_THREADS, WorkerPool
 from grader.load import Submission
 from grader.pipeline import grade_submission
 from grader.results import SubmissionResult
-from variants import notebook_cells, write_notebook
 
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
 

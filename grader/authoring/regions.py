@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
-from typing import Callable
+from collections.abc import Callable
 
 from grader.errors import AuthoringError
 

@@ -22,16 +22,17 @@ import copy
 import json
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import nbformat
 
 from grader.authoring.regions import solution_text, student_text
-from grader.errors import AuthoringError
-from grader.child.extract import extract_definitions, plain_python
 from grader.child.cells import SourceCell
+from grader.child.extract import extract_definitions, plain_python
+from grader.errors import AuthoringError
 
 HIDDEN_TAGS = frozenset({"hidden", "remove-cell", "otter_ignore"})
 CONFIG_MARK = "# ASSIGNMENT CONFIG"  # Otter's first line of a config cell; optional here

@@ -25,8 +25,9 @@ import math
 import re
 import symtable
 import textwrap
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from grader.child.cells import SourceCell, python_lines
 
@@ -88,13 +89,15 @@ class ExtractedProgram:
         return [u.to_json() for u in self.units]
 
     @classmethod
-    def from_json(cls, document: Any, *, max_items: int = 100_000) -> "ExtractedProgram":
+    def from_json(cls, document: Any, *, max_items: int = 100_000) -> ExtractedProgram:
         """The program a reading child reported (see grader/isolate/reading.py), checked for
         form before the grading host uses it; raises ValueError when it is malformed."""
         if not isinstance(document, dict):
             raise ValueError("the extraction result is not an object")
         units, notes, problems = document.get("units"), document.get("notes"), document.get("problems")
-        if not all(isinstance(v, list) and len(v) <= max_items for v in (units, notes, problems)):
+        if not (isinstance(units, list) and isinstance(notes, list) and isinstance(problems, list)):
+            raise ValueError("the extraction result lacks its lists")
+        if max(len(units), len(notes), len(problems)) > max_items:
             raise ValueError("the extraction result lacks its lists")
         if not all(isinstance(n, str) for n in [*notes, *problems]):
             raise ValueError("the extraction result has a note that is not text")
@@ -199,9 +202,10 @@ def extract_definitions(
     while pending:
         name, position, user = pending.pop(0)
         stmt = bindings.live(name, position)
-        if (name, stmt and stmt.order) in seen:
+        order = stmt.order if stmt is not None else None
+        if (name, order) in seen:
             continue
-        seen.add((name, stmt and stmt.order))
+        seen.add((name, order))
         later = bindings.first(name)
         if stmt is None and user is not None and later is not None:
             program.notes.append(
@@ -347,7 +351,7 @@ def _cell_statements(cell: SourceCell, transformer: TransformerManager, first_or
     lines = python_lines(source)
     body = _top_level(tree.body)
     shared_lines = _lines_with_several_statements(body)
-    statements = []
+    statements: list[_Statement] = []
     for node in body:
         start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
         end = node.end_lineno or node.lineno
@@ -420,17 +424,11 @@ def plain_python(source: str, transformer: TransformerManager, depth: int = 0) -
         return text, 0
     if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr):
         call = tree.body[0].value
-        if (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Attribute)
-            and call.func.attr == "run_cell_magic"
-            and len(call.args) == 3
-            and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in call.args)
-            and call.args[0].value in _PYTHON_CELL_MAGICS
-            and depth < _MAX_NESTED_CELL_MAGICS
-        ):
-            body, shift = plain_python(call.args[2].value, transformer, depth + 1)
-            return body, shift + 1
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "run_cell_magic":
+            texts = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if len(call.args) == len(texts) == 3 and texts[0] in _PYTHON_CELL_MAGICS and depth < _MAX_NESTED_CELL_MAGICS:
+                body, shift = plain_python(texts[2], transformer, depth + 1)
+                return body, shift + 1
     return text, 0
 
 
@@ -580,9 +578,7 @@ def _is_definition_only(node: ast.stmt, aliases: dict[str, str]) -> bool:
     if isinstance(node, ast.Try):
         handlers = [s for h in node.handlers for s in h.body]
         return all(_is_definition_only(s, aliases) for s in node.body + handlers + node.orelse + node.finalbody)
-    if isinstance(node, ast.Pass):
-        return True
-    return False
+    return bool(isinstance(node, ast.Pass))
 
 
 def _is_cheap_expression(expr: ast.expr, aliases: dict[str, str]) -> bool:

@@ -65,7 +65,9 @@ _DATA_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s
 _DROPPED_WITH_CONTENT = re.compile(r"<(script|style|template|noscript)\b", re.IGNORECASE)
 _TAG = re.compile(r"<[A-Za-z][^<>]*>")
 _STYLE_ATTRIBUTE = re.compile(r"""\sstyle\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""", re.IGNORECASE)
-_SCRIPT_TAG = re.compile(r"<\s*/?\s*(script|style|svg|math|iframe|frame|object|embed|link|meta|base|form)\b", re.IGNORECASE)
+_SCRIPT_TAG = re.compile(
+    r"<\s*/?\s*(script|style|svg|math|iframe|frame|object|embed|link|meta|base|form)\b", re.IGNORECASE
+)
 
 _exporter: Any = None  # built once per worker by warm_up(); each child uses its own copy
 _warmed_up = False
@@ -88,7 +90,9 @@ def render_annotated(path: Path, raw: bytes, cells: list[SourceCell], defined_in
     return html
 
 
-def annotation_observation(path: Path, raw: bytes, cells: list[SourceCell], defined_in: dict[str, str], nonce: str) -> dict[str, Any]:
+def annotation_observation(
+    path: Path, raw: bytes, cells: list[SourceCell], defined_in: dict[str, str], nonce: str
+) -> dict[str, Any]:
     """What the reading child reports: {"kind": "annotated", "html": ...} or
     {"kind": "annotation_failed", "error": ...}. Never raises: the grade must not depend on it."""
     try:
@@ -108,7 +112,13 @@ def warm_up() -> None:
         return
     _warmed_up = True
     script = "# %%\nimport torch\n\n\nclass Net:\n    '''warm-up'''\n    x = [1, 2.0, \"s\"]\n"
-    render_annotated(Path("warm-up.py"), script.encode(), [SourceCell("warm-up.py", script, 1, False)], {"Net": "warm-up.py (from line 1)"}, "0")
+    render_annotated(
+        Path("warm-up.py"),
+        script.encode(),
+        [SourceCell("warm-up.py", script, 1, False)],
+        {"Net": "warm-up.py (from line 1)"},
+        "0",
+    )
     render_annotated(Path("warm-up.ipynb"), _WARM_UP_NOTEBOOK.encode(), [SourceCell("cell 2", "print(1)")], {}, "0")
 
 
@@ -149,7 +159,9 @@ def _html_exporter() -> Any:
         )
         # What HTMLExporter.from_notebook_node registers on each call; the lexer is always ours.
         _exporter.register_filter("highlight_code", Highlight2HTML(pygments_lexer="ipython3", parent=_exporter))
-        _exporter.register_filter("filter_data_type", WidgetsDataTypeFilter(notebook_metadata={}, parent=_exporter, resources={}))
+        _exporter.register_filter(
+            "filter_data_type", WidgetsDataTypeFilter(notebook_metadata={}, parent=_exporter, resources={})
+        )
     return _exporter
 
 
@@ -160,7 +172,12 @@ def clean_html(html: str) -> str:
 
     html = _drop_with_content(str(html))
     return bleach.clean(
-        html, tags=_ALLOWED_TAGS, attributes=_allowed_attribute, protocols={"http", "https", "mailto", "data"}, strip=True, strip_comments=True
+        html,
+        tags=_ALLOWED_TAGS,
+        attributes=_allowed_attribute,
+        protocols={"http", "https", "mailto", "data"},
+        strip=True,
+        strip_comments=True,
     )
 
 
@@ -188,7 +205,11 @@ def _allowed_attribute(tag: str, name: str, value: str) -> bool:
     if tag == "a":
         return name == "title" or (name == "href" and not value.strip().lower().startswith("data:"))
     if tag == "img":
-        return name == "alt" or (name == "src" and bool(_DATA_IMAGE.match(value))) or (name in ("width", "height") and value.isdigit())
+        return (
+            name == "alt"
+            or (name == "src" and bool(_DATA_IMAGE.match(value)))
+            or (name in ("width", "height") and value.isdigit())
+        )
     if tag in ("td", "th"):
         return name in ("colspan", "rowspan") and value.isdigit()
     return tag == "ol" and name == "start" and value.isdigit()
@@ -229,7 +250,9 @@ def _notebook_to_show(path: Path, raw: bytes, cells: list[SourceCell], defined_i
             left_out += 1
             continue
         if left_out:
-            shown.append(_note_cell(f"{left_out} cells left out here: this page is limited to {_PAGE_LIMIT}", len(shown)))
+            shown.append(
+                _note_cell(f"{left_out} cells left out here: this page is limited to {_PAGE_LIMIT}", len(shown))
+            )
             left_out = 0
         cell = _cell_to_show(original, position, budget)
         if cell is None:
@@ -324,7 +347,9 @@ def _output_to_show(output: Any, budget: _Budget) -> dict[str, Any] | None:
         return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [text]}
     if kind not in ("display_data", "execute_result"):
         return None
-    data = output.get("data") if isinstance(output.get("data"), dict) else {}
+    data = output.get("data")
+    if not isinstance(data, dict):
+        data = {}
     shown: dict[str, str] = {}
     too_large: list[str] = []
     for mimetype in _SHOWN_MIMETYPES:
@@ -339,7 +364,10 @@ def _output_to_show(output: Any, budget: _Budget) -> dict[str, Any] | None:
             too_large.append(f"{mimetype}, {_megabytes(len(value))}")
     if too_large and not (shown.keys() - set(_TEXT_MIMETYPES)):
         limit = MAX_RICH_OUTPUT_CHARS // 1000
-        shown["text/plain"] = shown.get("text/plain", "") + f"\n[output left out ({'; '.join(too_large)}): over the {limit} KB limit for one output]"
+        shown["text/plain"] = (
+            shown.get("text/plain", "")
+            + f"\n[output left out ({'; '.join(too_large)}): over the {limit} KB limit for one output]"
+        )
     if not shown:
         return _stream(f"[an output the page does not show ({', '.join(sorted(map(str, data))) or 'empty'})]"[:300])
     kind_of = "image" if any(m.startswith("image/") for m in shown) else "output"
@@ -358,7 +386,11 @@ def _attachments_to_show(attachments: Any, budget: _Budget) -> dict[str, dict[st
     for name, bundle in attachments.items() if isinstance(attachments, dict) else []:
         if not isinstance(name, str) or not isinstance(bundle, dict):
             continue
-        images = {m: _text(v) for m, v in bundle.items() if m in ("image/png", "image/jpeg") and len(_text(v)) <= MAX_RICH_OUTPUT_CHARS}
+        images = {
+            m: _text(v)
+            for m, v in bundle.items()
+            if m in ("image/png", "image/jpeg") and len(_text(v)) <= MAX_RICH_OUTPUT_CHARS
+        }
         if images and budget.take(sum(map(len, images.values())), "image"):
             shown[name] = images
     return shown

@@ -7,8 +7,9 @@ this one submission.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 Emit = Callable[[dict[str, Any]], None]
 

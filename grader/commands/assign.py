@@ -22,12 +22,11 @@ from rich.table import Table
 from grader.assignment import Assignment, load_assignment
 from grader.authoring.solution import Derived, config_text, derive, read_solution, reference_source, student_notebook
 from grader.commands.fixtures import write_verified_fixtures
-from grader.reference.check import verified_reference_expectations
 from grader.errors import AssignmentConfigError, AuthoringError
 from grader.load import Submission
 from grader.pipeline import grade_submission, open_worker
+from grader.reference.check import verified_reference_expectations
 from grader.results import GRADED, SubmissionResult
-
 
 # The pull-request selfcheck workflow each assignment ships (README, "Pull requests (CI)").
 WORKFLOW_TEMPLATE = Path(__file__).resolve().parent.parent / "authoring" / "grade.yml"

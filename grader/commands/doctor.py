@@ -21,10 +21,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from grader.version import __version__
 from grader.assignment import Assignment, available_assignments, load_assignment
 from grader.errors import AssignmentConfigError
 from grader.isolate.bubblewrap import bwrap_command, sandbox_status
+from grader.version import __version__
 
 _PROBE = """
 import json, os, socket, sys
@@ -111,7 +111,8 @@ def isolation_layers() -> list[Layer]:
     layers.append(
         Layer("no network", not probe["network"], "a server on 127.0.0.1 was unreachable" if not probe["network"] else "reached 127.0.0.1")
     )
-    layers.append(Layer("own PID namespace", int(probe["processes"]) <= 3, f"{probe['processes']} processes visible inside"))
+    processes = int(str(probe["processes"]))
+    layers.append(Layer("own PID namespace", processes <= 3, f"{processes} processes visible inside"))
     return layers
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 from rich.console import Console
 
 from grader.assignment import Assignment
-from grader.reference.check import verified_reference_expectations
-from grader.errors import ReferenceSolutionError
 from grader.compare.expectations import Expectations
-from grader.reference.fixtures import load_fixtures, write_fixtures
-from grader.reference.observing import configure_for_selfcheck
+from grader.errors import ReferenceSolutionError
 from grader.isolate.client import Worker
 from grader.load import Submission
 from grader.pipeline import grade_submission, open_worker
+from grader.reference.check import verified_reference_expectations
+from grader.reference.fixtures import load_fixtures, write_fixtures
+from grader.reference.observing import configure_for_selfcheck
 
 
 def make_fixtures(assignment: Assignment, reference_path: Path | None = None, console: Console | None = None) -> Path:

@@ -84,13 +84,16 @@ if [ -f "$work/report/gradescope/submission.json" ]; then
   exit 0
 fi
 cat > "$results/results.json" <<'EOF'
-{"score": 0, "output": "The autograder failed before it could grade this submission. Please tell your instructor; the autograder output says why.", "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
+{"score": 0, "output": "The autograder failed before it could grade this submission. Please tell your instructor; \
+the autograder output says why.", "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
 EOF
 exit $(( status ? status : 1 ))
 """
 
 
-def build_bundle(assignment: Assignment, output_zip: Path, reference_path: Path | None = None, console: Console | None = None) -> Path:
+def build_bundle(
+    assignment: Assignment, output_zip: Path, reference_path: Path | None = None, console: Console | None = None
+) -> Path:
     """Write the autograder zip for `assignment`; returns its path."""
     console = console or Console(stderr=True)
     reference_path = reference_path or assignment.default_reference_path()

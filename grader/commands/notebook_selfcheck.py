@@ -31,9 +31,9 @@ from nbformat.v4 import new_code_cell, new_notebook
 from rich.console import Console
 
 from grader.assignment import Assignment, find_assignment
+from grader.child.cells import read_cells
 from grader.commands.selfcheck import SelfcheckWorkers, check_submission
 from grader.errors import GraderError
-from grader.child.cells import read_cells
 from grader.load import Submission
 from grader.report.selfcheck_html import selfcheck_html
 from grader.report.selfcheck_summary import SelfcheckSummary, summarize
@@ -78,7 +78,7 @@ class ProgramSource:
 
 
 def selfcheck(
-    Net: type | None = None,
+    Net: type | None = None,  # noqa: N803 (named as the student's class: selfcheck(Net, training_loop))
     training_loop: Any = None,
     *,
     assignment: str | Assignment | None = None,
@@ -100,7 +100,7 @@ def selfcheck(
 
 
 def check_definitions(
-    Net: type | None = None,
+    Net: type | None = None,  # noqa: N803 (named as the student's class: selfcheck(Net, training_loop))
     training_loop: Any = None,
     *,
     assignment: str | Assignment | None = None,

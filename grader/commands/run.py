@@ -15,10 +15,11 @@ import importlib
 import os
 import shlex
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -34,18 +35,15 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from grader.reference import cache as expectations_cache
 from grader.assignment import Assignment
-from grader.reference.check import verified_reference_expectations
-from grader.errors import WorkerError
-from grader.fingerprints import grading_fingerprint
-from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, ResultDocument, gradebook_timestamp, submission_key
-from grader.load import Submission, discover_submissions
-from grader.isolate.client import ConfigurationRecorder, Worker, grading_deadline_s
-from grader.protocol import worker_limits
 from grader.compare.expectations import Expectations
+from grader.errors import WorkerError
 from grader.executors.cluster import ClusterConnection, RemoteSettings, map_on_cluster
 from grader.executors.pool import WorkerPool
+from grader.fingerprints import grading_fingerprint
+from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, ResultDocument, gradebook_timestamp, submission_key
+from grader.isolate.client import ConfigurationRecorder, Worker, grading_deadline_s
+from grader.load import Submission, discover_submissions
 from grader.pipeline import (
     GROUPS,
     ClusterGrading,
@@ -59,6 +57,9 @@ from grader.pipeline import (
     prepare_failed,
     warn_if_unsandboxed,
 )
+from grader.protocol import worker_limits
+from grader.reference import cache as expectations_cache
+from grader.reference.check import verified_reference_expectations
 from grader.report.changes import print_changes, total_changes
 from grader.report.formats import DEFAULT_FORMATS, write_reports
 from grader.report.terminal import class_summary
@@ -248,13 +249,15 @@ def _grade_into(
     # Connects, and has the cluster's workers import torch, while the local worker starts.
     cluster = ClusterConnection(dask, (sandbox, read_only, threads or 1)) if dask else None
     start = lambda n: open_worker(assignment, sandbox, n, wait=False)  # noqa: E731
-    with _closing(cluster), (nullcontext() if recorder else WorkerPool(size, start, threads)) as pool:
+    pools: LocalPool | nullcontext[None]
+    pools = nullcontext() if recorder else WorkerPool(size, start, threads)
+    with _closing(cluster), pools as pool:
         # The class statistics at the end are computed with pandas: import it while the workers start
         # (about 0.3 s), not after the last submission. A later `import pandas` waits for this one.
         threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
         try:
             client = cluster.client() if cluster is not None else None  # an unreachable scheduler stops the run here
-            primary = recorder or pool.primary
+            primary = recorder or _started(pool).primary
             warn_if_unsandboxed(primary, console)
             console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
             # On a cluster the rehearsal is only passed on.
@@ -269,8 +272,8 @@ def _grade_into(
                     shared = ClusterGrading(remote, assignment, expected)
                     graded_here = _graded_on_cluster(client, shared, work)
                 else:
-                    pool.share_configuration()
-                    graded_here = _graded_in_pool(pool, work, assignment, expected, console)
+                    _started(pool).share_configuration()
+                    graded_here = _graded_in_pool(_started(pool), work, assignment, expected, console)
                 for submission, result in graded_here:
                     gradebook.store(keys[id(submission)], result)
                     progress.advance(task)
@@ -281,10 +284,19 @@ def _grade_into(
             raise
 
 
+LocalPool = WorkerPool[Submission, tuple[PreparedSubmission, Observed]]
+
+
+def _started(pool: LocalPool | None) -> LocalPool:
+    """The local pool, which exists whenever the host grades or observes the reference itself."""
+    assert pool is not None, "no local workers: the reference was known and grading is on the cluster"
+    return pool
+
+
 Graded = Iterator[tuple[Submission, SubmissionResult | ResultDocument]]
 
 
-def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assignment, expected: Expectations, console: Console) -> Graded:
+def _graded_in_pool(pool: LocalPool, work: list[Submission], assignment: Assignment, expected: Expectations, console: Console) -> Graded:
     """Each submission read and observed on the pool's workers, compared and scored here."""
 
     def lost(error: WorkerError) -> None:
@@ -303,7 +315,8 @@ def _graded_in_pool(pool: WorkerPool, work: list[Submission], assignment: Assign
         if isinstance(outcome, BaseException):  # the grader's own work on it failed
             yield submission, conclude(prepare_failed(submission), _as_exception(outcome), assignment, expected)
         else:
-            yield submission, conclude(*outcome, assignment, expected)
+            prepared, observed = outcome
+            yield submission, conclude(prepared, observed, assignment, expected)
 
 
 def _graded_on_cluster(client: Any, shared: ClusterGrading, work: list[Submission]) -> Graded:

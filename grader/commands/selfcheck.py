@@ -17,9 +17,9 @@ from grader.commands.selfcheck_outputs import SelfcheckOutputs
 from grader.errors import GraderError
 from grader.isolate.client import Worker
 from grader.load import Submission
-from grader.report.text import format_points
 from grader.report.selfcheck_summary import summarize
 from grader.report.terminal import selfcheck_report
+from grader.report.text import format_points
 from grader.results import INVALID, SubmissionResult
 
 FULL_MARKS, NOT_FULL_MARKS, UNUSABLE = 0, 1, 2
@@ -63,7 +63,7 @@ class SelfcheckWorkers:
         self.checks.close()
         self.reader.close()
 
-    def __enter__(self) -> "SelfcheckWorkers":
+    def __enter__(self) -> SelfcheckWorkers:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -84,9 +84,9 @@ def check_submission(
     # first; meanwhile this process imports what it grades with (numpy and the comparisons,
     # about 0.2 s) and reads the fixtures and the file, and the reader extracts the submission
     # before the checks worker is ready.
+    from grader.pipeline import conclude, note_isolation_for_students, observe, prepare, read
     from grader.reference.fixtures import load_fixtures
     from grader.reference.observing import configure_for_selfcheck
-    from grader.pipeline import conclude, note_isolation_for_students, observe, prepare, read
 
     expected = load_fixtures(assignment)
     prepared = prepare(submission, assignment)

@@ -7,9 +7,10 @@ registered here once; the CSV column order is the order of DEFAULT_CHECKS.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from grader.assignment import DEFAULT_CHECKS, Assignment
+from grader.compare.expectations import Expectations
 from grader.compare.loop_check import check_loop_trains
 from grader.compare.net_checks import (
     check_net_forward,
@@ -20,7 +21,6 @@ from grader.compare.net_checks import (
     check_net_trains,
 )
 from grader.compare.outcome import Outcome
-from grader.compare.expectations import Expectations
 from grader.observations import GroupObservations
 
 Check = Callable[[dict[str, GroupObservations], Expectations, Assignment], Outcome]

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 # A row's explanation: a template filled from the regex's named groups, or a function of those
 # groups and the batch size that may return None to let a later row with the same regex decide.

@@ -27,8 +27,8 @@ def _window(ops: ForwardOperations, index: int) -> tuple[int, int, int] | None:
         window = pool_window(operation)
         if operation["kwargs"].get("ceil_mode") or window is None:
             return None
-        kernel, stride, padding = window
-        return kernel[-1], padding[-1], stride[-1]
+        pool_kernel, pool_stride, pool_padding = window
+        return pool_kernel[-1], pool_padding[-1], pool_stride[-1]
     layer = ops.layers.get(operation["module"])
     if layer is None:
         return None

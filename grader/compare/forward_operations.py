@@ -65,7 +65,7 @@ class ForwardOperations:
     digests: bool = False
 
     @classmethod
-    def of(cls, observation: dict[str, Any] | None, structure: dict[str, Any] | None) -> "ForwardOperations | None":
+    def of(cls, observation: dict[str, Any] | None, structure: dict[str, Any] | None) -> ForwardOperations | None:
         if observation is None:
             return None
         layers = {layer["path"]: layer for layer in (structure or {}).get("layers", [])}
@@ -294,7 +294,7 @@ def network_picture(reference: ForwardOperations, student: ForwardOperations, pa
         theirs = _side(reference, i) if i is not None else None
         mine = _side(student, j) if j is not None else None
         differs = []
-        if theirs and mine:
+        if theirs and mine and i is not None and j is not None:
             if _layer_differs(reference, i, student, j):
                 differs.append("layer")
             differs += [field for field in ("settings", "output_shape", "parameters") if _differs(field, theirs, mine, reference.operations[i])]

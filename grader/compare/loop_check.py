@@ -10,9 +10,9 @@ from typing import Any
 
 from grader.assignment import Assignment
 from grader.compare.error_explanations import explain_error
+from grader.compare.expectations import Expectations
 from grader.compare.net_checks import loss_drop_problem
 from grader.compare.outcome import Outcome
-from grader.compare.expectations import Expectations
 from grader.observations import GroupObservations
 
 # Weights, in twentieths of the check's points. The loss is the outcome the others serve, so it
@@ -147,13 +147,21 @@ def _criteria_failures(seen: dict[str, Any], training: _Training, name: str, min
         if uncleared == backward - 1 and backward > 1:
             failures["clears gradients"] = ["gradients were never cleared: call optimizer.zero_grad() each step"]
         elif uncleared:
-            failures["clears gradients"] = [f"gradients were not cleared before {uncleared} of {backward} backward passes: call optimizer.zero_grad() each step"]
+            failures["clears gradients"] = [
+                f"gradients were not cleared before {uncleared} of {backward} backward passes: call optimizer.zero_grad() each step"
+            ]
     elif not once_per_batch(seen["zero_grad_calls"]):
-        failures["clears gradients"] = [f"optimizer.zero_grad() ran {seen['zero_grad_calls']} times for {batches} batches: call it once per batch"]
+        failures["clears gradients"] = [
+            f"optimizer.zero_grad() ran {seen['zero_grad_calls']} times for {batches} batches: call it once per batch"
+        ]
     if not once_per_batch(backward):
-        failures["backward per batch"] = [f"loss.backward() ran {backward} times for {batches} batches: call it once per batch"]
+        failures["backward per batch"] = [
+            f"loss.backward() ran {backward} times for {batches} batches: call it once per batch"
+        ]
     if not once_per_batch(seen["steps"]):
-        failures["step per batch"] = [f"optimizer.step() ran {seen['steps']} times for {batches} batches: call it once per batch"]
+        failures["step per batch"] = [
+            f"optimizer.step() ran {seen['steps']} times for {batches} batches: call it once per batch"
+        ]
     if coverage := _coverage_problems(training, seen["n_epochs"], seen["batches_per_epoch"], raised):
         failures["every batch of every epoch"] = coverage
     if raised:

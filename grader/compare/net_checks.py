@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from grader.assignment import Assignment
-from grader.compare.hyperparameters import normalized as _normalized, show as _show
-from grader.compare.error_explanations import diagnose_error, explain_error, with_explanation as explained
+from grader.compare.error_explanations import diagnose_error, explain_error
+from grader.compare.error_explanations import with_explanation as explained
+from grader.compare.expectations import Expectations
 from grader.compare.formulas import flatten_size, parameter_count, size_differences
 from grader.compare.forward_operations import ForwardOperations, align, differences, first_divergence, network_picture
+from grader.compare.hyperparameters import normalized as _normalized
+from grader.compare.hyperparameters import show as _show
 from grader.compare.outcome import Outcome
 from grader.errors import ObservationError
-from grader.compare.expectations import Expectations
 from grader.observations import GroupObservations, digests_agree
 from grader.wire import decode_array
 
@@ -111,7 +114,7 @@ def _align(theirs: list[dict[str, Any]], mine: list[dict[str, Any]]) -> list[tup
     every later comparison. Identical layers pair first (longest common subsequence); between
     them, the remaining layers pair up in order and the surplus is missing or extra."""
     pairs: list[tuple[int | None, int | None]] = []
-    matcher = difflib.SequenceMatcher(a=[_layer_key(l) for l in theirs], b=[_layer_key(l) for l in mine], autojunk=False)
+    matcher = difflib.SequenceMatcher(a=[_layer_key(layer) for layer in theirs], b=[_layer_key(layer) for layer in mine], autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             pairs += list(zip(range(i1, i2), range(j1, j2)))

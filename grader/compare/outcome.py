@@ -15,9 +15,9 @@ class Outcome:
     notes: list[str] = field(default_factory=list)  # worth knowing, but cost no points
 
     @classmethod
-    def passed(cls, **details: Any) -> "Outcome":
+    def passed(cls, **details: Any) -> Outcome:
         return cls(1.0, details=details)
 
     @classmethod
-    def failed(cls, reason: str, *, error: str | None = None, **details: Any) -> "Outcome":
+    def failed(cls, reason: str, *, error: str | None = None, **details: Any) -> Outcome:
         return cls(0.0, [reason], error=error, details=details)

@@ -21,9 +21,10 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Sequence, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from grader.errors import GraderError, WorkerError
 from grader.isolate.client import Worker
@@ -48,7 +49,10 @@ LOCAL_CLUSTER_CONFIG = {
 
 _WARM: dict[tuple[str, int], Worker] = {}  # in each Dask worker process: (configuration, thread) -> worker
 # How a worker is started, before it is configured: what a prestarted worker must match.
-_WorkerKind = NamedTuple("_WorkerKind", [("sandbox", str), ("read_only", tuple[str, ...]), ("threads", int)])
+class _WorkerKind(NamedTuple):
+    sandbox: str
+    read_only: tuple[str, ...]
+    threads: int
 _PRESTARTED: list[tuple[_WorkerKind, Worker]] = []  # started, not yet configured
 _WARM_LOCK = threading.Lock()
 
@@ -134,13 +138,13 @@ class ClusterConnection:
     def _connect(self, spec: str, prestart: tuple[str, tuple[str, ...], int] | None) -> None:
         try:
             self._client = connect(spec)
-        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by client()
+        except BaseException as exc:
             self._error = exc
             return
         if prestart is not None:
             try:
                 self._client.run(prestart_workers, *prestart)
-            except Exception:  # noqa: BLE001 - only saves time: each Dask thread starts its worker on first use
+            except Exception:
                 pass
 
     def client(self) -> Any:
@@ -258,7 +262,7 @@ def map_on_cluster(
                     unsent -= 1
                     try:
                         data = payload(job)
-                    except Exception as exc:  # noqa: BLE001 - this job's row says why
+                    except Exception as exc:
                         yield job, exc
                         continue
                     if data is None:
@@ -319,7 +323,7 @@ def _run_batch(task: Callable[[Any, Any], Any], shared: Any, payloads: list[Any]
             outcomes.append(task(shared, data))
         except WorkerError as exc:
             outcomes.append(exc)
-        except Exception as exc:  # noqa: BLE001 - this job's answer; the batch goes on
+        except Exception as exc:
             outcomes.append(_failed(exc))
     return outcomes
 
@@ -334,7 +338,7 @@ def _outcomes(client: Any, batch: list[Any]) -> list[tuple[Any, Any]]:
         try:
             values = dict(zip(succeeded, client.gather(succeeded, direct=direct))) if succeeded else {}
             break
-        except Exception:  # noqa: BLE001 - then through the scheduler, then one by one
+        except Exception:
             continue
     return [(future, values[future] if future in values else _task_result(future)) for future in batch]
 

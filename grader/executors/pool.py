@@ -11,7 +11,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Callable, Generic, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 from grader.errors import WorkerError
 from grader.isolate.client import Worker
@@ -51,7 +52,7 @@ class WorkerPool(Generic[Job, Outcome]):
             self.kill()
             raise
 
-    def __enter__(self) -> "WorkerPool[Job, Outcome]":
+    def __enter__(self) -> WorkerPool[Job, Outcome]:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -87,7 +88,7 @@ class WorkerPool(Generic[Job, Outcome]):
         todo: queue.Queue[Job] = queue.Queue()
         for job in jobs:
             todo.put(job)
-        finished: queue.Queue[tuple[_Lane, object, object]] = queue.Queue()
+        finished: queue.Queue[tuple[_Lane, Any, object]] = queue.Queue()  # (lane, a job or _DONE, its outcome)
         stop = threading.Event()
 
         def drive(lane: _Lane) -> None:
@@ -106,7 +107,7 @@ class WorkerPool(Generic[Job, Outcome]):
                 lane.begin(job)
                 try:
                     outcome: object = work(lane.worker, job)
-                except BaseException as exc:  # noqa: BLE001 - becomes this job's row; the thread goes on
+                except BaseException as exc:
                     outcome = exc
                 if lane.end():
                     finished.put((lane, job, outcome))
@@ -163,7 +164,7 @@ class WorkerPool(Generic[Job, Outcome]):
             worker = self._start(self._threads)
             worker.wait_ready()
             worker.configure_like(stuck)
-        except Exception:  # noqa: BLE001 - the other workers carry on
+        except Exception:
             return None
         self.workers[self.workers.index(stuck)] = worker
         return worker

@@ -19,7 +19,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-
 SANDBOX_ENV = "GRADER_SANDBOX"  # set to "bwrap" inside the sandbox, so the worker may clean its /tmp
 
 TMP_BYTES = 512 * 1024 * 1024
@@ -58,8 +57,8 @@ def bwrap_command(read_only: list[Path] | tuple[Path, ...] = ()) -> list[str]:
     # /tmp is memory: cap it, so files written there cannot exhaust the machine's RAM. It is
     # mounted before the binds, so a Python or data folder under /tmp stays visible.
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
-    for path in [*_python_paths(), *(Path(p).resolve() for p in read_only)]:
-        args += ["--ro-bind", str(path), str(path)]
+    for bound in [*_python_paths(), *(Path(p).resolve() for p in read_only)]:
+        args += ["--ro-bind", str(bound), str(bound)]
     args += ["--chdir", "/tmp"]
     args += ["--setenv", SANDBOX_ENV, "bwrap", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
     return args

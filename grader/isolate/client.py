@@ -130,7 +130,7 @@ class Worker(ConfigurationRecorder):
         self._ready = False  # the process said it is ready and has its configuration
         self._unsent: list[dict[str, Any]] = []  # from configure_like(wait=False), sent before the next request
         self._closed = False
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (the worker's stderr for its whole life; closed in close())
         try:
             self._spawn()
             if wait:
@@ -139,7 +139,7 @@ class Worker(ConfigurationRecorder):
             self.close()
             raise
 
-    def __enter__(self) -> "Worker":
+    def __enter__(self) -> Worker:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -180,7 +180,7 @@ class Worker(ConfigurationRecorder):
         self._request(message, _STARTUP_TIMEOUT_S)
         self._configuration.append(message)
 
-    def configure_like(self, other: "Worker", *, wait: bool = True) -> None:
+    def configure_like(self, other: Worker, *, wait: bool = True) -> None:
         """Give this worker everything `other` was configured with. With `wait=False` nothing is
         sent yet: the messages go out (and their replies are awaited) before this worker's next
         request, from whichever thread makes it, so the caller never blocks on a busy worker's

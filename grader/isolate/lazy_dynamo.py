@@ -20,7 +20,8 @@ import functools
 import importlib
 import sys
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _NAME = "torch._dynamo"
 
@@ -42,7 +43,7 @@ def install() -> None:
     stand_in.graph_break = _graph_break  # type: ignore[attr-defined]
     stand_in.disable = _disable  # type: ignore[attr-defined]
     sys.modules[_NAME] = stand_in
-    torch._dynamo = stand_in  # type: ignore[attr-defined]  (bypasses torch's lazy __getattr__)
+    torch._dynamo = stand_in  # bypasses torch's lazy __getattr__
 
 
 def is_loaded() -> bool:
@@ -59,7 +60,7 @@ def _real_module() -> types.ModuleType:
 
     sys.modules.pop(_NAME, None)
     if isinstance(torch.__dict__.get("_dynamo"), _StandIn):
-        del torch._dynamo  # type: ignore[attr-defined]
+        del torch._dynamo
     return importlib.import_module(_NAME)  # sets torch._dynamo to the real module
 
 

@@ -32,7 +32,7 @@ class ReadingLimits:
     max_cell_chars: int
 
     @classmethod
-    def from_limits(cls, limits: dict[str, Any]) -> "ReadingLimits":
+    def from_limits(cls, limits: dict[str, Any]) -> ReadingLimits:
         """From the assignment's [limits] as the worker receives them."""
         return cls(
             timeout_s=float(limits["read_timeout_s"]),

@@ -22,8 +22,9 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from grader.isolate.bubblewrap import SANDBOX_ENV
 

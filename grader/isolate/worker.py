@@ -22,7 +22,8 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from grader.isolate import lazy_dynamo
 from grader.isolate.reading import ReadingLimits, read_and_extract
@@ -33,7 +34,7 @@ class _State:
     """Trusted inputs shared by every child, prepared once in the worker before forking."""
 
     def __init__(self) -> None:
-        self.settings: dict[str, Any] | None = None
+        self.settings: dict[str, Any] = {}  # the probe settings: empty until configured
         self.reference_helpers: dict[str, list[dict[str, Any]]] = {}  # per group; empty in selfcheck
         self.loop_model_spec: list[dict[str, Any]] | None = None
         self.forward_inputs: Any = None
@@ -113,7 +114,7 @@ def _probe_body(
         from grader.child.observe.cuda_on_cpu import mentions_gpu
         from grader.child.observe.group import load_units, observe_group
 
-        assert state.settings is not None
+        assert state.settings, "observe before configure"
         torch.set_num_threads(state.threads)
         sources = (unit["source"] for unit in units)
         observe_group(group, state, load_units(units, module_name), emit, may_ask_for_cuda=mentions_gpu(sources))
@@ -170,7 +171,7 @@ def _warm_up(role: str) -> None:
         import IPython.core.inputtransformer2  # noqa: F401
         import nbformat  # noqa: F401
 
-        import grader.child.extract  # noqa: F401
+        import grader.child.extract
     if role == "reader":
         return
     import torch
@@ -183,7 +184,7 @@ def _warm_up(role: str) -> None:
     loss.backward()
     optimizer.step()
     optimizer.zero_grad()
-    import torch.utils.data  # noqa: F401  (DataLoader, used by every probe)
+    import torch.utils.data
 
     import grader.child.observe.group  # noqa: F401  (and with it the context and both probes)
 

@@ -7,14 +7,15 @@ example a training budget too small to lower the loss), and grading would be unf
 from __future__ import annotations
 
 from pathlib import Path
-from grader.reference import cache as expectations_cache
+
 from grader.assignment import Assignment
 from grader.compare import CHECKS
-from grader.errors import ReferenceSolutionError
 from grader.compare.expectations import Expectations
-from grader.reference.observing import observe_reference
-from grader.observations import GroupObservations
+from grader.errors import ReferenceSolutionError
 from grader.isolate.client import ConfigurationRecorder, Worker
+from grader.observations import GroupObservations
+from grader.reference import cache as expectations_cache
+from grader.reference.observing import observe_reference
 
 
 def verified_reference_expectations(

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from grader.version import __version__
 from grader.assignment import Assignment
+from grader.compare.expectations import Expectations
 from grader.errors import FixturesError
 from grader.files import write_atomically
 from grader.fingerprints import settings_fingerprint
 from grader.observations import GroupObservations, validate
-from grader.compare.expectations import Expectations
+from grader.version import __version__
 from grader.wire import decode_array, encode_array
 
 FIXTURES_FORMAT = 2  # 2: the reference's gradients, operations and training run

@@ -14,9 +14,9 @@ import numpy as np
 from grader.assignment import Assignment
 from grader.child.cells import SourceCell, read_cells
 from grader.child.extract import extract_definitions
+from grader.compare.expectations import Expectations
 from grader.errors import ReferenceSolutionError
 from grader.isolate.client import ConfigurationRecorder, Worker
-from grader.compare.expectations import Expectations
 from grader.observations import GroupObservations, read_observed
 from grader.protocol import worker_limits
 from grader.wire import decode_array, encode_array
@@ -92,7 +92,10 @@ def observe_reference(
         reference_weights=None,
         reference_behaviour=None,
     )
-    expectations, loop = known or _observed_reference(assignment, worker, reference_path, program.to_json(), inputs, loop_model_spec)
+    if known is None:
+        assert isinstance(worker, Worker), "only a running worker observes the reference"
+        known = _observed_reference(assignment, worker, reference_path, program.to_json(), inputs, loop_model_spec)
+    expectations, loop = known
     worker.configure(reference_weights=[encode_array(w) for w in expectations.weights], reference_behaviour=expectations.behaviour)
     # The reference, now known to run, warms the worker up for the students' children.
     if rehearse:

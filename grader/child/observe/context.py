@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from grader.observations import MAX_LOSS_POINTS
 from grader.child.observe.program import describe_exception
+from grader.observations import MAX_LOSS_POINTS
 from grader.wire import encode_array
 
 

@@ -64,7 +64,7 @@ def _disk_dataset(data: dict[str, Any], input_shape: list[int], num_classes: int
     if len(wanted) != num_classes:
         raise ValueError(f"data.classes lists {len(wanted)} classes but the model has {num_classes} outputs")
     relabel = {original: new for new, original in enumerate(wanted)}
-    targets = list(getattr(source, "targets"))
+    targets = list(source.targets)
     per_class = -(-data["size"] // num_classes)
     chosen: list[int] = []
     for original in wanted:

@@ -7,8 +7,9 @@ The one sequence every runner of the probes follows: the worker's forked child
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from grader.child.observe.context import ProbeContext
 from grader.child.observe.cuda_on_cpu import cuda_on_cpu

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import re
 
-
 _prepared: set[str] = set()
 
 
@@ -43,7 +42,7 @@ def _matplotlib() -> None:
     import matplotlib  # the worker's environment already says MPLBACKEND=Agg; use() makes sure
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401  (what students import; the slow part)
+    import matplotlib.pyplot  # what students import; the slow part
 
 
 def _tqdm() -> None:

@@ -11,14 +11,15 @@ cleared when every parameter's `.grad` is None or zero as a new backward pass re
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from functools import partial
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-from grader.observations import MAX_ALTERNATIVES, MAX_CALL_NAMES, MAX_LOADER_PASSES
 from grader.child.observe.context import ProbeContext, RecordingCrossEntropy, finite_or_none, mean_loss, seed_everything
+from grader.observations import MAX_ALTERNATIVES, MAX_CALL_NAMES, MAX_LOADER_PASSES
 
 
 class _Counts:

@@ -6,6 +6,7 @@ Each observation is emitted as soon as it is made, so a later hang or crash does
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -13,9 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from grader.observations import DIGEST_RTOL, MAX_ALTERNATIVES, digests_agree
-from grader.child.observe.operations import digest, record_operations
-from grader.wire import decode_array
 from grader.child.observe.context import (
     ProbeContext,
     RecordingCrossEntropy,
@@ -25,6 +23,9 @@ from grader.child.observe.context import (
     seed_everything,
     shape_of,
 )
+from grader.child.observe.operations import digest, record_operations
+from grader.observations import DIGEST_RTOL, MAX_ALTERNATIVES, digests_agree
+from grader.wire import decode_array
 
 _JSON_SCALARS = (int, float, str, bool, type(None))
 
@@ -36,6 +37,7 @@ def observe_net(ctx: ProbeContext) -> None:
     model = _instantiate(ctx, name, net_class)
     if model is None:
         return
+    assert net_class is not None  # it made the model
     ctx.emit(_structure(model))
     traces = {}
     batches = sorted(set(settings["shape_batch_sizes"]) | {settings["forward"]["batch_size"]})
@@ -240,7 +242,7 @@ def standard_training_loop(n_epochs: int, optimizer: Any, model: nn.Module, loss
             optimizer.step()
 
 
-def _train(ctx: ProbeContext, net_class: type, *, equivalent: bool) -> dict[str, Any]:
+def _train(ctx: ProbeContext, net_class: Callable[[], Any], *, equivalent: bool) -> dict[str, Any]:
     """Train a fresh student Net with the reference's (or the standard) loop; record the losses:
     over the whole set before and after, and of every batch on the way (the loss curve). A Net
     that behaves like the reference (`equivalent`) is not trained: it is credited with the

@@ -34,7 +34,7 @@ def _register_source(unit: dict[str, Any]) -> None:
     lines = (padding + unit["source"]).splitlines(keepends=True)
     existing = linecache.cache.get(unit["filename"])
     if existing:
-        old = existing[2]
+        old = existing[2]  # type: ignore[misc]  # (size, mtime, lines, fullname); typeshed types the lazy 1-tuple form too
         merged = list(old) + [""] * max(0, len(lines) - len(old))
         for i, line in enumerate(lines):
             if line.strip():
