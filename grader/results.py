@@ -39,7 +39,7 @@ class CheckResult:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "CheckResult":
+    def from_json(cls, data: dict[str, Any]) -> CheckResult:
         """The inverse of `to_json`; an unknown field, or a missing required one, raises TypeError."""
         return cls(**data)
 
@@ -68,7 +68,7 @@ class SubmissionResult:
     def has_annotated_notebook(self) -> bool:
         return bool(self.annotated_notebook) or self.annotated_notebook_elsewhere
 
-    def without_annotated_notebook(self) -> "SubmissionResult":
+    def without_annotated_notebook(self) -> SubmissionResult:
         """This result less its notebook's text, still saying whether it has one."""
         return replace(self, annotated_notebook="", annotated_notebook_elsewhere=self.has_annotated_notebook)
 
@@ -89,7 +89,7 @@ class SubmissionResult:
         """How many checks are graded but not shown before submission (`public = false`)."""
         return sum(not c.public for c in self.checks)
 
-    def public_view(self) -> "SubmissionResult":
+    def public_view(self) -> SubmissionResult:
         """What a student may see before submitting: the public checks only, no error that only a
         hidden check gave, and no output of a child run that served hidden checks only, so totals
         and causes reveal nothing about hidden checks."""
@@ -135,7 +135,7 @@ class SubmissionResult:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SubmissionResult":
+    def from_json(cls, data: dict[str, Any]) -> SubmissionResult:
         """The inverse of `to_json`. The derived fields it adds (total, max_total, error) are
         recomputed, not read; an unknown field, or a missing required one, raises TypeError."""
         fields = {key: value for key, value in data.items() if key not in _DERIVED}
@@ -162,7 +162,7 @@ FRAME_COLUMNS = ["student", "status", "error", "total", "max_total"]  # then one
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def load(path: "str | Path") -> "pandas.DataFrame":
+def load(path: str | Path) -> pandas.DataFrame:
     """A run's results as a pandas DataFrame, for instructors working in Jupyter: one row per
     student (sorted by name), the columns of the CSV report (student, status, error, total,
     max_total, then each check's points). `path` is the CSV report, or a gradebook (SQLite), from
@@ -199,7 +199,7 @@ def load(path: "str | Path") -> "pandas.DataFrame":
     return frame
 
 
-def results_frame(results: list[SubmissionResult], checks: list[str] | None = None) -> "pandas.DataFrame":
+def results_frame(results: list[SubmissionResult], checks: list[str] | None = None) -> pandas.DataFrame:
     """`results` as the CSV's frame (one row per result, in their order; a check a result lacks
     counts 0), with each check's points in `attrs["max_points"]`. `checks`: the check columns, in
     order (default: every check the results have, in the order they appear)."""
@@ -230,7 +230,7 @@ def _newest_results(path: Path) -> list[SubmissionResult]:
             connection.close()
     except sqlite3.Error as exc:
         raise GraderError(f"{path}: not a grader gradebook ({exc})") from None
-    newest = {student: result for student, result in rows}  # later rows replace earlier ones
+    newest = dict(rows)  # later rows replace earlier ones
     return [SubmissionResult.from_json(json.loads(newest[student])) for student in newest]
 
 

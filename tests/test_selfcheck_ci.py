@@ -21,7 +21,7 @@ import yaml
 import variants as v
 from conftest import ROOT
 from grader.commands.selfcheck import exit_status, min_score_sentence
-from grader.report.github import annotations, definition_line, escape_data, escape_property, step_summary_markdown, workflow_command
+from grader.report.github import check_annotations, definition_line, escape_data, escape_property, step_summary_markdown, workflow_command
 from grader.report.junit import junit_xml
 from grader.report.selfcheck_summary import summarize
 from grader.results import CheckResult, SubmissionResult
@@ -128,7 +128,7 @@ def test_step_summary_and_annotations_show_the_public_notes_only():
     markdown = step_summary_markdown(summarize(result), notebook="nb.ipynb", assignment="cifar2")
     assert "net.forward: x.view(-1) flattens the batch too" in markdown and "cell 2 skipped" in markdown
     assert "loop" not in markdown and "stale gradients" not in markdown
-    commands = "\n".join(annotations(result.public_view(), "nb.ipynb", {}, hidden_checks=result.hidden_checks))
+    commands = "\n".join(check_annotations(result.public_view(), "nb.ipynb", {}, hidden_checks=result.hidden_checks))
     assert "use tanh" in commands and "loop" not in commands and "stale gradients" not in commands
 
 

@@ -23,13 +23,13 @@ from urllib.parse import quote
 
 from pygments.formatters import HtmlFormatter
 
-from grader.version import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem
 from grader.protocol import MAX_NOTEBOOK_HTML_CHARS, findings_placeholder
 from grader.report.content_policy import csp_hash
 from grader.report.text import format_points
 from grader.results import CheckResult, SubmissionResult
+from grader.version import __version__
 
 PAGE_SUFFIX = ".notebook.html"
 

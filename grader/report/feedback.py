@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader.report.annotated_notebook import notebook_href, without_colliding_notebooks
-from grader.report.text import format_points
 from grader.files import safe_file_stem, write_atomically
+from grader.report.annotated_notebook import notebook_href, without_colliding_notebooks
 from grader.report.network_picture import NETWORK_HEADING, network_of, network_table_markdown
+from grader.report.text import format_points
 from grader.results import INVALID, SubmissionResult
 
 OUTPUT_TAIL = 3000  # characters of a failing child's stderr shown to the student

@@ -49,10 +49,7 @@ def gradescope_results(result: SubmissionResult, assignment: Assignment) -> dict
 
 def _test(number: int, check: CheckResult, withheld_notes: list[str]) -> dict[str, Any]:
     """`withheld_notes`: the notes the summary leaves out for this hidden check, shown with it."""
-    if check.passed:
-        output = "passed"
-    else:
-        output = "\n".join(f"- {reason}" for reason in check.reasons) or f"- {check.error or 'points lost'}"
+    output = "passed" if check.passed else ("\n".join(f"- {reason}" for reason in check.reasons) or f"- {check.error or 'points lost'}")
     if withheld_notes:
         output += "\n\nNotes on your code:\n\n" + "\n".join(f"- {note}" for note in withheld_notes)
     return {
@@ -72,10 +69,9 @@ def _summary(result: SubmissionResult, assignment: Assignment) -> str:
     is written for a student before publication: from the public view and the number of hidden
     checks only, never the total while a check is hidden."""
     view, hidden = result.public_view(), result.hidden_checks
-    if hidden:
-        score = "Your total score will be shown when grades are published."
-    else:
-        score = f"Score: {format_points(result.total)} / {format_points(result.max_total)}"
+    score = (
+        "Your total score will be shown when grades are published." if hidden else f"Score: {format_points(result.total)} / {format_points(result.max_total)}"
+    )
     lines = [f"**{assignment.title}**", "", score]
     if result.status == INVALID:
         lines += ["", f"Your submission could not be graded: {view.error}", ""]

@@ -21,13 +21,11 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from grader.version import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
-from grader.report.content_policy import csp_hash
-from grader.report.class_statistics import ClassStatistics, class_statistics
 from grader.report.annotated_notebook import notebook_file_name, notebook_href, notebook_page, without_colliding_notebooks
-from grader.report.text import format_points
+from grader.report.class_statistics import ClassStatistics, class_statistics
+from grader.report.content_policy import csp_hash
 from grader.report.feedback import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output
 from grader.report.network_picture import NETWORK_CSS, NETWORK_HEADING, network_of, network_table_html
 from grader.report.svg_plot import (
@@ -37,7 +35,9 @@ from grader.report.svg_plot import (
     horizontal_bars,
     line_chart,
 )
+from grader.report.text import format_points
 from grader.results import INVALID, CheckResult, SubmissionResult
+from grader.version import __version__
 
 REPORT_NAME = "report.html"
 
@@ -175,7 +175,7 @@ def loss_charts(result: SubmissionResult, assignment: Assignment, *, whose: str)
         (f"{whose} {net}, trained by the reference {loop}", f"{whose} {net}", f"reference {net}"),
         (f"{whose} {loop}, training a stand-in linear model", f"{whose} {loop}", f"reference {loop}"),
     )
-    wanted = dict(zip(_TRAINING_CHECKS, titles))
+    wanted = dict(zip(_TRAINING_CHECKS, titles, strict=True))
     charts = [_loss_chart(c, *wanted[c.name]) for c in result.checks if c.name in wanted]
     return [chart for chart in charts if chart]
 

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grader.version import __version__
 from grader.assignment import Assignment
 from grader.files import write_atomically
 from grader.results import SubmissionResult
+from grader.version import __version__
 
 SCHEMA_VERSION = 1
 

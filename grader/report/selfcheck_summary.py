@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from grader.report.text import format_points
 from grader.report.network_picture import network_of
+from grader.report.text import format_points
 from grader.results import INVALID, SubmissionResult
 
 
