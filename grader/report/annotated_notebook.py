@@ -28,7 +28,7 @@ from grader.files import safe_file_stem
 from grader.protocol import MAX_NOTEBOOK_HTML_CHARS, findings_placeholder
 from grader.report.content_policy import csp_hash
 from grader.report.text import format_points
-from grader.results import CheckResult, SubmissionResult
+from grader.results import CheckResult, Note, SubmissionResult
 from grader.version import __version__
 
 PAGE_SUFFIX = ".notebook.html"
@@ -60,7 +60,7 @@ def attach_annotated_notebook(result: SubmissionResult, annotation: Any, nonce: 
         why = annotation["error"][:300]
     else:
         why = "the reading step gave no page"
-    result.notes.append(f"your notebook could not be shown with the grader's notes ({why}); your grade does not depend on it")
+    result.notes.append(Note(f"your notebook could not be shown with the grader's notes ({why}); your grade does not depend on it"))
 
 
 def fill_findings(html: str, nonce: str, result: SubmissionResult, assignment: Assignment) -> str:
@@ -95,7 +95,7 @@ def findings_box(result: SubmissionResult, group: str, name: str, *, placed: boo
         lines += [_failed_check(check) for check in failed]
         lines.append("</ul>")
     if notes:
-        lines += ['<p class="grader-findings-head">Notes</p>', "<ul>", *(f"<li>{escape(note)}</li>" for note in notes), "</ul>"]
+        lines += ['<p class="grader-findings-head">Notes</p>', "<ul>", *(f"<li>{escape(str(note))}</li>" for note in notes), "</ul>"]
     lines.append("</aside>")
     return "\n".join(lines)
 
@@ -107,12 +107,12 @@ def _failed_check(check: CheckResult) -> str:
     return f"<li><strong>{escape(check.name)}</strong> (−{lost}):<ul>{items}</ul></li>"
 
 
-def _notes_on(result: SubmissionResult, group: str, name: str, checks: list[CheckResult]) -> list[str]:
-    """Notes that name this definition: those of its group or checks ("net: ...",
-    "net.layers: ..."), and extraction's notes about it ("'Net' (cell 5, line 1) uses ...")."""
-    prefixes = {group, *(c.name for c in checks)}
+def _notes_on(result: SubmissionResult, group: str, name: str, checks: list[CheckResult]) -> list[Note]:
+    """Notes on this definition: those of its group or checks (`check` "net", "net.layers"),
+    and extraction's notes that name it ("'Net' (cell 5, line 1) uses ...")."""
+    subjects = {group, *(c.name for c in checks)}
     about = f"'{name}' ("
-    return [note for note in result.notes if note.split(": ", 1)[0] in prefixes or note.startswith(about)]
+    return [note for note in result.notes if note.check in subjects or (note.check is None and note.text.startswith(about))]
 
 
 def notebook_file_name(result: SubmissionResult) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
 from grader.report.text import format_points
-from grader.results import INVALID, CheckResult, SubmissionResult
+from grader.results import INVALID, CheckResult, Note, SubmissionResult
 
 FOLDER = "gradescope"  # beside the CSV report, one <student>.json per submission
 
@@ -47,7 +47,7 @@ def gradescope_results(result: SubmissionResult, assignment: Assignment) -> dict
     }
 
 
-def _test(number: int, check: CheckResult, withheld_notes: list[str]) -> dict[str, Any]:
+def _test(number: int, check: CheckResult, withheld_notes: list[Note]) -> dict[str, Any]:
     """`withheld_notes`: the notes the summary leaves out for this hidden check, shown with it."""
     output = "passed" if check.passed else ("\n".join(f"- {reason}" for reason in check.reasons) or f"- {check.error or 'points lost'}")
     if withheld_notes:

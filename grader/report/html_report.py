@@ -298,7 +298,7 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     if charts:
         body += ["<h2>Loss curves</h2>", _LOSS_CURVES_NOTE, '<div class="curves">', *charts, "</div>"]
     if result.notes:
-        body += ["<h2>Notes on your code</h2>", "<ul>", *(f"<li>{escape(note)}</li>" for note in result.notes), "</ul>"]
+        body += ["<h2>Notes on your code</h2>", "<ul>", *(f"<li>{escape(str(note))}</li>" for note in result.notes), "</ul>"]
     if result.extracted_source.strip():
         body += ["<h2>The code the grader used</h2>", f"<p>{escape(EXTRACTED_CODE_NOTE)}</p>"]
         body.append(f'<pre><code class="language-python">{escape(result.extracted_source.rstrip())}</code></pre>')

@@ -23,12 +23,18 @@ def results_document(results: list[SubmissionResult], assignment: str, *, hidden
         "schema_version": SCHEMA_VERSION,
         "grader_version": __version__,
         "assignment": assignment,
-        # The annotated notebook is a page of its own (feedback/<student>.notebook.html), not data.
-        "submissions": [{k: v for k, v in result.to_json().items() if k != "annotated_notebook"} for result in results],
+        "submissions": [_submission(result) for result in results],
     }
     if hidden_checks is not None:
         document["hidden_checks"] = hidden_checks
     return document
+
+
+def _submission(result: SubmissionResult) -> dict[str, Any]:
+    # The annotated notebook is a page of its own (feedback/<student>.notebook.html), not data.
+    data = {key: value for key, value in result.to_json().items() if key != "annotated_notebook"}
+    data["notes"] = [str(note) for note in result.notes]  # each as the student reads it, as schema 1 has them
+    return data
 
 
 def results_json_text(results: list[SubmissionResult], assignment: str, *, hidden_checks: int | None = None) -> str:

@@ -64,7 +64,7 @@ def junit_xml(result: SubmissionResult, assignment: str, *, hidden_checks: int =
         ET.SubElement(case_properties, "property", {"name": "max_points", "value": format_points(check.max_points)})
         if check.passed:
             continue
-        body = "\n".join(check.reasons + result.notes_for(check.name))
+        body = "\n".join([*check.reasons, *map(str, result.notes_for(check.name))])
         if went_wrong(check):
             cause = check.error or result.error or check.message
             verdict = ET.SubElement(case, "error", {"type": "error", "message": _text(f"{_points(check)}: {cause}")})
@@ -76,7 +76,7 @@ def junit_xml(result: SubmissionResult, assignment: str, *, hidden_checks: int =
         case = ET.SubElement(suite, "testcase", {"classname": _text(classname), "name": "hidden checks", "time": "0"})
         ET.SubElement(case, "skipped", {"message": f"{hidden_checks} hidden check(s) are graded after you submit"})
     if result.notes:
-        ET.SubElement(suite, "system-out").text = _text("\n".join(result.notes))
+        ET.SubElement(suite, "system-out").text = _text("\n".join(map(str, result.notes)))
 
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

@@ -29,7 +29,7 @@ class SelfcheckSummary:
     title: str
     rows: tuple[SelfcheckRow, ...]
     verdict: tuple[str, ...]  # the sentences under the table
-    notes: tuple[str, ...]
+    notes: tuple[str, ...]  # as shown, already without hidden checks' notes
     problem: str = ""  # why the submission could not be checked at all; the table is then empty
     network: dict[str, Any] | None = None  # the public net.layers check's picture of both networks (network_picture.py)
 
@@ -60,4 +60,4 @@ def summarize(result: SubmissionResult) -> SelfcheckSummary:
         )
     elif all(c.passed for c in public):
         verdict.append("All checks passed.")
-    return SelfcheckSummary(title, rows, tuple(verdict), tuple(view.notes), network=network_of(view))
+    return SelfcheckSummary(title, rows, tuple(verdict), tuple(map(str, view.notes)), network=network_of(view))
