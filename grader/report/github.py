@@ -15,7 +15,7 @@ from pathlib import Path
 
 from grader.report.network_picture import network_table_markdown
 from grader.report.selfcheck_summary import SelfcheckSummary
-from grader.report.text import format_points
+from grader.report.text import out_of
 from grader.results import INVALID, SubmissionResult
 
 # ---------------------------------------------------------------- step summary
@@ -85,7 +85,7 @@ def check_annotations(result: SubmissionResult, file: str, lines: dict[str, int]
     for check in result.checks:
         if check.passed:
             continue
-        title = f"selfcheck {check.name}: {format_points(check.points)} / {format_points(check.max_points)} points"
+        title = f"selfcheck {check.name}: {out_of(check.points, check.max_points)} points"
         message = "\n".join(check.reasons) or check.error or "points lost"
         commands.append(workflow_command("error", message, file=file, line=lines.get(check.name, 1), title=title))
     if hidden_checks:

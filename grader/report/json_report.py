@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grader.assignment import Assignment
 from grader.files import write_atomically
+from grader.report.context import ReportContext
 from grader.results import SubmissionResult
 from grader.version import __version__
 
@@ -46,8 +46,8 @@ def write_results_json(path: Path, results: list[SubmissionResult], assignment: 
     write_atomically(path, results_json_text(results, assignment))
 
 
-def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+def write(context: ReportContext) -> list[Path]:
     """`grader run --format json`: the document beside the CSV report, named after it (report.json)."""
-    path = output_csv.with_suffix(".json")
-    write_results_json(path, results, assignment.name)
+    path = context.output_csv.with_suffix(".json")
+    write_results_json(path, context.results, context.assignment.name)
     return [path]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grader.report.network_picture import network_of
-from grader.report.text import format_points
+from grader.report.text import format_points, out_of
 from grader.results import INVALID, SubmissionResult
 
 
@@ -47,7 +47,7 @@ def summarize(result: SubmissionResult) -> SelfcheckSummary:
     view = result.public_view()  # also drops notes of a child run that served hidden checks only
     public = view.checks
     rows = tuple(
-        SelfcheckRow(c.name, f"{format_points(c.points)} / {format_points(c.max_points)}", c.passed, tuple(c.reasons))
+        SelfcheckRow(c.name, out_of(c.points, c.max_points), c.passed, tuple(c.reasons))
         for c in public
     )
     earned = format_points(sum(c.points for c in public))

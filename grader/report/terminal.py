@@ -10,7 +10,7 @@ from rich.table import Table
 
 from grader.report.class_statistics import class_statistics
 from grader.report.selfcheck_summary import SelfcheckSummary
-from grader.report.text import format_points
+from grader.report.text import format_points, out_of
 from grader.results import GRADED, SubmissionResult
 
 Justify = Literal["left", "right"]
@@ -37,7 +37,7 @@ def class_summary(results: list[SubmissionResult], console: Console) -> None:
     for r in shown:
         style = "red" if r.status != GRADED else ("green" if r.total >= r.max_total else "")
         error = r.error if len(r.error) <= 90 else r.error[:87] + "..."
-        students.add_row(escape(r.student), r.status, f"{format_points(r.total)} / {format_points(r.max_total)}", escape(error), style=style)
+        students.add_row(escape(r.student), r.status, out_of(r.total, r.max_total), escape(error), style=style)
     console.print(students)
     if not results:
         return
