@@ -29,7 +29,7 @@ from grader.load import Submission, read_submission_bytes
 from grader.observations import cuda_on_cpu_note, read_observed
 from grader.protocol import submission_request, worker_limits
 from grader.report.annotated_notebook import attach_annotated_notebook
-from grader.results import GRADED, INVALID, SubmissionResult
+from grader.results import GRADED, INVALID, Note, SubmissionResult
 from grader.score import score_outcomes, zero_scores
 
 GROUPS = ["net", "loop"]
@@ -167,26 +167,26 @@ def finish(prepared: PreparedSubmission, raw: dict[str, Any], assignment: Assign
         return _invalid(result, _short(str(extraction.get("cause"))), assignment)
     program = ExtractedProgram.from_json(extraction)
     result.extracted_source = program.source_text()
-    result.notes.extend(program.notes)
+    result.notes.extend(Note(note) for note in program.notes)  # extraction's: about the whole file
     result.errors.extend(_short(problem) for problem in program.problems)
     groups = read_observed(raw.get("groups") or {}, assignment)
 
     for name, group in groups.items():
-        for note in group.program_notes:
-            if note not in result.notes:
-                result.notes.append(note)
+        for note in group.program_notes:  # every group runs the same program: said once
+            if Note(note) not in result.notes:
+                result.notes.append(Note(note))
                 result.errors.append(_short(note))
-        result.notes.extend(f"{name}: {problem}" for problem in group.problems)
+        result.notes.extend(Note(problem, check=name) for problem in group.problems)  # the group's child run
         if group.stdout.strip():
             result.output[f"{name} stdout"] = group.stdout
         if group.stderr.strip():
             result.output[f"{name} stderr"] = group.stderr
     gpu_note = cuda_on_cpu_note(groups.values())  # a note, never an error: no points depend on it
     if gpu_note:
-        result.notes.append(gpu_note)
+        result.notes.append(Note(gpu_note))
 
     outcomes = {name: check(groups, expected, assignment) for name, check in CHECKS.items()}
-    result.notes.extend(f"{name}: {note}" for name, outcome in outcomes.items() for note in outcome.notes)
+    result.notes.extend(Note(note, check=name) for name, outcome in outcomes.items() for note in outcome.notes)
     result.checks = score_outcomes(outcomes, assignment)
     result.errors.extend(c.error for c in result.checks if c.error)
     annotate = prepared.request.get("annotate") if prepared.request else None

@@ -16,6 +16,36 @@ GRADED = "graded"
 INVALID = "invalid"
 
 
+@dataclass(frozen=True)
+class Note:
+    """Something the student should know that costs no points (a skipped cell, a finding that
+    did not change the output). `check` says what it is about, as data: a check ("net.forward"),
+    a group of checks ("loop": the child run that serves that group's checks), or None for the
+    whole submission. Which outputs may show a note is decided by `check`, never by its words,
+    so rewording a note cannot reveal a hidden check."""
+
+    text: str
+    check: str | None = None
+
+    def __str__(self) -> str:
+        """The note as every output shows it: "net.forward: <text>", or the text alone."""
+        return f"{self.check}: {self.text}" if self.check else self.text
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "check": self.check}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | str, subjects: set[str] | frozenset[str] = frozenset()) -> Note:
+        """The inverse of `to_json`. A plain string is a note as results stored before notes were
+        typed ("net.forward: text"): read for backward compatibility, its prefix becomes `check`
+        when it names one of `subjects` (the result's checks and groups), as the string's
+        readers once decided, and the text shows exactly as before."""
+        if isinstance(data, str):
+            subject, separator, text = data.partition(": ")
+            return cls(text, subject) if separator and subject in subjects else cls(data)
+        return cls(**data)
+
+
 @dataclass
 class CheckResult:
     name: str
@@ -39,7 +69,7 @@ class CheckResult:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "CheckResult":
+    def from_json(cls, data: dict[str, Any]) -> CheckResult:
         """The inverse of `to_json`; an unknown field, or a missing required one, raises TypeError."""
         return cls(**data)
 
@@ -51,7 +81,7 @@ class SubmissionResult:
     status: str
     checks: list[CheckResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # short causes, for the CSV `error` column
-    notes: list[str] = field(default_factory=list)  # extraction and execution notes for feedback
+    notes: list[Note] = field(default_factory=list)  # extraction and execution notes for feedback
     extracted_source: str = ""
     output: dict[str, str] = field(default_factory=dict)  # captured stdout/stderr, by child run
     seconds: float = 0.0
@@ -68,7 +98,7 @@ class SubmissionResult:
     def has_annotated_notebook(self) -> bool:
         return bool(self.annotated_notebook) or self.annotated_notebook_elsewhere
 
-    def without_annotated_notebook(self) -> "SubmissionResult":
+    def without_annotated_notebook(self) -> SubmissionResult:
         """This result less its notebook's text, still saying whether it has one."""
         return replace(self, annotated_notebook="", annotated_notebook_elsewhere=self.has_annotated_notebook)
 
@@ -89,7 +119,7 @@ class SubmissionResult:
         """How many checks are graded but not shown before submission (`public = false`)."""
         return sum(not c.public for c in self.checks)
 
-    def public_view(self) -> "SubmissionResult":
+    def public_view(self) -> SubmissionResult:
         """What a student may see before submitting: the public checks only, no error that only a
         hidden check gave, and no output of a child run that served hidden checks only, so totals
         and causes reveal nothing about hidden checks."""
@@ -102,24 +132,24 @@ class SubmissionResult:
         hidden_groups = self._hidden_groups()
         view.output = {key: text for key, text in view.output.items() if key.split(" ", 1)[0] not in hidden_groups}
         hidden = hidden_groups | {c.name for c in self.checks if not c.public}
-        view.notes = [note for note in view.notes if _note_subject(note) not in hidden]
+        view.notes = [note for note in view.notes if note.check not in hidden]
         view.annotated_notebook, view.annotated_notebook_elsewhere = "", False  # its findings boxes cover hidden checks too
         return view
 
-    def notes_for(self, check_name: str) -> list[str]:
-        """The notes about one check: those written "<check name>: ..." ("loop.trains: ...")."""
-        return [note for note in self.notes if _note_subject(note) == check_name]
+    def notes_for(self, check_name: str) -> list[Note]:
+        """The notes about one check (`note.check` is its name), not those about its group."""
+        return [note for note in self.notes if note.check == check_name]
 
-    def withheld_notes(self, check_name: str) -> list[str]:
+    def withheld_notes(self, check_name: str) -> list[Note]:
         """The notes `public_view` drops because of this check, to show with it once hidden
-        checks are revealed: a hidden check's own notes, and its group's ("loop: ...") when every
+        checks are revealed: a hidden check's own notes, and its group's (`check` "loop") when every
         check of the group is hidden. None for a public check. Every note the public view drops is
         withheld for at least one hidden check, so nothing is lost."""
         check = next((c for c in self.checks if c.name == check_name), None)
         if check is None or check.public:
             return []
         subjects = {check_name} | ({_group(check_name)} & self._hidden_groups())
-        return [note for note in self.notes if _note_subject(note) in subjects]
+        return [note for note in self.notes if note.check in subjects]
 
     def _hidden_groups(self) -> set[str]:
         """Groups whose checks are all hidden: their child run, and its notes, serve hidden checks only."""
@@ -131,15 +161,20 @@ class SubmissionResult:
         serialise it, do not change it."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "annotated_notebook_elsewhere"}
         data["checks"] = [check.to_json() for check in self.checks]
+        data["notes"] = [note.to_json() for note in self.notes]
         data.update(total=self.total, max_total=self.max_total, error=self.error)
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SubmissionResult":
+    def from_json(cls, data: dict[str, Any]) -> SubmissionResult:
         """The inverse of `to_json`. The derived fields it adds (total, max_total, error) are
         recomputed, not read; an unknown field, or a missing required one, raises TypeError."""
         fields = {key: value for key, value in data.items() if key not in _DERIVED}
-        fields["checks"] = [CheckResult.from_json(check) for check in fields.get("checks", [])]
+        fields["checks"] = checks = [CheckResult.from_json(check) for check in fields.get("checks", [])]
+        # Results stored before notes were typed hold each note as one string, "net.forward: text":
+        # read once here, naming the check only where the prefix is one of this result's.
+        subjects = {check.name for check in checks} | {_group(check.name) for check in checks}
+        fields["notes"] = [Note.from_json(note, subjects) for note in fields.get("notes", [])]
         return cls(**fields)
 
 
@@ -151,18 +186,13 @@ def _group(check_name: str) -> str:
     return check_name.split(".", 1)[0]
 
 
-def _note_subject(note: str) -> str:
-    """What a note is about: notes of a check or a child run start "<check>: " or "<group>: "."""
-    return note.split(": ", 1)[0]
-
-
 # ---------------------------------------------------------------- a run as a pandas DataFrame
 
 FRAME_COLUMNS = ["student", "status", "error", "total", "max_total"]  # then one column per check
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def load(path: "str | Path") -> "pandas.DataFrame":
+def load(path: str | Path) -> pandas.DataFrame:
     """A run's results as a pandas DataFrame, for instructors working in Jupyter: one row per
     student (sorted by name), the columns of the CSV report (student, status, error, total,
     max_total, then each check's points). `path` is the CSV report, or a gradebook (SQLite), from
@@ -199,7 +229,7 @@ def load(path: "str | Path") -> "pandas.DataFrame":
     return frame
 
 
-def results_frame(results: list[SubmissionResult], checks: list[str] | None = None) -> "pandas.DataFrame":
+def results_frame(results: list[SubmissionResult], checks: list[str] | None = None) -> pandas.DataFrame:
     """`results` as the CSV's frame (one row per result, in their order; a check a result lacks
     counts 0), with each check's points in `attrs["max_points"]`. `checks`: the check columns, in
     order (default: every check the results have, in the order they appear)."""
@@ -230,7 +260,7 @@ def _newest_results(path: Path) -> list[SubmissionResult]:
             connection.close()
     except sqlite3.Error as exc:
         raise GraderError(f"{path}: not a grader gradebook ({exc})") from None
-    newest = {student: result for student, result in rows}  # later rows replace earlier ones
+    newest = dict(rows)  # later rows replace earlier ones
     return [SubmissionResult.from_json(json.loads(newest[student])) for student in newest]
 
 

@@ -121,5 +121,5 @@ def test_a_name_bound_only_further_down_is_named_with_where_it_is_bound(grade, t
     assert "(cell 3, line 1)" not in result.error  # the place is said once
     assert any(
         "uses 'nn', which the notebook binds only further down (cell 4, line 8); it runs top to bottom, so move that line above" in note
-        for note in result.notes
+        for note in map(str, result.notes)
     ), result.notes

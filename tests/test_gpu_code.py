@@ -65,7 +65,7 @@ def test_gpu_code_earns_full_marks_with_one_note(name, grade, tmp_path):
     result = grade(v.write_notebook(tmp_path / f"{name}.ipynb", cells))
     assert points(result) == FULL, [c.reasons for c in result.checks]
     assert result.error == ""
-    assert [n for n in result.notes if "asks for a GPU" in n] == [GPU_NOTE.format(request)]
+    assert [n for n in map(str, result.notes) if "asks for a GPU" in n] == [GPU_NOTE.format(request)]
 
 
 def test_requests_of_both_check_groups_share_one_note(grade, tmp_path):
@@ -73,7 +73,7 @@ def test_requests_of_both_check_groups_share_one_note(grade, tmp_path):
     cells = v.notebook_cells(net=NET_CUDA_FACTORY, loop=CUDA_CALLS_LOOP)
     result = grade(v.write_notebook(tmp_path / "both.ipynb", cells))
     assert points(result) == FULL and result.error == ""
-    assert [n for n in result.notes if "asks for a GPU" in n] == [GPU_NOTE.format("'cuda', .cuda()")]
+    assert [n for n in map(str, result.notes) if "asks for a GPU" in n] == [GPU_NOTE.format("'cuda', .cuda()")]
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_requests_of_both_check_groups_share_one_note(grade, tmp_path):
 def test_cpu_code_gets_no_gpu_note(cells, grade, tmp_path):
     result = grade(v.write_notebook(tmp_path / "cpu.ipynb", cells))
     assert points(result) == FULL and result.error == ""
-    assert not [n for n in result.notes if "GPU" in n]
+    assert not [n for n in map(str, result.notes) if "GPU" in n]
 
 
 # ---------------------------------------------------------------- the mode itself, in this process

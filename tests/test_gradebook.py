@@ -26,7 +26,7 @@ from grader import gradebook as gradebook_module
 from grader.assignment import load_assignment
 from grader.fingerprints import grading_fingerprint
 from grader.gradebook import Gradebook, GradebookError, GradebookKey
-from grader.results import CheckResult, SubmissionResult
+from grader.results import CheckResult, Note, SubmissionResult
 
 REFERENCE = ROOT / "reference" / "cifar2.py"
 STUDENTS = ["alice", "bob", "carol", "dave", "erin", "frank"]
@@ -301,7 +301,7 @@ def _tricky_result() -> SubmissionResult:
             CheckResult("net.trains", 0.0, 10.0, False, ["the loss did not go down"], "timed out", {"initial_loss": 0.1 + 0.2, "final_loss": math.inf}),
         ],
         errors=["timed out", "timed out"],
-        notes=["cell 4, line 2: uses `train_loader`, which only top-level code creates"],
+        notes=[Note("cell 4, line 2: uses `train_loader`, which only top-level code creates")],
         extracted_source="class Net(nn.Module):\n    pass\n",
         output={"net stderr": "Traceback ...\n", "loop stdout": "épocha 1\n"},  # not in sorted order
         seconds=2.0000000000000004,
@@ -336,6 +336,24 @@ def test_a_stored_result_survives_its_process_and_round_trips_exactly(tmp_path):
     assert connection.execute("PRAGMA user_version").fetchone()[0] == gradebook_module.SCHEMA_VERSION
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
+
+
+def test_notes_stored_as_strings_load_with_their_check_and_show_as_before():
+    """Results stored before notes were typed hold "net.forward: text": the prefix becomes the
+    note's check only where it names one of the result's checks or groups, so a hidden check's
+    note is still withheld and every note reads exactly as it did."""
+    stored = SubmissionResult("s", "s.ipynb", "graded", checks=[CheckResult("net.forward", 5, 5), CheckResult("loop.trains", 0, 20, public=False)]).to_json()
+    old = ["cell 3, line 2: NameError: name 'q' is not defined", "net.forward: extra dropout", "loop.trains: stale gradients", "loop: printed: 2 MB"]
+    restored = SubmissionResult.from_json(json.loads(json.dumps({**stored, "notes": old})))
+    assert restored.notes == [
+        Note("cell 3, line 2: NameError: name 'q' is not defined"),
+        Note("extra dropout", check="net.forward"),
+        Note("stale gradients", check="loop.trains"),
+        Note("printed: 2 MB", check="loop"),
+    ]
+    assert [str(note) for note in restored.notes] == old
+    assert [str(note) for note in restored.public_view().notes] == old[:2]
+    assert SubmissionResult.from_json(json.loads(json.dumps(restored.to_json()))) == restored  # stored typed from now on
 
 
 def test_annotated_notebooks_are_stored_apart_and_a_schema_1_gradebook_still_gives_its_own(tmp_path):

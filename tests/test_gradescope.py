@@ -21,7 +21,7 @@ from grader.commands.run import resume_command
 from grader.errors import GraderError
 from grader.report.formats import DEFAULT_FORMATS, parse_formats
 from grader.report.gradescope import gradescope_results
-from grader.results import CheckResult, SubmissionResult
+from grader.results import CheckResult, Note, SubmissionResult
 
 HIDDEN = "net.forward"  # marked `public = false` in the bundled copy of the assignment
 
@@ -152,7 +152,12 @@ def _hand_built(*, loop_public: bool) -> SubmissionResult:
     """85 of 100 points; loop.trains (hidden unless `loop_public`) lost 15 and carries a note."""
     checks = [CheckResult(name, points, points) for name, points in FULL.items() if name != "loop.trains"]
     checks.append(CheckResult("loop.trains", 5, 20, public=loop_public, reasons=["the loss did not go down"]))
-    notes = ["cell 4 skipped: it downloads data", "net.forward: x.view(-1) flattens the batch too", SECRET_NOTE, "loop: the run printed 2 MB"]
+    notes = [
+        Note("cell 4 skipped: it downloads data"),
+        Note("x.view(-1) flattens the batch too", check="net.forward"),
+        Note(SECRET_NOTE.removeprefix("loop.trains: "), check="loop.trains"),
+        Note("the run printed 2 MB", check="loop"),
+    ]
     return SubmissionResult("s", "s.ipynb", "graded", checks=checks, notes=notes)
 
 

@@ -120,7 +120,7 @@ def test_syntax_error_in_unrelated_cell_is_reported_but_grading_goes_on(grade, t
     result = grade(v.write_notebook(tmp_path / "typo.ipynb", cells))
     assert points(result) == FULL
     assert "cell 8, line 1: SyntaxError" in result.error
-    assert any("SyntaxError" in note for note in result.notes)
+    assert any("SyntaxError" in str(note) for note in result.notes)
 
 
 def test_syntax_error_in_the_net_cell_explains_the_missing_net(grade, tmp_path):
@@ -136,7 +136,7 @@ def test_loop_reading_a_top_level_loader_is_told_why(grade, tmp_path):
     cells = v.notebook_cells(loop=loop, extra=["loader = torch.utils.data.DataLoader(cifar2, batch_size=64)"])
     result = grade(v.write_notebook(tmp_path / "global_loader.ipynb", cells))
     assert points(result)["loop.trains"] == 0
-    assert any("uses 'loader', which only top-level code creates (cell 8, line 1)" in n for n in result.notes)
+    assert any("uses 'loader', which only top-level code creates (cell 8, line 1)" in str(n) for n in result.notes)
     assert "NameError: name 'loader' is not defined" in result.error
 
 

@@ -24,7 +24,7 @@ from grader.pipeline import grade_submission
 from grader.report.formats import DEFAULT_FORMATS, write_reports
 from grader.report.html_report import class_report_html, feedback_html
 from grader.report.svg_plot import nice_ticks
-from grader.results import CheckResult, SubmissionResult
+from grader.results import CheckResult, Note, SubmissionResult
 
 HOSTILE_NAME = "<img src=x onerror=\"alert('&')\">"  # a file name may hold <>"'& (not /)
 HOSTILE_CODE = '    """</code></pre><script>alert(2)</script>"""\n'
@@ -84,7 +84,7 @@ def _hostile_result() -> SubmissionResult:
         status="graded",
         checks=checks,
         errors=["<i>error</i>"],
-        notes=["cell 3: <script>alert(3)</script> skipped"],
+        notes=[Note("cell 3: <script>alert(3)</script> skipped")],
         extracted_source="class Net(nn.Module):\n" + HOSTILE_CODE,
         output={"net stderr": "Traceback </pre><script>alert(4)</script>"},
     )

@@ -66,7 +66,7 @@ EXTRA_WITH_DEFAULT = loop_taking("n_epochs, model, optimizer, loss_fn, train_loa
 
 
 def _loop_notes(result) -> list[str]:
-    return [note for note in result.notes if note.startswith("loop.trains: ")]
+    return [str(note) for note in result.notes if note.check == "loop.trains"]
 
 
 def _write(tmp_path: Path, name: str, loop: str) -> Path:

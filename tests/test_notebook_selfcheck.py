@@ -20,7 +20,7 @@ from grader.child.cells import read_cells
 from grader.commands.notebook_selfcheck import SelfcheckReport, definition_cells, program_source, show, write_program
 from grader.report.selfcheck_html import selfcheck_html
 from grader.report.selfcheck_summary import summarize
-from grader.results import CheckResult, SubmissionResult
+from grader.results import CheckResult, Note, SubmissionResult
 
 IMPORTS = "import datetime\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\nimport torch.optim as optim"
 WRONG_NET = v.NET_WRONG_CHANNELS.replace("class Net(", "class WrongNet(")
@@ -124,7 +124,7 @@ def _result_with_hidden_check() -> SubmissionResult:
             CheckResult("net.forward", 20, 20),
             CheckResult("loop.trains", 0, 20, public=False, reasons=["secret reason"]),
         ],
-        notes=["cell 3: <b>SyntaxError</b>"],
+        notes=[Note("cell 3: <b>SyntaxError</b>")],
     )
 
 

@@ -21,10 +21,10 @@ import yaml
 from conftest import ROOT
 
 from grader.commands.selfcheck import exit_status, min_score_sentence
-from grader.report.github import annotations, definition_line, escape_data, escape_property, step_summary_markdown, workflow_command
+from grader.report.github import check_annotations, definition_line, escape_data, escape_property, step_summary_markdown, workflow_command
 from grader.report.junit import junit_xml
 from grader.report.selfcheck_summary import summarize
-from grader.results import CheckResult, SubmissionResult
+from grader.results import CheckResult, Note, SubmissionResult
 
 WORKFLOW = ROOT / "assignments" / "cifar2" / "github" / "grade.yml"
 
@@ -72,18 +72,18 @@ def test_public_view_drops_hidden_checks_their_errors_and_output():
             CheckResult("loop.trains", 0, 20, public=False, reasons=["secret reason"], error="training_loop raised KeyError"),
         ],
         errors=["training_loop raised KeyError"],
-        notes=["cell 3 skipped", "loop: the child run printed too much"],
+        notes=[Note("cell 3 skipped"), Note("the child run printed too much", check="loop")],
         output={"net stdout": "hello", "loop stdout": "epoch 1, loss 0.3"},
     )
     view = result.public_view()
     assert [c.name for c in view.checks] == ["net.layers"]
     assert (view.total, view.max_total, view.errors, view.output) == (15, 15, [], {"net stdout": "hello"})
-    assert view.notes == ["cell 3 skipped"]
+    assert view.notes == [Note("cell 3 skipped")]
     assert result.hidden_checks == 1 and len(result.checks) == 2  # the original is untouched
     assert summarize(result).notes == ("cell 3 skipped",)  # the terminal and Jupyter tables show the same view
 
 
-HIDDEN_NOTE = "loop.trains: your loop calls the optimizer before loss.backward(), so it steps on stale gradients"
+HIDDEN_NOTE = Note("your loop calls the optimizer before loss.backward(), so it steps on stale gradients", check="loop.trains")
 
 
 def _result_with_a_hidden_note() -> SubmissionResult:
@@ -94,17 +94,22 @@ def _result_with_a_hidden_note() -> SubmissionResult:
             CheckResult("net.forward", 10, 20, reasons=["use tanh after each convolution, not ReLU"]),
             CheckResult("loop.trains", 0, 20, public=False, reasons=["gradients were never cleared"]),
         ],
-        notes=["cell 2 skipped: it downloads data", "net.forward: x.view(-1) flattens the batch too", HIDDEN_NOTE, "loop: printed 2 MB"],
+        notes=[
+            Note("cell 2 skipped: it downloads data"),
+            Note("x.view(-1) flattens the batch too", check="net.forward"),
+            HIDDEN_NOTE,
+            Note("printed 2 MB", check="loop"),
+        ],
     )
 
 
 def test_notes_withheld_for_hidden_checks_are_exactly_those_the_public_view_drops():
     result = _result_with_a_hidden_note()
     dropped = [note for note in result.notes if note not in result.public_view().notes]
-    assert dropped == [HIDDEN_NOTE, "loop: printed 2 MB"]
+    assert dropped == [HIDDEN_NOTE, Note("printed 2 MB", check="loop")]
     assert result.withheld_notes("loop.trains") == dropped  # its own note and its all-hidden group's
     assert result.withheld_notes("net.forward") == []  # public: nothing withheld
-    assert result.notes_for("net.forward") == ["net.forward: x.view(-1) flattens the batch too"]
+    assert result.notes_for("net.forward") == [Note("x.view(-1) flattens the batch too", check="net.forward")]
 
 
 def test_junit_failure_holds_the_check_s_reasons_and_own_notes_never_a_hidden_one():
@@ -118,7 +123,7 @@ def test_junit_failure_holds_the_check_s_reasons_and_own_notes_never_a_hidden_on
     assert "loop" not in xml and "stale gradients" not in xml
     graded = ET.fromstring(junit_xml(result, "cifar2")).find("testsuite")  # the full result, as after publication
     trains = next(c for c in graded.findall("testcase") if c.get("name") == "loop.trains").find("failure")
-    assert HIDDEN_NOTE in trains.text and "net.forward" not in trains.text
+    assert str(HIDDEN_NOTE) in trains.text and "net.forward" not in trains.text
 
 
 def test_step_summary_and_annotations_show_the_public_notes_only():
@@ -128,7 +133,7 @@ def test_step_summary_and_annotations_show_the_public_notes_only():
     markdown = step_summary_markdown(summarize(result), notebook="nb.ipynb", assignment="cifar2")
     assert "net.forward: x.view(-1) flattens the batch too" in markdown and "cell 2 skipped" in markdown
     assert "loop" not in markdown and "stale gradients" not in markdown
-    commands = "\n".join(annotations(result.public_view(), "nb.ipynb", {}, hidden_checks=result.hidden_checks))
+    commands = "\n".join(check_annotations(result.public_view(), "nb.ipynb", {}, hidden_checks=result.hidden_checks))
     assert "use tanh" in commands and "loop" not in commands and "stale gradients" not in commands
 
 

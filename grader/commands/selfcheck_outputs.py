@@ -19,7 +19,7 @@ from rich.markup import escape
 from grader.assignment import Assignment
 from grader.errors import GraderError
 from grader.files import write_atomically
-from grader.report.github import annotations, append_step_summary, definition_line, step_summary_markdown
+from grader.report.github import append_step_summary, check_annotations, definition_line, step_summary_markdown
 from grader.report.json_report import results_json_text
 from grader.report.junit import junit_xml
 from grader.report.selfcheck_summary import summarize
@@ -75,7 +75,7 @@ class SelfcheckOutputs:
             # Workflow commands are read from stdout and stderr alike; stdout may hold the JSON.
             stream = sys.stderr if self.json_to_stdout else sys.stdout
             lines = check_lines(notebook, assignment, [c.name for c in view.checks])
-            for command in annotations(view, shown_path, lines, hidden_checks=hidden):
+            for command in check_annotations(view, shown_path, lines, hidden_checks=hidden):
                 print(command, file=stream)
         sys.stdout.flush()
 

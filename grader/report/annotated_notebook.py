@@ -23,13 +23,13 @@ from urllib.parse import quote
 
 from pygments.formatters import HtmlFormatter
 
-from grader.version import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem
 from grader.protocol import MAX_NOTEBOOK_HTML_CHARS, findings_placeholder
 from grader.report.content_policy import csp_hash
-from grader.report.text import format_points
-from grader.results import CheckResult, SubmissionResult
+from grader.report.text import out_of, points_lost
+from grader.results import CheckResult, Note, SubmissionResult
+from grader.version import __version__
 
 PAGE_SUFFIX = ".notebook.html"
 
@@ -60,7 +60,7 @@ def attach_annotated_notebook(result: SubmissionResult, annotation: Any, nonce: 
         why = annotation["error"][:300]
     else:
         why = "the reading step gave no page"
-    result.notes.append(f"your notebook could not be shown with the grader's notes ({why}); your grade does not depend on it")
+    result.notes.append(Note(f"your notebook could not be shown with the grader's notes ({why}); your grade does not depend on it"))
 
 
 def fill_findings(html: str, nonce: str, result: SubmissionResult, assignment: Assignment) -> str:
@@ -82,7 +82,7 @@ def findings_box(result: SubmissionResult, group: str, name: str, *, placed: boo
     checks = [c for c in result.checks if c.name.split(".", 1)[0] == group]
     failed = [c for c in checks if not c.passed]
     notes = _notes_on(result, group, name, checks)
-    points = f"{format_points(sum(c.points for c in checks))} / {format_points(sum(c.max_points for c in checks))} points"
+    points = f"{out_of(sum(c.points for c in checks), sum(c.max_points for c in checks))} points"
     where = "" if placed else f" (no cell the grader could read defines <code>{escape(name)}</code>)"
     verdict = "all checks on this definition passed" if not failed else f"{len(failed)} of {len(checks)} checks lost points"
     kind = "grader-failed" if failed else "grader-passed"
@@ -95,24 +95,23 @@ def findings_box(result: SubmissionResult, group: str, name: str, *, placed: boo
         lines += [_failed_check(check) for check in failed]
         lines.append("</ul>")
     if notes:
-        lines += ['<p class="grader-findings-head">Notes</p>', "<ul>", *(f"<li>{escape(note)}</li>" for note in notes), "</ul>"]
+        lines += ['<p class="grader-findings-head">Notes</p>', "<ul>", *(f"<li>{escape(str(note))}</li>" for note in notes), "</ul>"]
     lines.append("</aside>")
     return "\n".join(lines)
 
 
 def _failed_check(check: CheckResult) -> str:
     reasons = check.reasons or [check.error or "points lost"]
-    lost = format_points(check.max_points - check.points)
     items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
-    return f"<li><strong>{escape(check.name)}</strong> (−{lost}):<ul>{items}</ul></li>"
+    return f"<li><strong>{escape(check.name)}</strong> (−{points_lost(check)}):<ul>{items}</ul></li>"
 
 
-def _notes_on(result: SubmissionResult, group: str, name: str, checks: list[CheckResult]) -> list[str]:
-    """Notes that name this definition: those of its group or checks ("net: ...",
-    "net.layers: ..."), and extraction's notes about it ("'Net' (cell 5, line 1) uses ...")."""
-    prefixes = {group, *(c.name for c in checks)}
+def _notes_on(result: SubmissionResult, group: str, name: str, checks: list[CheckResult]) -> list[Note]:
+    """Notes on this definition: those of its group or checks (`check` "net", "net.layers"),
+    and extraction's notes that name it ("'Net' (cell 5, line 1) uses ...")."""
+    subjects = {group, *(c.name for c in checks)}
     about = f"'{name}' ("
-    return [note for note in result.notes if note.split(": ", 1)[0] in prefixes or note.startswith(about)]
+    return [note for note in result.notes if note.check in subjects or (note.check is None and note.text.startswith(about))]
 
 
 def notebook_file_name(result: SubmissionResult) -> str:
@@ -191,7 +190,7 @@ def notebook_page(result: SubmissionResult, assignment: Assignment) -> str:
         "</head>",
         "<body>",
         f"<h1>{escape(title)}</h1>",
-        f"<p>Submission: <code>{escape(Path(result.path).name)}</code>, score {format_points(result.total)} / {format_points(result.max_total)}. "
+        f"<p>Submission: <code>{escape(Path(result.path).name)}</code>, score {out_of(result.total, result.max_total)}. "
         f'The boxes after the cells that define {names} say what the grader found there; '
         f'<a href="{escape(feedback)}">your feedback</a> has the details.</p>',
         '<main class="notebook">',

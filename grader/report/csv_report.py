@@ -7,8 +7,8 @@ import csv
 import io
 from pathlib import Path
 
-from grader.assignment import Assignment
 from grader.files import write_atomically
+from grader.report.context import ReportContext
 from grader.report.feedback import write_feedback
 from grader.report.text import format_points
 from grader.results import SubmissionResult
@@ -33,10 +33,10 @@ def write_csv(path: Path, results: list[SubmissionResult], check_names: list[str
     write_atomically(path, csv_text(results, check_names))
 
 
-def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment, *, notebook_pages: bool = False) -> list[Path]:
+def write(context: ReportContext) -> list[Path]:
     """`grader run --format csv` (the default): the CSV report and feedback/<student>.md beside it,
-    linking the annotated notebooks when the HTML format writes them (`notebook_pages`)."""
-    feedback_dir = output_csv.parent / "feedback"
-    write_csv(output_csv, results, list(assignment.checks))
-    write_feedback(feedback_dir, results, assignment.title, notebook_pages=notebook_pages)
-    return [output_csv, feedback_dir]
+    linking the annotated notebooks when the HTML format, written in the same run, writes them."""
+    feedback_dir = context.output_csv.parent / "feedback"
+    write_csv(context.output_csv, context.results, list(context.assignment.checks))
+    write_feedback(feedback_dir, context.results, context.assignment.title, notebook_pages="html" in context.formats)
+    return [context.output_csv, feedback_dir]

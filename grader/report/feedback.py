@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader.report.annotated_notebook import notebook_href, without_colliding_notebooks
-from grader.report.text import format_points
 from grader.files import safe_file_stem, write_atomically
+from grader.report.annotated_notebook import notebook_href, without_colliding_notebooks
 from grader.report.network_picture import NETWORK_HEADING, network_of, network_table_markdown
+from grader.report.text import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output, out_of, points_lost
 from grader.results import INVALID, SubmissionResult
-
-OUTPUT_TAIL = 3000  # characters of a failing child's stderr shown to the student
-EXTRACTED_CODE_NOTE = (
-    "Only imports, definitions and the settings they need are taken from your notebook; "
-    "top-level code (downloads, training, plots) is not run."
-)
 
 
 def feedback_markdown(result: SubmissionResult, title: str, *, notebook_page: bool = False) -> str:
     """`notebook_page`: the HTML format writes the annotated notebook beside this file, so link it."""
     lines = [f"# {title}: feedback for {result.student}", ""]
     lines.append(f"Submission: `{Path(result.path).name}`  ")
-    lines.append(f"**Score: {format_points(result.total)} / {format_points(result.max_total)}**")
+    lines.append(f"**Score: {out_of(result.total, result.max_total)}**")
     lines.append("")
     if notebook_page and result.has_annotated_notebook:
         lines += [f"Your notebook with the grader's notes: [your notebook, annotated]({notebook_href(result)})", ""]
@@ -31,14 +25,13 @@ def feedback_markdown(result: SubmissionResult, title: str, *, notebook_page: bo
     lines += ["| Check | Points | Result |", "|---|---:|---|"]
     for check in result.checks:
         verdict = "passed" if check.passed else "see below"
-        lines.append(f"| `{check.name}` | {format_points(check.points)} / {format_points(check.max_points)} | {verdict} |")
+        lines.append(f"| `{check.name}` | {out_of(check.points, check.max_points)} | {verdict} |")
     lines.append("")
     to_fix = [c for c in result.checks if not c.passed]
     if to_fix:
         lines += ["## What to fix", ""]
         for check in to_fix:
-            lost = format_points(check.max_points - check.points)
-            lines.append(f"- **{check.name}** (−{lost}):")
+            lines.append(f"- **{check.name}** (−{points_lost(check)}):")
             lines += [f"  - {reason}" for reason in check.reasons]
         lines.append("")
     network = network_of(result)
@@ -60,13 +53,6 @@ def feedback_markdown(result: SubmissionResult, title: str, *, notebook_page: bo
     for name, text in failing_output(result).items():
         lines += [f"## Output: {name} (last part)", "", "```", text[-OUTPUT_TAIL:].rstrip(), "```", ""]
     return "\n".join(lines)
-
-
-def failing_output(result: SubmissionResult) -> dict[str, str]:
-    """The children's stderr, by run, when the student has points to win back; else nothing."""
-    if all(c.passed for c in result.checks):
-        return {}
-    return {name: text for name, text in result.output.items() if name.endswith("stderr")}
 
 
 def write_feedback(folder: Path, results: list[SubmissionResult], title: str, *, notebook_pages: bool = False) -> None:

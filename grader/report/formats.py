@@ -1,8 +1,8 @@
 """The report formats `grader run --format` writes, resolved by name.
 
-Each format is one module of this package exposing
-`write(results, output_csv, assignment) -> list[Path]`: it writes its files at or beside the CSV
-report path and returns what it wrote. Adding a format adds its module and one line here.
+Each format is one module of this package exposing `write(context: ReportContext) -> list[Path]`
+(grader/report/context.py): it writes its files at or beside the CSV report path and returns what
+it wrote. Every format is called the same way; adding one adds its module and one line here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from grader.assignment import Assignment
 from grader.errors import GraderError
+from grader.report.context import ReportContext
 from grader.results import SubmissionResult
 
 FORMATS = {
@@ -42,16 +43,10 @@ def write_reports(
     *,
     notebook_text: Callable[[SubmissionResult], str] | None = None,
 ) -> list[Path]:
-    """Every format's files. `notebook_text`: where the results left their annotated notebooks
-    (SubmissionResult.annotated_notebook_elsewhere), see grader/report/html_report.py."""
+    """Every format's files, in the order named. `notebook_text`: see ReportContext."""
     names = tuple(formats)
+    context = ReportContext(results, output_csv, assignment, frozenset(names), notebook_text)
     written: list[Path] = []
     for name in names:
-        write = importlib.import_module(FORMATS[name]).write
-        if name == "csv":  # the Markdown feedback links the annotated notebook only where `html` writes it
-            written += write(results, output_csv, assignment, notebook_pages="html" in names)
-        elif name == "html":
-            written += write(results, output_csv, assignment, notebook_text=notebook_text)
-        else:
-            written += write(results, output_csv, assignment)
+        written += importlib.import_module(FORMATS[name]).write(context)
     return written

@@ -13,9 +13,9 @@ import json
 import re
 from pathlib import Path
 
-from grader.report.text import format_points
 from grader.report.network_picture import network_table_markdown
 from grader.report.selfcheck_summary import SelfcheckSummary
+from grader.report.text import out_of
 from grader.results import INVALID, SubmissionResult
 
 # ---------------------------------------------------------------- step summary
@@ -76,7 +76,7 @@ def workflow_command(command: str, message: str, **properties: str | int) -> str
     return f"::{command}{' ' + fields if fields else ''}::{escape_data(message)}"
 
 
-def annotations(result: SubmissionResult, file: str, lines: dict[str, int], *, hidden_checks: int = 0) -> list[str]:
+def check_annotations(result: SubmissionResult, file: str, lines: dict[str, int], *, hidden_checks: int = 0) -> list[str]:
     """`::error` commands for the failed checks of `result`, each on the line of the notebook that
     `lines` gives for its check (else line 1), and a `::notice` saying hidden checks remain."""
     if result.status == INVALID:
@@ -85,7 +85,7 @@ def annotations(result: SubmissionResult, file: str, lines: dict[str, int], *, h
     for check in result.checks:
         if check.passed:
             continue
-        title = f"selfcheck {check.name}: {format_points(check.points)} / {format_points(check.max_points)} points"
+        title = f"selfcheck {check.name}: {out_of(check.points, check.max_points)} points"
         message = "\n".join(check.reasons) or check.error or "points lost"
         commands.append(workflow_command("error", message, file=file, line=lines.get(check.name, 1), title=title))
     if hidden_checks:
@@ -113,7 +113,9 @@ def definition_line(text: str, keyword: str, name: str, *, notebook: bool) -> in
     if not notebook:
         found = [i for i, line in enumerate(text.splitlines(), 1) if start.match(line)]
         return found[-1] if found else None
-    in_code, code_hits, other_hits = False, [], []
+    in_code = False
+    code_hits: list[int] = []
+    other_hits: list[int] = []
     for i, line in enumerate(text.splitlines(), 1):
         cell_type = _CELL_TYPE.search(line)
         if cell_type:

@@ -20,8 +20,9 @@ from typing import Any
 
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
-from grader.report.text import format_points
-from grader.results import INVALID, CheckResult, SubmissionResult
+from grader.report.context import ReportContext
+from grader.report.text import out_of
+from grader.results import INVALID, CheckResult, Note, SubmissionResult
 
 FOLDER = "gradescope"  # beside the CSV report, one <student>.json per submission
 
@@ -47,12 +48,9 @@ def gradescope_results(result: SubmissionResult, assignment: Assignment) -> dict
     }
 
 
-def _test(number: int, check: CheckResult, withheld_notes: list[str]) -> dict[str, Any]:
+def _test(number: int, check: CheckResult, withheld_notes: list[Note]) -> dict[str, Any]:
     """`withheld_notes`: the notes the summary leaves out for this hidden check, shown with it."""
-    if check.passed:
-        output = "passed"
-    else:
-        output = "\n".join(f"- {reason}" for reason in check.reasons) or f"- {check.error or 'points lost'}"
+    output = "passed" if check.passed else ("\n".join(f"- {reason}" for reason in check.reasons) or f"- {check.error or 'points lost'}")
     if withheld_notes:
         output += "\n\nNotes on your code:\n\n" + "\n".join(f"- {note}" for note in withheld_notes)
     return {
@@ -72,10 +70,7 @@ def _summary(result: SubmissionResult, assignment: Assignment) -> str:
     is written for a student before publication: from the public view and the number of hidden
     checks only, never the total while a check is hidden."""
     view, hidden = result.public_view(), result.hidden_checks
-    if hidden:
-        score = "Your total score will be shown when grades are published."
-    else:
-        score = f"Score: {format_points(result.total)} / {format_points(result.max_total)}"
+    score = "Your total score will be shown when grades are published." if hidden else f"Score: {out_of(result.total, result.max_total)}"
     lines = [f"**{assignment.title}**", "", score]
     if result.status == INVALID:
         lines += ["", f"Your submission could not be graded: {view.error}", ""]
@@ -92,9 +87,9 @@ def gradescope_json_text(result: SubmissionResult, assignment: Assignment) -> st
     return json.dumps(gradescope_results(result, assignment), indent=2) + "\n"
 
 
-def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+def write(context: ReportContext) -> list[Path]:
     """`gradescope/<student>.json` beside the CSV report, one per submission."""
-    folder = output_csv.parent / FOLDER
-    for result in results:
-        write_atomically(folder / f"{safe_file_stem(result.student)}.json", gradescope_json_text(result, assignment))
+    folder = context.output_csv.parent / FOLDER
+    for result in context.results:
+        write_atomically(folder / f"{safe_file_stem(result.student)}.json", gradescope_json_text(result, context.assignment))
     return [folder]

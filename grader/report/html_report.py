@@ -16,19 +16,16 @@ it consumes SubmissionResults only.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from grader.version import __version__
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
-from grader.report.content_policy import csp_hash
-from grader.report.class_statistics import ClassStatistics, class_statistics
 from grader.report.annotated_notebook import notebook_file_name, notebook_href, notebook_page, without_colliding_notebooks
-from grader.report.text import format_points
-from grader.report.feedback import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output
+from grader.report.class_statistics import ClassStatistics, class_statistics
+from grader.report.content_policy import csp_hash
+from grader.report.context import ReportContext
 from grader.report.network_picture import NETWORK_CSS, NETWORK_HEADING, network_of, network_table_html
 from grader.report.svg_plot import (
     REFERENCE_COLOR,
@@ -37,7 +34,9 @@ from grader.report.svg_plot import (
     horizontal_bars,
     line_chart,
 )
+from grader.report.text import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output, format_points, out_of, points_lost
 from grader.results import INVALID, CheckResult, SubmissionResult
+from grader.version import __version__
 
 REPORT_NAME = "report.html"
 
@@ -175,7 +174,7 @@ def loss_charts(result: SubmissionResult, assignment: Assignment, *, whose: str)
         (f"{whose} {net}, trained by the reference {loop}", f"{whose} {net}", f"reference {net}"),
         (f"{whose} {loop}, training a stand-in linear model", f"{whose} {loop}", f"reference {loop}"),
     )
-    wanted = dict(zip(_TRAINING_CHECKS, titles))
+    wanted = dict(zip(_TRAINING_CHECKS, titles, strict=True))
     charts = [_loss_chart(c, *wanted[c.name]) for c in result.checks if c.name in wanted]
     return [chart for chart in charts if chart]
 
@@ -259,7 +258,7 @@ def class_report_html(results: list[SubmissionResult], assignment: Assignment) -
         charts = loss_charts(r, assignment, whose="student's")
         if charts:
             name = f'<a href="{escape(feedback_href(r))}">{escape(r.student)}</a>'
-            body += ['<article class="student">', f"<h3>{name} <span class=\"muted\">{format_points(r.total)} / {format_points(r.max_total)}</span></h3>"]
+            body += ['<article class="student">', f"<h3>{name} <span class=\"muted\">{out_of(r.total, r.max_total)}</span></h3>"]
             body += ['<div class="curves">', *charts, "</div>", "</article>"]
     return _page(title, body, script=True)
 
@@ -271,7 +270,7 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     """The Markdown feedback (grader/report/feedback.py) as a page, with the loss curves."""
     title = f"{assignment.title}: feedback for {result.student}"
     body = [f"<h1>{escape(title)}</h1>", f"<p>Submission: <code>{escape(Path(result.path).name)}</code><br>"]
-    body.append(f"<strong>Score: {format_points(result.total)} / {format_points(result.max_total)}</strong></p>")
+    body.append(f"<strong>Score: {out_of(result.total, result.max_total)}</strong></p>")
     if result.has_annotated_notebook:
         body.append(f'<p>Your notebook with the grader\'s notes: <a href="{escape(notebook_href(result))}">{escape(Path(result.path).name)}, annotated</a></p>')
     if result.status == INVALID:
@@ -280,16 +279,15 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     body += ["<table>", '<thead><tr><th>Check</th><th class="num">Points</th><th>Result</th></tr></thead>', "<tbody>"]
     for check in result.checks:
         verdict = "passed" if check.passed else '<a href="#what-to-fix">see below</a>'
-        points = f"{format_points(check.points)} / {format_points(check.max_points)}"
+        points = out_of(check.points, check.max_points)
         body.append(f'<tr><td><code>{escape(check.name)}</code></td><td class="num {_points_class(check)}">{points}</td><td>{verdict}</td></tr>')
     body += ["</tbody>", "</table>"]
     to_fix = [c for c in result.checks if not c.passed]
     if to_fix:
         body += ['<h2 id="what-to-fix">What to fix</h2>', "<ul>"]
         for check in to_fix:
-            lost = format_points(check.max_points - check.points)
             reasons = "".join(f"<li>{escape(reason)}</li>" for reason in check.reasons)
-            body.append(f"<li><strong>{escape(check.name)}</strong> (−{lost}):<ul>{reasons}</ul></li>")
+            body.append(f"<li><strong>{escape(check.name)}</strong> (−{points_lost(check)}):<ul>{reasons}</ul></li>")
         body.append("</ul>")
     network = network_of(result)
     if network is not None:
@@ -298,7 +296,7 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     if charts:
         body += ["<h2>Loss curves</h2>", _LOSS_CURVES_NOTE, '<div class="curves">', *charts, "</div>"]
     if result.notes:
-        body += ["<h2>Notes on your code</h2>", "<ul>", *(f"<li>{escape(note)}</li>" for note in result.notes), "</ul>"]
+        body += ["<h2>Notes on your code</h2>", "<ul>", *(f"<li>{escape(str(note))}</li>" for note in result.notes), "</ul>"]
     if result.extracted_source.strip():
         body += ["<h2>The code the grader used</h2>", f"<p>{escape(EXTRACTED_CODE_NOTE)}</p>"]
         body.append(f'<pre><code class="language-python">{escape(result.extracted_source.rstrip())}</code></pre>')
@@ -307,16 +305,14 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     return _page(title, body, script=False)
 
 
-def write(
-    results: list[SubmissionResult], output_csv: Path, assignment: Assignment, *, notebook_text: Callable[[SubmissionResult], str] | None = None
-) -> list[Path]:
+def write(context: ReportContext) -> list[Path]:
     """`grader run --format html` (a default): report.html beside the CSV report,
     feedback/<student>.html beside the Markdown feedback, and feedback/<student>.notebook.html,
-    the student's notebook with the grader's notes, where it was rendered. `notebook_text` gives
-    the notebook of a result that left it elsewhere (SubmissionResult.annotated_notebook_elsewhere),
+    the student's notebook with the grader's notes, where it was rendered. `context.notebook_text`
+    gives the notebook of a result that left it elsewhere (SubmissionResult.annotated_notebook_elsewhere),
     fetched as its page is written so that only one is held at a time. Returns the report's path."""
-    folder = output_csv.parent
-    results = without_colliding_notebooks(results)
+    folder, assignment, notebook_text = context.output_csv.parent, context.assignment, context.notebook_text
+    results = without_colliding_notebooks(context.results)
     for result in results:
         write_atomically(folder / "feedback" / f"{safe_file_stem(result.student)}.html", feedback_html(result, assignment))
         if result.has_annotated_notebook:

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grader.version import __version__
-from grader.assignment import Assignment
 from grader.files import write_atomically
+from grader.report.context import ReportContext
 from grader.results import SubmissionResult
+from grader.version import __version__
 
 SCHEMA_VERSION = 1
 
@@ -23,12 +23,18 @@ def results_document(results: list[SubmissionResult], assignment: str, *, hidden
         "schema_version": SCHEMA_VERSION,
         "grader_version": __version__,
         "assignment": assignment,
-        # The annotated notebook is a page of its own (feedback/<student>.notebook.html), not data.
-        "submissions": [{k: v for k, v in result.to_json().items() if k != "annotated_notebook"} for result in results],
+        "submissions": [_submission(result) for result in results],
     }
     if hidden_checks is not None:
         document["hidden_checks"] = hidden_checks
     return document
+
+
+def _submission(result: SubmissionResult) -> dict[str, Any]:
+    # The annotated notebook is a page of its own (feedback/<student>.notebook.html), not data.
+    data = {key: value for key, value in result.to_json().items() if key != "annotated_notebook"}
+    data["notes"] = [str(note) for note in result.notes]  # each as the student reads it, as schema 1 has them
+    return data
 
 
 def results_json_text(results: list[SubmissionResult], assignment: str, *, hidden_checks: int | None = None) -> str:
@@ -40,8 +46,8 @@ def write_results_json(path: Path, results: list[SubmissionResult], assignment: 
     write_atomically(path, results_json_text(results, assignment))
 
 
-def write(results: list[SubmissionResult], output_csv: Path, assignment: Assignment) -> list[Path]:
+def write(context: ReportContext) -> list[Path]:
     """`grader run --format json`: the document beside the CSV report, named after it (report.json)."""
-    path = output_csv.with_suffix(".json")
-    write_results_json(path, results, assignment.name)
+    path = context.output_csv.with_suffix(".json")
+    write_results_json(path, context.results, context.assignment.name)
     return [path]

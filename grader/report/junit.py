@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from grader.files import write_atomically
-from grader.report.text import format_points
+from grader.report.text import format_points, out_of
 from grader.results import INVALID, CheckResult, SubmissionResult
 
 # XML 1.0 cannot hold most control characters; student output may contain them.
@@ -23,10 +23,6 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def _text(value: str) -> str:
     return _NOT_XML.sub("\ufffd", value)
-
-
-def _points(check: CheckResult) -> str:
-    return f"{format_points(check.points)} / {format_points(check.max_points)}"
 
 
 def junit_xml(result: SubmissionResult, assignment: str, *, hidden_checks: int = 0) -> str:
@@ -64,19 +60,19 @@ def junit_xml(result: SubmissionResult, assignment: str, *, hidden_checks: int =
         ET.SubElement(case_properties, "property", {"name": "max_points", "value": format_points(check.max_points)})
         if check.passed:
             continue
-        body = "\n".join(check.reasons + result.notes_for(check.name))
+        body = "\n".join([*check.reasons, *map(str, result.notes_for(check.name))])
         if went_wrong(check):
             cause = check.error or result.error or check.message
-            verdict = ET.SubElement(case, "error", {"type": "error", "message": _text(f"{_points(check)}: {cause}")})
+            verdict = ET.SubElement(case, "error", {"type": "error", "message": _text(f"{out_of(check.points, check.max_points)}: {cause}")})
         else:
-            verdict = ET.SubElement(case, "failure", {"type": "points lost", "message": _text(f"{_points(check)}: {check.message}")})
+            verdict = ET.SubElement(case, "failure", {"type": "points lost", "message": _text(f"{out_of(check.points, check.max_points)}: {check.message}")})
         verdict.text = _text(body)
 
     if hidden_checks:
         case = ET.SubElement(suite, "testcase", {"classname": _text(classname), "name": "hidden checks", "time": "0"})
         ET.SubElement(case, "skipped", {"message": f"{hidden_checks} hidden check(s) are graded after you submit"})
     if result.notes:
-        ET.SubElement(suite, "system-out").text = _text("\n".join(result.notes))
+        ET.SubElement(suite, "system-out").text = _text("\n".join(map(str, result.notes)))
 
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

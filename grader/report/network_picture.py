@@ -180,7 +180,7 @@ def _head(inline: bool) -> str:
     head += [_el("th", ["nw-cell", "nw-group", "nw-head", "nw-side"], inline, title, colspan="4", scope="colgroup") for _, title in SIDES]
     head.append("</tr><tr>")
     for _ in SIDES:
-        head += [_el("th", _field_classes(f, i == 0) + ["nw-head"], inline, HEADINGS[f], scope="col") for i, f in enumerate(FIELDS)]
+        head += [_el("th", [*_field_classes(f, i == 0), "nw-head"], inline, HEADINGS[f], scope="col") for i, f in enumerate(FIELDS)]
     head.append("</tr></thead>")
     return "".join(head)
 
@@ -226,7 +226,7 @@ def network_table_html(network: dict[str, Any], *, inline_styles: bool = True) -
     parts += [_head(inline), "<tbody>"]
     for number, row in enumerate(network["rows"], 1):
         tint, title = _row_tint(row)
-        cells = [_el("td", ["nw-cell", "nw-num"] + tint, inline, str(number))]
+        cells = [_el("td", ["nw-cell", "nw-num", *tint], inline, str(number))]
         for key, _ in SIDES:
             cells += _side_cells(row, key, tint, inline)
         parts.append(f"<tr{title}>" + "".join(cells) + "</tr>")
@@ -283,7 +283,7 @@ def network_table_markdown(network: dict[str, Any]) -> str:
         "|---:|" + "---|---|---|---:|" * len(SIDES),
     ]
     for number, row in enumerate(network["rows"], 1):
-        lines.append("| " + " | ".join([str(number)] + _md_cells(row, "reference") + _md_cells(row, "student")) + " |")
+        lines.append("| " + " | ".join([str(number), *_md_cells(row, "reference"), *_md_cells(row, "student")]) + " |")
     lines.append("")
     if network["student_error"]:
         last = max((n for n, row in enumerate(network["rows"], start=1) if row["student"] is not None), default=0)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from grader.report.text import format_points
 from grader.report.network_picture import network_of
+from grader.report.text import format_points, out_of
 from grader.results import INVALID, SubmissionResult
 
 
@@ -29,7 +29,7 @@ class SelfcheckSummary:
     title: str
     rows: tuple[SelfcheckRow, ...]
     verdict: tuple[str, ...]  # the sentences under the table
-    notes: tuple[str, ...]
+    notes: tuple[str, ...]  # as shown, already without hidden checks' notes
     problem: str = ""  # why the submission could not be checked at all; the table is then empty
     network: dict[str, Any] | None = None  # the public net.layers check's picture of both networks (network_picture.py)
 
@@ -47,7 +47,7 @@ def summarize(result: SubmissionResult) -> SelfcheckSummary:
     view = result.public_view()  # also drops notes of a child run that served hidden checks only
     public = view.checks
     rows = tuple(
-        SelfcheckRow(c.name, f"{format_points(c.points)} / {format_points(c.max_points)}", c.passed, tuple(c.reasons))
+        SelfcheckRow(c.name, out_of(c.points, c.max_points), c.passed, tuple(c.reasons))
         for c in public
     )
     earned = format_points(sum(c.points for c in public))
@@ -60,4 +60,4 @@ def summarize(result: SubmissionResult) -> SelfcheckSummary:
         )
     elif all(c.passed for c in public):
         verdict.append("All checks passed.")
-    return SelfcheckSummary(title, rows, tuple(verdict), tuple(view.notes), network=network_of(view))
+    return SelfcheckSummary(title, rows, tuple(verdict), tuple(map(str, view.notes)), network=network_of(view))

@@ -116,8 +116,8 @@ def line_chart(series: list[Series], *, title: str, x_label: str, y_label: str, 
                 lone.append((xv, yv))  # a point with no line to draw: show it as a dot
             pen_down = True
         if path:
-            width = 1.5 if s.dashed else 2.5
-            parts.append(f'<path d="{" ".join(path)}" fill="none" stroke="{s.color}" stroke-width="{width}"{dash}/>')
+            stroke = 1.5 if s.dashed else 2.5  # not `width`: that is the chart's
+            parts.append(f'<path d="{" ".join(path)}" fill="none" stroke="{s.color}" stroke-width="{stroke}"{dash}/>')
         parts += [f'<circle cx="{_num(px(xv))}" cy="{_num(py(yv))}" r="2.5" fill="{s.color}"/>' for xv, yv in lone]
     parts.append("</svg>")
     return "\n".join(parts)
@@ -142,7 +142,7 @@ def histogram(counts: list[int], edges: list[float], *, title: str, x_label: str
     for tick in y_ticks:
         parts.append(f'<line x1="{left}" y1="{_num(py(tick))}" x2="{left + plot_w}" y2="{_num(py(tick))}" stroke="{_GRID_COLOR}"/>')
         parts.append(f'<text x="{left - 5}" y="{_num(py(tick) + 4)}" text-anchor="end" fill="{_AXIS_COLOR}">{int(tick)}</text>')
-    for count, low, high in zip(counts, edges, edges[1:]):
+    for count, low, high in zip(counts, edges, edges[1:], strict=False):
         if count:
             x0, x1 = px(low) + 1, px(high) - 1
             parts.append(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from grader.report.class_statistics import class_statistics
-from grader.report.text import format_points
 from grader.report.selfcheck_summary import SelfcheckSummary
+from grader.report.text import format_points, out_of
 from grader.results import GRADED, SubmissionResult
 
+Justify = Literal["left", "right"]
 
 # A class larger than this gets a table of only the submissions that need a look (invalid, or
 # with an error): ten thousand rows help nobody in a terminal, and cost a second or more to lay out.
@@ -28,12 +31,13 @@ def class_summary(results: list[SubmissionResult], console: Console) -> None:
             "(the report has every row)"
         )
     students = Table(title=title, show_lines=False)
-    for column, justify in (("student", "left"), ("status", "left"), ("total", "right"), ("error", "left")):
+    columns: tuple[tuple[str, Justify], ...] = (("student", "left"), ("status", "left"), ("total", "right"), ("error", "left"))
+    for column, justify in columns:
         students.add_column(column, justify=justify, overflow="fold")
     for r in shown:
         style = "red" if r.status != GRADED else ("green" if r.total >= r.max_total else "")
         error = r.error if len(r.error) <= 90 else r.error[:87] + "..."
-        students.add_row(escape(r.student), r.status, f"{format_points(r.total)} / {format_points(r.max_total)}", escape(error), style=style)
+        students.add_row(escape(r.student), r.status, out_of(r.total, r.max_total), escape(error), style=style)
     console.print(students)
     if not results:
         return
@@ -44,7 +48,8 @@ def class_summary(results: list[SubmissionResult], console: Console) -> None:
         f"median {stats.median:.2f} of {format_points(stats.max_total)}"
     )
     checks = Table(title="Checks")
-    for column, justify in (("check", "left"), ("max", "right"), ("full marks", "right"), ("mean points", "right")):
+    check_columns: tuple[tuple[str, Justify], ...] = (("check", "left"), ("max", "right"), ("full marks", "right"), ("mean points", "right"))
+    for column, justify in check_columns:
         checks.add_column(column, justify=justify)
     for check in stats.checks:
         checks.add_row(
