@@ -1,7 +1,7 @@
 """A Dask worker preload for bench/bench_scale.py: the check step of every task becomes a fixed
 delay that returns the observations recorded from a real worker for the same file.
 
-Everything else a task does is the real code (grader/pipeline.py `grade_on_cluster`: the
+Everything else a task does is the real code (grader/executors/cluster.py `grade_on_cluster`: the
 result compared with the reference's expectations and scored in the Dask worker process), and
 everything the grading host does is untouched. Only the warm grader worker, the part that needs
 a core per task, is replaced, so a 2-core machine can stand for a cluster of 64 threads.

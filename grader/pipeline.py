@@ -1,18 +1,18 @@
 """The grading pipeline for one submission: load -> extract -> run isolated -> observe ->
-compare -> score. `grader run` and `grader selfcheck` both grade through these stages.
+compare -> score. Every way of grading goes through `grade`: `grader run` on local workers or
+on a Dask cluster (grader/executors/), `grader selfcheck` and `selfcheck()`, `grader assign`
+and `grader fixtures`.
 
 The grading host only reads a submission's bytes (`prepare`); parsing them is untrusted work and
 happens in a worker's limited child with the checks (`observe`); `conclude` turns whatever came
-back, failures included, into the submission's result. On a Dask cluster `conclude` runs in the
-Dask worker process beside the warm worker (`grade_on_cluster`): the grader's own code, outside
-the sandbox like the grading host, so the host is left with storing results.
+back, failures included, into the submission's result. `grade` runs wherever the workers are
+driven from: the grading host, or a Dask worker process beside its warm workers.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,12 +22,10 @@ from grader.child.extract import ExtractedProgram
 from grader.compare import CHECKS
 from grader.compare.expectations import Expectations
 from grader.errors import SubmissionError, WorkerError
-from grader.executors import cluster as dask_executor
-from grader.gradebook import ResultDocument
 from grader.isolate.client import ConfigurationRecorder, Worker
 from grader.load import Submission, read_submission_bytes
 from grader.observations import cuda_on_cpu_note, read_observed
-from grader.protocol import submission_request, worker_limits
+from grader.protocol import Extraction, Observed, SubmissionRequest, submission_request, worker_limits
 from grader.report.annotated_notebook import attach_annotated_notebook
 from grader.results import GRADED, INVALID, Note, SubmissionResult
 from grader.score import score_outcomes, zero_scores
@@ -72,12 +70,8 @@ class PreparedSubmission:
 
     submission: Submission
     result: SubmissionResult
-    request: dict[str, Any] | None
+    request: SubmissionRequest | None
     started: float
-
-
-# What a worker sent back for one submission, or why there is nothing.
-Observed = dict[str, Any] | Exception
 
 
 def prepare(submission: Submission, assignment: Assignment, *, annotate: bool = False) -> PreparedSubmission:
@@ -97,13 +91,32 @@ def prepare(submission: Submission, assignment: Assignment, *, annotate: bool = 
     return PreparedSubmission(submission, result, request, started)
 
 
-def prepare_failed(submission: Submission) -> PreparedSubmission:
-    """Stands in for a submission whose preparation itself failed, so `conclude` still gives it a row."""
+def grade(
+    prepared: PreparedSubmission, assignment: Assignment, expected: Expectations, worker: Worker, *, reader: Worker | None = None
+) -> SubmissionResult:
+    """Stages 2-6 for one prepared submission: read, extract and observe it in `worker`'s
+    children (reading in `reader`'s, when given), then compare and score. Never raises: every
+    submission gets its row."""
+    if prepared.request is None:
+        return prepared.result
+    return conclude(prepared, observe(prepared, worker, assignment, reader=reader), assignment, expected)
+
+
+def grade_submission(
+    submission: Submission, assignment: Assignment, worker: Worker, expected: Expectations, *, annotate: bool = False
+) -> SubmissionResult:
+    """All stages for one submission, on one worker."""
+    return grade(prepare(submission, assignment, annotate=annotate), assignment, expected, worker)
+
+
+def grading_failed(submission: Submission, assignment: Assignment, exc: BaseException) -> SubmissionResult:
+    """The row of a submission on which the grader's own work failed outside `grade` (a worker
+    thread or a Dask task that raised): said as the grader's failure, graded again next run."""
     result = SubmissionResult(student=submission.student, path=str(submission.path), status=GRADED)
-    return PreparedSubmission(submission, result, {}, time.monotonic())
+    return _failed_by_grader(PreparedSubmission(submission, result, None, time.monotonic()), exc, assignment)
 
 
-def read(prepared: PreparedSubmission, reader: Worker, assignment: Assignment) -> dict[str, Any] | WorkerError:
+def read(prepared: PreparedSubmission, reader: Worker, assignment: Assignment) -> Extraction | WorkerError:
     """Stage 2 alone, in the children of `reader` (a worker of the "reader" role): read and
     extract; what `read_and_extract` gives, or why there is nothing."""
     assert prepared.request is not None
@@ -119,8 +132,8 @@ def observe(
     assignment: Assignment,
     *,
     reader: Worker | None = None,
-    extraction: dict[str, Any] | WorkerError | None = None,
-) -> Observed:
+    extraction: Extraction | WorkerError | None = None,
+) -> Observed | WorkerError:
     """Stages 2-4 in `worker`'s children: read and extract, then run the checks; raw observations.
     With a `reader` (a worker of the "reader" role), reading and extracting happen in its
     children instead, and `worker` only runs the checks; with `extraction` (from `read`, done
@@ -141,24 +154,28 @@ def observe(
         return exc
 
 
-def conclude(prepared: PreparedSubmission, raw: Observed, assignment: Assignment, expected: Expectations) -> SubmissionResult:
+def conclude(prepared: PreparedSubmission, raw: Observed | Exception, assignment: Assignment, expected: Expectations) -> SubmissionResult:
     """The submission's final result, whatever happened on the way: never raises, so every
     submission gets its row. A failure of the grader itself is said as one, and marked so the
     next run grades the submission again."""
     if prepared.request is None:
         return prepared.result
     try:
-        if isinstance(raw, WorkerError):
-            return _grader_failed(prepared, f"grader worker failed: {str(raw).splitlines()[0]}", assignment)
         if isinstance(raw, Exception):
-            raise raw
+            return _failed_by_grader(prepared, raw, assignment)
         return finish(prepared, raw, assignment, expected)
     except Exception as exc:
-        cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return _grader_failed(prepared, f"the grader failed on this submission ({_short(cause)}); please report this grader bug", assignment)
+        return _failed_by_grader(prepared, exc, assignment)
 
 
-def finish(prepared: PreparedSubmission, raw: dict[str, Any], assignment: Assignment, expected: Expectations) -> SubmissionResult:
+def _failed_by_grader(prepared: PreparedSubmission, exc: BaseException, assignment: Assignment) -> SubmissionResult:
+    if isinstance(exc, WorkerError):
+        return _grader_failed(prepared, f"grader worker failed: {str(exc).splitlines()[0]}", assignment)
+    cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return _grader_failed(prepared, f"the grader failed on this submission ({_short(cause)}); please report this grader bug", assignment)
+
+
+def finish(prepared: PreparedSubmission, raw: Observed, assignment: Assignment, expected: Expectations) -> SubmissionResult:
     """Take in what the reading child extracted, validate the observations, compare and score
     (stages 5-6)."""
     result = prepared.result
@@ -194,36 +211,6 @@ def finish(prepared: PreparedSubmission, raw: dict[str, Any], assignment: Assign
         attach_annotated_notebook(result, extraction.get("annotated") if isinstance(extraction, dict) else None, annotate["nonce"], assignment)
     result.seconds = time.monotonic() - prepared.started
     return result
-
-
-def grade_submission(
-    submission: Submission, assignment: Assignment, worker: Worker, expected: Expectations, *, annotate: bool = False
-) -> SubmissionResult:
-    """All stages for one submission, on one worker."""
-    prepared = prepare(submission, assignment, annotate=annotate)
-    if prepared.request is None:
-        return prepared.result
-    return conclude(prepared, observe(prepared, worker, assignment), assignment, expected)
-
-
-@dataclass(frozen=True)
-class ClusterGrading:
-    """What every Dask worker receives once: how to start a grader worker like the local one, and
-    the settings and expectations a result is decided by."""
-
-    worker: dask_executor.RemoteSettings
-    assignment: Assignment
-    expected: Expectations
-
-
-def grade_on_cluster(shared: ClusterGrading, prepared: PreparedSubmission) -> ResultDocument:
-    """The Dask task for one submission, in a Dask worker process: stages 2-4 in the children of
-    that process's warm worker, then stages 5-6 here. Returns the result in the gradebook's
-    form, all the grading host has left to store."""
-    prepared = replace(prepared, started=time.monotonic())  # the host's clock means nothing here
-    worker = dask_executor.warm_worker(shared.worker)
-    result = conclude(prepared, observe(prepared, worker, shared.assignment), shared.assignment, shared.expected)
-    return ResultDocument.of(result)
 
 
 def _invalid(result: SubmissionResult, cause: str, assignment: Assignment) -> SubmissionResult:

@@ -79,6 +79,7 @@ def test_with_the_reference_cached_the_grading_host_starts_no_worker_and_grades_
     from rich.console import Console
 
     import grader.commands.run as run_module
+    import grader.executors.cluster
     from grader.assignment import load_assignment
 
     monkeypatch.setenv("GRADER_CACHE_DIR", str(tmp_path / "cache"))
@@ -93,7 +94,7 @@ def test_with_the_reference_cached_the_grading_host_starts_no_worker_and_grades_
     def no_worker_here(*_: object, **__: object) -> None:
         raise AssertionError("the grading host started a worker of its own")
 
-    monkeypatch.setattr(run_module, "open_worker", no_worker_here)
+    monkeypatch.setattr(grader.executors.cluster, "open_worker", no_worker_here)
     summary = run_module.run(cifar2, folder, tmp_path / "dask" / "report.csv", dask="local:1", console=quiet())
     assert (summary.graded, summary.interrupted) == (3, False)
     assert (tmp_path / "dask" / "report.csv").read_bytes() == (tmp_path / "local" / "report.csv").read_bytes()

@@ -71,14 +71,14 @@ def crafted_folder(folder: Path) -> dict[str, tuple[int, dict[str, float]]]:
 def crafted_run(tmp_path_factory, cifar2: Assignment):
     """One `grader run` over the four crafted notebooks and two fine ones on which the grader's
     own work fails by injection: once in a worker's feeding thread, once while scoring."""
-    import grader.commands.run as run_command
+    import grader.executors.pool as pool_executor
     import grader.pipeline
 
     root = tmp_path_factory.mktemp("crafted")
     expected = crafted_folder(root / "submissions")
     for name in ("boom_in_worker_thread", "boom_in_scoring"):
         v.write_notebook(root / "submissions" / f"{name}.ipynb", v.notebook_cells())
-    real_prepare, real_finish = run_command.prepare, grader.pipeline.finish
+    real_prepare, real_finish = pool_executor.prepare, grader.pipeline.finish
 
     def failing_prepare(submission, assignment, **options):
         if submission.student == "boom_in_worker_thread":
@@ -93,7 +93,7 @@ def crafted_run(tmp_path_factory, cifar2: Assignment):
     out = root / "out" / "report.csv"
     started = time.monotonic()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(run_command, "prepare", failing_prepare)
+        patch.setattr(pool_executor, "prepare", failing_prepare)
         patch.setattr(grader.pipeline, "finish", failing_finish)
         summary = run(cifar2, root / "submissions", out, workers=1)
     seconds = time.monotonic() - started

@@ -3,6 +3,7 @@ once, the slowest submissions first."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -146,7 +147,8 @@ def test_grader_run_says_when_a_worker_could_not_start(reference_worker, cifar2,
 
     from rich.console import Console
 
-    from grader.commands.run import _graded_in_pool
+    from grader.commands.run import lost_worker_warning
+    from grader.executors.pool import LocalExecutor
 
     started: list[Worker] = []
 
@@ -159,10 +161,11 @@ def test_grader_run_says_when_a_worker_could_not_start(reference_worker, cifar2,
 
     out = io.StringIO()
     notebook = write_notebook(tmp_path / "good.ipynb", notebook_cells())
-    with WorkerPool(2, start) as pool:
-        pool.primary.configure_like(reference_worker[0])
-        graded = list(_graded_in_pool(pool, [Submission("good", notebook)], cifar2, reference_worker[1], Console(file=out, width=300)))
-    assert [points(result) for _, result in graded] == [FULL]
+    lost = lost_worker_warning(Console(file=out, width=300))
+    with LocalExecutor(cifar2, 2, start=start, on_lost_worker=lost) as executor:
+        executor.reference_worker.configure_like(reference_worker[0])
+        graded = list(executor.grade([Submission("good", notebook)], cifar2, reference_worker[1]))
+    assert [points(SubmissionResult.from_json(json.loads(document.text))) for _, document in graded] == [FULL]
     assert "warning: a worker could not start (the worker process died (stopped by the grader)); the others grade its share." in out.getvalue()
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from grader.child.cells import SourceCell, python_lines
+from grader.protocol import Unit
 
 if TYPE_CHECKING:  # imported where used: the grading host imports this module but never parses
     from IPython.core.inputtransformer2 import TransformerManager
@@ -63,7 +64,7 @@ class ProgramUnit:
     filename: str  # "cell 4", or the script's file name
     line: int  # first line of the statement within `filename`
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> Unit:
         return {"source": self.source, "filename": self.filename, "line": self.line}
 
 
@@ -85,7 +86,7 @@ class ExtractedProgram:
             parts.append(f"# --- {unit.filename}, line {unit.line}\n{unit.source.rstrip()}\n")
         return "\n".join(parts)
 
-    def to_json(self) -> list[dict[str, Any]]:
+    def to_json(self) -> list[Unit]:
         return [u.to_json() for u in self.units]
 
     @classmethod

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from grader.protocol import SubmissionRequest
+
 Emit = Callable[[dict[str, Any]], None]
 
 
-def read_submission(request: dict[str, Any], raw: bytes, max_cell_chars: int, skip: dict[str, str]) -> Callable[[Emit], None]:
+def read_submission(request: SubmissionRequest, raw: bytes, max_cell_chars: int, skip: dict[str, str]) -> Callable[[Emit], None]:
     """The body of a reading child: parse the submission's bytes into cells, extract the roots'
     definitions (skipping the cells in `skip`, which broke an earlier attempt), and emit the
     outcome; then, when asked, the annotated notebook."""

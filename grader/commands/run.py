@@ -15,11 +15,9 @@ import importlib
 import os
 import shlex
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -36,28 +34,14 @@ from rich.progress import (
 from rich.text import Text
 
 from grader.assignment import Assignment
-from grader.compare.expectations import Expectations
 from grader.errors import WorkerError
-from grader.executors.cluster import ClusterConnection, RemoteSettings, map_on_cluster
-from grader.executors.pool import WorkerPool
+from grader.executors import Executor
+from grader.executors.cluster import ClusterExecutor
+from grader.executors.pool import LocalExecutor
 from grader.fingerprints import grading_fingerprint
-from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, ResultDocument, gradebook_timestamp, submission_key
-from grader.isolate.client import ConfigurationRecorder, Worker, grading_deadline_s
+from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, gradebook_timestamp, submission_key
 from grader.load import Submission, discover_submissions
-from grader.pipeline import (
-    GROUPS,
-    ClusterGrading,
-    Observed,
-    PreparedSubmission,
-    conclude,
-    grade_on_cluster,
-    observe,
-    open_worker,
-    prepare,
-    prepare_failed,
-    warn_if_unsandboxed,
-)
-from grader.protocol import worker_limits
+from grader.pipeline import warn_if_unsandboxed
 from grader.reference import cache as expectations_cache
 from grader.reference.check import verified_reference_expectations
 from grader.report.changes import print_changes, total_changes
@@ -66,9 +50,6 @@ from grader.report.terminal import class_summary
 from grader.results import SubmissionResult
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
-# A submission whose worker has not answered this long after its own deadline is failed by the
-# run's watchdog, so one stuck submission never holds up the report.
-_WATCHDOG_MARGIN_S = 30.0
 
 
 @dataclass
@@ -238,66 +219,48 @@ def _grade_into(
     threads: int | None,
     dask: str | None,
 ) -> None:
-    """Grade and store each pending submission, on a pool of warm workers here or on a Dask
-    cluster."""
-    size = 1 if dask else max(1, min(workers, len(pending)))
-    read_only = tuple(map(str, assignment.data_folders()))
+    """Grade and store each pending submission, on warm workers here or on a Dask cluster: the
+    reference is checked, then each result stored as its executor hands it back."""
     # On a cluster the host's worker grades no one: it only observes the reference, so none is
     # started when an earlier run's observations of this reference are cached.
     known = expectations_cache.cached(assignment, reference_path) if dask else None
-    recorder = ConfigurationRecorder(sandbox) if known else None
-    # Connects, and has the cluster's workers import torch, while the local worker starts.
-    cluster = ClusterConnection(dask, (sandbox, read_only, threads or 1)) if dask else None
-    start = lambda n: open_worker(assignment, sandbox, n, wait=False)  # noqa: E731
-    pools: LocalPool | nullcontext[None]
-    pools = nullcontext() if recorder else WorkerPool(size, start, threads)
-    with _closing(cluster), pools as pool:
+    executor = _executor(assignment, console, pending=len(pending), sandbox=sandbox, workers=workers, threads=threads, dask=dask, known=known is not None)
+    with executor:
         # The class statistics at the end are computed with pandas: import it while the workers start
         # (about 0.3 s), not after the last submission. A later `import pandas` waits for this one.
         threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
         try:
-            client = cluster.client() if cluster is not None else None  # an unreachable scheduler stops the run here
-            primary = recorder or _started(pool).primary
-            warn_if_unsandboxed(primary, console)
+            warn_if_unsandboxed(executor.reference_worker, console)
             console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
             # On a cluster the rehearsal is only passed on.
-            expected = verified_reference_expectations(assignment, primary, reference_path, rehearse=client is None, known=known)
+            rehearse = dask is None
+            expected = verified_reference_expectations(assignment, executor.reference_worker, reference_path, rehearse=rehearse, known=known)
             keys = {id(submission): key for submission, key in pending}
             work = [submission for submission, _ in _longest_first(pending, gradebook)]
             with Progress(*_PROGRESS_COLUMNS, console=console, transient=False) as progress:
-                where = f"on Dask ({dask})" if dask else f"({size} workers)"
+                where = f"on Dask ({dask})" if dask else f"({min(workers, len(pending))} workers)"
                 task = progress.add_task(f"grading {where}", total=total, completed=total - len(pending))
-                if client is not None:
-                    remote = RemoteSettings(primary.configuration, sandbox, read_only, threads or 1)
-                    shared = ClusterGrading(remote, assignment, expected)
-                    graded_here = _graded_on_cluster(client, shared, work)
-                else:
-                    _started(pool).share_configuration()
-                    graded_here = _graded_in_pool(_started(pool), work, assignment, expected, console)
-                for submission, result in graded_here:
-                    gradebook.store(keys[id(submission)], result)
+                for submission, document in executor.grade(work, assignment, expected):
+                    gradebook.store(keys[id(submission)], document)
                     progress.advance(task)
                 progress.update(task, description="graded")
         except KeyboardInterrupt:
-            if pool is not None:
-                pool.kill()  # abandon the submissions in progress at once
+            executor.kill()  # abandon the submissions in progress at once
             raise
 
 
-LocalPool = WorkerPool[Submission, tuple[PreparedSubmission, Observed]]
+def _executor(
+    assignment: Assignment, console: Console, *, pending: int, sandbox: str, workers: int, threads: int | None, dask: str | None, known: bool
+) -> Executor:
+    """Warm workers on this machine, or the Dask cluster `dask` names."""
+    if dask:
+        return ClusterExecutor(dask, assignment, sandbox=sandbox, threads=threads, known=known)
+    size = max(1, min(workers, pending))
+    return LocalExecutor(assignment, size, sandbox=sandbox, threads=threads, on_lost_worker=lost_worker_warning(console))
 
 
-def _started(pool: LocalPool | None) -> LocalPool:
-    """The local pool, which exists whenever the host grades or observes the reference itself."""
-    assert pool is not None, "no local workers: the reference was known and grading is on the cluster"
-    return pool
-
-
-Graded = Iterator[tuple[Submission, SubmissionResult | ResultDocument]]
-
-
-def _graded_in_pool(pool: LocalPool, work: list[Submission], assignment: Assignment, expected: Expectations, console: Console) -> Graded:
-    """Each submission read and observed on the pool's workers, compared and scored here."""
+def lost_worker_warning(console: Console) -> Callable[[WorkerError], None]:
+    """What `grader run` says when a worker could not start: the others grade its share."""
 
     def lost(error: WorkerError) -> None:
         console.print(
@@ -305,57 +268,7 @@ def _graded_in_pool(pool: LocalPool, work: list[Submission], assignment: Assignm
             highlight=False, soft_wrap=True,
         )  # fmt: skip
 
-    def grade_on(worker: Worker, submission: Submission) -> tuple[PreparedSubmission, Observed]:
-        # Annotated whatever --format says: a stored result serves every later run's formats.
-        prepared = prepare(submission, assignment, annotate=True)
-        return prepared, (observe(prepared, worker, assignment) if prepared.request is not None else {})
-
-    deadline = grading_deadline_s(worker_limits(assignment), GROUPS) + _WATCHDOG_MARGIN_S
-    for submission, outcome in pool.map_unordered(work, grade_on, job_timeout_s=deadline, on_lost_worker=lost):
-        if isinstance(outcome, BaseException):  # the grader's own work on it failed
-            yield submission, conclude(prepare_failed(submission), _as_exception(outcome), assignment, expected)
-        else:
-            prepared, observed = outcome
-            yield submission, conclude(prepared, observed, assignment, expected)
-
-
-def _graded_on_cluster(client: Any, shared: ClusterGrading, work: list[Submission]) -> Graded:
-    """Each submission's bytes read here as its turn comes, everything else done on the cluster
-    (grade_on_cluster); what comes back is the finished result."""
-    assignment, expected = shared.assignment, shared.expected
-    final: dict[int, SubmissionResult] = {}  # decided here: a file that could not be read
-
-    def payload(submission: Submission) -> PreparedSubmission | None:
-        prepared = prepare(submission, assignment, annotate=True)
-        if prepared.request is None:
-            final[id(submission)] = prepared.result
-            return None
-        return prepared
-
-    deadline = grading_deadline_s(worker_limits(assignment), GROUPS) + _WATCHDOG_MARGIN_S
-    for submission, outcome in map_on_cluster(client, shared, grade_on_cluster, work, payload, job_timeout_s=deadline):
-        if outcome is None:
-            yield submission, final.pop(id(submission))
-            continue
-        if isinstance(outcome, ResultDocument):
-            yield submission, outcome
-        else:  # the row says the grader failed; the run goes on
-            failure = outcome if isinstance(outcome, Exception) else TypeError(f"a Dask task returned {type(outcome).__name__}")
-            yield submission, conclude(prepare_failed(submission), failure, assignment, expected)
-
-
-def _as_exception(outcome: BaseException) -> Exception:
-    return outcome if isinstance(outcome, Exception) else RuntimeError(f"{type(outcome).__name__}: {outcome}")
-
-
-@contextmanager
-def _closing(cluster: ClusterConnection | None) -> Iterator[None]:
-    """Close the Dask client, and the cluster when `local:N` started it."""
-    try:
-        yield
-    finally:
-        if cluster is not None:
-            cluster.close()
+    return lost
 
 
 def _report(

@@ -83,8 +83,9 @@ def check_submission(
     # The student is waiting, and the torch import is most of the wait. The workers started
     # first; meanwhile this process imports what it grades with (numpy and the comparisons,
     # about 0.2 s) and reads the fixtures and the file, and the reader extracts the submission
-    # before the checks worker is ready.
-    from grader.pipeline import conclude, note_isolation_for_students, observe, prepare, read
+    # while the checks worker still imports torch: its configuration is only queued here, and
+    # goes out with its first request.
+    from grader.pipeline import grade, note_isolation_for_students, prepare
     from grader.reference.fixtures import load_fixtures
     from grader.reference.observing import configure_for_selfcheck
 
@@ -92,16 +93,13 @@ def check_submission(
     prepared = prepare(submission, assignment)
     if prepared.request is None:  # unreadable: already scored, the workers are not needed
         return prepared.result
-    workers.reader.wait_configured()  # ready (the first time), nothing else to wait for
-    extraction = read(prepared, workers.reader, assignment)
-    workers.checks.wait_configured()
     if not workers.warned:
         note_isolation_for_students(workers.checks, Console(stderr=True))
         workers.warned = True
     if not workers.configured:
-        configure_for_selfcheck(workers.checks, assignment, expected)
+        configure_for_selfcheck(workers.checks, assignment, expected, wait=False)
         workers.configured = True
-    return conclude(prepared, observe(prepared, workers.checks, assignment, extraction=extraction), assignment, expected)
+    return grade(prepared, assignment, expected, workers.checks, reader=workers.reader)
 
 
 def selfcheck(

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from grader.observations import GroupObservations
+from grader.protocol import ReferenceBehaviour
 from grader.wire import decode_array
 
 
@@ -33,7 +34,7 @@ class Expectations:
         return decode_array(forward["output"], what="reference output")
 
     @property
-    def behaviour(self) -> dict[str, Any]:
+    def behaviour(self) -> ReferenceBehaviour:
         """What the reference Net does with its weights, for the probes to recognise a Net that
         behaves the same (see net_probes._behaves_like_reference): its output and gradients."""
         forward = self.net.get("forward")

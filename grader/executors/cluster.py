@@ -5,9 +5,9 @@ same limits as on one machine), one per Dask thread, configured once with the re
 expectations. The cluster is fed with back-pressure: two tasks in flight per Dask thread, each
 a batch of up to four submissions graded in turn (one per task as the class runs out), the next
 read and sent as tasks finish, so the grading host holds a bounded number of files in memory
-however large the class, and pays a task's upkeep once per batch. What a task does with its
-submission is the caller's (grader/pipeline.py `grade_on_cluster`); this module only moves work
-and answers.
+however large the class, and pays a task's upkeep once per batch. A task grades its submissions
+through the same path as the local pool (grader/pipeline.py `grade`) and hands back each result
+in the gradebook's form, all the grading host has left to store.
 
 Needs the optional extra: `pip install 'grader[dask]'`.
 """
@@ -22,12 +22,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from grader.assignment import Assignment
+from grader.compare.expectations import Expectations
 from grader.errors import GraderError, WorkerError
-from grader.isolate.client import Worker
+from grader.executors import Graded, job_deadline_s
+from grader.gradebook import ResultDocument
+from grader.isolate.client import ConfigurationRecorder, Worker
+from grader.load import Submission
+from grader.pipeline import PreparedSubmission, grade, grading_failed, open_worker, prepare
+from grader.protocol import ConfigureRequest
 
 Job = TypeVar("Job")
 Payload = TypeVar("Payload")
@@ -61,7 +68,7 @@ _WARM_LOCK = threading.Lock()
 class RemoteSettings:
     """What a Dask worker needs to start a grader worker like the local one."""
 
-    configuration: list[dict[str, Any]]  # the configure messages the local worker received
+    configuration: list[ConfigureRequest]  # the configure messages the local worker received
     sandbox: str
     read_only: tuple[str, ...]
     threads: int = 1
@@ -107,11 +114,87 @@ def warm_worker(settings: RemoteSettings) -> Worker:
         worker = _WARM.get(slot)
     if worker is None:
         worker = _prestarted(settings) or Worker(settings.threads, sandbox=settings.sandbox, read_only=tuple(Path(p) for p in settings.read_only))
-        for message in settings.configuration:
-            worker.configure(**{k: v for k, v in message.items() if k != "op"})
+        worker.configure_all(settings.configuration)
         with _WARM_LOCK:
             _WARM[slot] = worker
     return worker
+
+
+@dataclass(frozen=True)
+class ClusterGrading:
+    """What every Dask worker receives once: how to start a grader worker like the local one, and
+    the settings and expectations a result is decided by."""
+
+    worker: RemoteSettings
+    assignment: Assignment
+    expected: Expectations
+
+
+def grade_on_cluster(shared: ClusterGrading, prepared: PreparedSubmission) -> ResultDocument:
+    """The Dask task for one submission, in a Dask worker process: `grade` on that process's warm
+    worker. The host's clock means nothing here: the time taken starts now."""
+    prepared = replace(prepared, started=time.monotonic())
+    worker = warm_worker(shared.worker)
+    return ResultDocument.of(grade(prepared, shared.assignment, shared.expected, worker))
+
+
+class ClusterExecutor:
+    """Grading on the Dask cluster at `spec` (grader/executors/__init__.py Executor). The grading
+    host starts one worker of its own, to observe the reference, unless `known` says an earlier
+    run's observations of it are cached: then only a recorder stands in, and the host imports no
+    torch at all."""
+
+    def __init__(self, spec: str, assignment: Assignment, *, sandbox: str = "auto", threads: int | None = None, known: bool = False) -> None:
+        read_only = tuple(map(str, assignment.data_folders()))
+        self.settings = (sandbox, read_only, threads or 1)
+        # Connects, and has the cluster's workers import torch, while the local worker starts.
+        self.connection = ClusterConnection(spec, self.settings)
+        try:
+            self._reference_worker = ConfigurationRecorder(sandbox) if known else open_worker(assignment, sandbox, threads or 1)
+        except BaseException:
+            self.connection.close()
+            raise
+
+    @property
+    def reference_worker(self) -> ConfigurationRecorder:
+        return self._reference_worker
+
+    def grade(self, work: Sequence[Submission], assignment: Assignment, expected: Expectations) -> Graded:
+        """Each submission's bytes read here as its turn comes, everything else done on the cluster."""
+        client = self.connection.client()
+        remote = RemoteSettings(self._reference_worker.configuration, *self.settings)
+        final: dict[int, ResultDocument] = {}  # decided here: a file that could not be read
+
+        def payload(submission: Submission) -> PreparedSubmission | None:
+            prepared = prepare(submission, assignment, annotate=True)
+            if prepared.request is None:
+                final[id(submission)] = ResultDocument.of(prepared.result)
+                return None
+            return prepared
+
+        shared = ClusterGrading(remote, assignment, expected)
+        for submission, outcome in map_on_cluster(client, shared, grade_on_cluster, work, payload, job_timeout_s=job_deadline_s(assignment)):
+            if outcome is None:
+                yield submission, final.pop(id(submission))
+            elif isinstance(outcome, ResultDocument):
+                yield submission, outcome
+            else:  # the row says the grader failed; the run goes on
+                failure = outcome if isinstance(outcome, BaseException) else TypeError(f"a Dask task returned {type(outcome).__name__}")
+                yield submission, ResultDocument.of(grading_failed(submission, assignment, failure))
+
+    def kill(self) -> None:
+        if isinstance(self._reference_worker, Worker):
+            self._reference_worker.kill()
+
+    def __enter__(self) -> ClusterExecutor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            if isinstance(self._reference_worker, Worker):
+                self._reference_worker.close()
+        finally:
+            self.connection.close()
 
 
 class ClusterConnection:

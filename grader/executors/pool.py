@@ -1,9 +1,10 @@
-"""A pool of warm workers grading submissions in parallel.
+"""Grading on this machine: a pool of warm workers grading submissions in parallel.
 
 Each worker is a long-lived process that imported torch once and forks a fresh, limited child
-per check group (see worker.py), so parallel grading costs no interpreter starts. The grader
-drives each worker from a thread of its own, which blocks on that worker's pipe; results come
-back to the caller's thread in the order they finish. Nothing here runs student code.
+per check group (see grader/isolate/worker.py), so parallel grading costs no interpreter starts.
+The grader drives each worker from a thread of its own, which blocks on that worker's pipe and
+grades its submission there (grader/pipeline.py `grade`); results come back to the caller's
+thread in the order they finish. Nothing here runs student code.
 """
 
 from __future__ import annotations
@@ -11,11 +12,17 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
+from grader.assignment import Assignment
+from grader.compare.expectations import Expectations
 from grader.errors import WorkerError
+from grader.executors import Graded, job_deadline_s
+from grader.gradebook import ResultDocument
 from grader.isolate.client import Worker
+from grader.load import Submission
+from grader.pipeline import grade, grading_failed, open_worker, prepare
 
 Job = TypeVar("Job")
 Outcome = TypeVar("Outcome")
@@ -211,3 +218,50 @@ class _Lane:
     def overdue(self, timeout_s: float) -> bool:
         with self._lock:
             return not self.retired and self._job is not _NOTHING and time.monotonic() - self._since > timeout_s
+
+
+class LocalExecutor:
+    """`size` warm workers on this machine (grader/executors/__init__.py Executor).
+    `on_lost_worker` is told why a worker could not start; the others grade its share."""
+
+    def __init__(
+        self, assignment: Assignment, size: int, *, sandbox: str = "auto", threads: int | None = None,
+        on_lost_worker: Callable[[WorkerError], None] | None = None, start: Callable[[int], Worker] | None = None,
+    ) -> None:  # fmt: skip
+        """`start(threads)`: how a worker is started (a test's stand-in), by default as
+        grader/pipeline.py `open_worker` starts one."""
+
+        def open_one(n: int) -> Worker:
+            return open_worker(assignment, sandbox, n, wait=False)
+
+        start = start or open_one
+        self.pool: WorkerPool[Submission, ResultDocument] = WorkerPool(size, start, threads)
+        self.on_lost_worker = on_lost_worker
+
+    @property
+    def reference_worker(self) -> Worker:
+        return self.pool.primary
+
+    def grade(self, work: Sequence[Submission], assignment: Assignment, expected: Expectations) -> Graded:
+        self.pool.share_configuration()
+
+        def grade_on(worker: Worker, submission: Submission) -> ResultDocument:
+            # Annotated whatever --format says: a stored result serves every later run's formats.
+            prepared = prepare(submission, assignment, annotate=True)
+            return ResultDocument.of(grade(prepared, assignment, expected, worker))
+
+        jobs = self.pool.map_unordered(work, grade_on, job_timeout_s=job_deadline_s(assignment), on_lost_worker=self.on_lost_worker)
+        for submission, outcome in jobs:
+            if isinstance(outcome, BaseException):  # the grader's own work on it failed
+                yield submission, ResultDocument.of(grading_failed(submission, assignment, outcome))
+            else:
+                yield submission, outcome
+
+    def kill(self) -> None:
+        self.pool.kill()
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.pool.close()

@@ -12,11 +12,30 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Unpack, cast
 
 from grader.errors import WorkerError
 from grader.isolate.bubblewrap import SandboxStatus, bwrap_command, sandbox_status
 from grader.isolate.reading import MAX_ATTEMPTS
+from grader.protocol import (
+    ChildReport,
+    Configuration,
+    ConfigureRequest,
+    Extraction,
+    GradedReply,
+    GradeRequest,
+    Observed,
+    ObservedReply,
+    ObserveRequest,
+    ReadReply,
+    ReadRequest,
+    Reply,
+    Request,
+    SubmissionRequest,
+    Unit,
+    WorkerLimits,
+    parse_reply,
+)
 
 _STARTUP_TIMEOUT_S = 120.0
 _REPLY_MARGIN_S = 30.0  # the worker enforces child limits itself; this only catches a stuck worker
@@ -47,7 +66,7 @@ def worker_environment(threads: int = 1) -> dict[str, str]:
     return env
 
 
-def grading_deadline_s(limits: dict[str, Any], groups: list[str]) -> float:
+def grading_deadline_s(limits: WorkerLimits, groups: list[str]) -> float:
     """The longest a worker may take to answer a `grade` request before it counts as stuck:
     every reading attempt, the submission's time limit, and a margin per child."""
     reading = MAX_ATTEMPTS * float(limits["read_timeout_s"])
@@ -65,6 +84,9 @@ def chosen_sandbox(sandbox: str) -> SandboxStatus:
     return status
 
 
+# The reply each request gets when it succeeds (any may get an "error" reply instead).
+_ANSWERS = {"configure": "configured", "observe": "observed", "grade": "graded", "read": "read", "shutdown": "shutdown"}
+
 # What a worker process is for, given on its command line: everything (the default), only the
 # checks of programs already extracted ("checks": no IPython import, about 0.8 s less to start),
 # or only reading and extracting submissions ("reader": no torch at all). `grader selfcheck`
@@ -81,22 +103,22 @@ class ConfigurationRecorder:
 
     def __init__(self, sandbox: str = "auto") -> None:
         self.sandbox = chosen_sandbox(sandbox)  # what the cluster's workers will be asked for
-        self._configuration: list[dict[str, Any]] = []
+        self._configuration: list[ConfigureRequest] = []
 
-    def configure(self, **fields: Any) -> None:
+    def configure(self, *, wait: bool = True, **fields: Unpack[Configuration]) -> None:
         self.record_configuration(**fields)
 
-    def record_configuration(self, **fields: Any) -> None:
+    def record_configuration(self, **fields: Unpack[Configuration]) -> None:
         """Keep a configure message for the workers configured like this one (and for a worker's
         restarts) without sending it now."""
         self._configuration.append({"op": "configure", **fields})
 
     @property
-    def configuration(self) -> list[dict[str, Any]]:
+    def configuration(self) -> list[ConfigureRequest]:
         """The configure messages received, in order."""
         return list(self._configuration)
 
-    def observe(self, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
+    def observe(self, units: list[Unit], groups: list[str], limits: WorkerLimits) -> dict[str, ChildReport]:
         raise WorkerError("the grading host started no worker: the reference's observations were expected from the cache")
 
 
@@ -128,7 +150,7 @@ class Worker(ConfigurationRecorder):
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
         self._ready = False  # the process said it is ready and has its configuration
-        self._unsent: list[dict[str, Any]] = []  # from configure_like(wait=False), sent before the next request
+        self._unsent: list[ConfigureRequest] = []  # from configure_like(wait=False), sent before the next request
         self._closed = False
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (the worker's stderr for its whole life; closed in close())
         try:
@@ -174,18 +196,20 @@ class Worker(ConfigurationRecorder):
             self._send(message)
             self._reply(time.monotonic() + _STARTUP_TIMEOUT_S)
 
-    def configure(self, **fields: Any) -> None:
-        """Send trusted inputs (settings, reference program, weights, ...); replayed on restart."""
-        message = {"op": "configure", **fields}
-        self._request(message, _STARTUP_TIMEOUT_S)
-        self._configuration.append(message)
+    def configure(self, *, wait: bool = True, **fields: Unpack[Configuration]) -> None:
+        """Send trusted inputs (settings, reference program, weights, ...); replayed on restart.
+        With `wait=False` nothing is sent yet: see `configure_like`."""
+        self.configure_all([{"op": "configure", **fields}], wait=wait)
 
-    def configure_like(self, other: Worker, *, wait: bool = True) -> None:
+    def configure_like(self, other: ConfigurationRecorder, *, wait: bool = True) -> None:
         """Give this worker everything `other` was configured with. With `wait=False` nothing is
         sent yet: the messages go out (and their replies are awaited) before this worker's next
         request, from whichever thread makes it, so the caller never blocks on a busy worker's
         pipe and several workers apply them (the rehearsal included) at the same time."""
-        messages = list(other._configuration)
+        self.configure_all(other.configuration, wait=wait)
+
+    def configure_all(self, messages: list[ConfigureRequest], *, wait: bool = True) -> None:
+        """Apply these configure messages in order (see `configure_like` for `wait`)."""
         self._configuration.extend(messages)
         if self._ready:  # otherwise wait_ready() replays them with the rest
             self._unsent.extend(messages)
@@ -203,25 +227,26 @@ class Worker(ConfigurationRecorder):
         for _ in unsent:
             self._reply(time.monotonic() + _STARTUP_TIMEOUT_S)
 
-    def observe(self, units: list[dict[str, Any]], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
-        """Observe one program; returns {group: ChildRun as dict}. Restarts a dead worker once."""
-        message = {"op": "observe", "units": units, "groups": groups, "limits": limits}
-        return self._request_or_restart(message, limits["timeout_s"] + _REPLY_MARGIN_S * len(groups))["groups"]
+    def observe(self, units: list[Unit], groups: list[str], limits: WorkerLimits) -> dict[str, ChildReport]:
+        """Observe one trusted program; a report per group. Restarts a dead worker once."""
+        message: ObserveRequest = {"op": "observe", "units": units, "groups": groups, "limits": limits}
+        reply = self._request_or_restart(message, limits["timeout_s"] + _REPLY_MARGIN_S * len(groups))
+        return cast(ObservedReply, reply)["groups"]
 
-    def read(self, submission: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
+    def read(self, submission: SubmissionRequest, limits: WorkerLimits) -> Extraction:
         """Read and extract a submission (from `submission_request`) in a child: what
         `read_and_extract` gives. Restarts a dead worker once."""
-        message = {"op": "read", "submission": submission, "limits": limits}
-        return self._request_or_restart(message, grading_deadline_s(limits, []))["extraction"]
+        message: ReadRequest = {"op": "read", "submission": submission, "limits": limits}
+        return cast(ReadReply, self._request_or_restart(message, grading_deadline_s(limits, [])))["extraction"]
 
-    def grade(self, submission: dict[str, Any], groups: list[str], limits: dict[str, Any]) -> dict[str, Any]:
-        """Read and extract a submission (from `submission_request`) in a child, then observe it;
-        returns {"extraction": ..., "groups": {group: ChildRun as dict}}. Restarts a dead worker once."""
-        message = {"op": "grade", "submission": submission, "groups": groups, "limits": limits}
-        reply = self._request_or_restart(message, grading_deadline_s(limits, groups))
-        return {"extraction": reply.get("extraction"), "groups": reply.get("groups")}
+    def grade(self, submission: SubmissionRequest, groups: list[str], limits: WorkerLimits) -> Observed:
+        """Read and extract a submission (from `submission_request`) in a child, then observe
+        what it defines. Restarts a dead worker once."""
+        message: GradeRequest = {"op": "grade", "submission": submission, "groups": groups, "limits": limits}
+        reply = cast(GradedReply, self._request_or_restart(message, grading_deadline_s(limits, groups)))
+        return {"extraction": reply["extraction"], "groups": reply["groups"]}
 
-    def _request_or_restart(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def _request_or_restart(self, message: Request, timeout: float) -> Reply:
         """A request whose failure leaves a fresh worker behind for the next one."""
         try:
             return self._request(message, timeout)
@@ -234,12 +259,16 @@ class Worker(ConfigurationRecorder):
         self._kill()
         self._start()
 
-    def _request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def _request(self, message: Request, timeout: float) -> Reply:
         self.wait_configured()  # a worker started or configured without waiting catches up first
         self._send(message)
-        return self._reply(time.monotonic() + timeout)
+        reply = self._reply(time.monotonic() + timeout)
+        answers = _ANSWERS[message["op"]]
+        if reply["op"] != answers:
+            raise WorkerError(f"the worker answered {message['op']!r} with {reply['op']!r}")
+        return reply
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: Request) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         try:
             self._proc.stdin.write((json.dumps(message) + "\n").encode())
@@ -247,13 +276,13 @@ class Worker(ConfigurationRecorder):
         except (BrokenPipeError, OSError):
             raise WorkerError(f"the worker process died ({self._describe_exit()})") from None
 
-    def _reply(self, deadline: float) -> dict[str, Any]:
+    def _reply(self, deadline: float) -> Reply:
         reply = self._receive(deadline)
-        if reply.get("op") == "error":
-            raise WorkerError(str(reply.get("message")))
+        if reply["op"] == "error":
+            raise WorkerError(reply["message"])
         return reply
 
-    def _receive(self, deadline: float) -> dict[str, Any]:
+    def _receive(self, deadline: float) -> Reply:
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         while b"\n" not in self._buffer:
@@ -272,13 +301,7 @@ class Worker(ConfigurationRecorder):
                 self._kill()
                 raise WorkerError("the worker sent an oversized reply and was killed")
         line, _, self._buffer = self._buffer.partition(b"\n")
-        try:
-            reply = json.loads(line)
-        except json.JSONDecodeError:
-            raise WorkerError("the worker sent a reply that is not JSON") from None
-        if not isinstance(reply, dict):
-            raise WorkerError("the worker sent a reply that is not an object")
-        return reply
+        return parse_reply(line)
 
     def _describe_exit(self) -> str:
         if self._closed:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 from grader.child.reading import read_submission
 from grader.isolate.sandbox import ChildLimits, ChildRun, run_in_child
+from grader.protocol import Annotation, Extraction, SubmissionRequest, WorkerLimits
 
 # A child that fails on a cell is run again without it, at most this many times in all.
 MAX_ATTEMPTS = 3
@@ -32,7 +33,7 @@ class ReadingLimits:
     max_cell_chars: int
 
     @classmethod
-    def from_limits(cls, limits: dict[str, Any]) -> ReadingLimits:
+    def from_limits(cls, limits: WorkerLimits) -> ReadingLimits:
         """From the assignment's [limits] as the worker receives them."""
         return cls(
             timeout_s=float(limits["read_timeout_s"]),
@@ -41,7 +42,7 @@ class ReadingLimits:
         )
 
 
-def read_and_extract(request: dict[str, Any], limits: ReadingLimits) -> dict[str, Any]:
+def read_and_extract(request: SubmissionRequest, limits: ReadingLimits) -> Extraction:
     """The extracted program of a submission as plain data:
     {"kind": "extracted", "units": [...], "notes": [...], "problems": [...]}, or
     {"kind": "invalid", "cause": ...} when the file is not a usable notebook or script. When the
@@ -58,7 +59,7 @@ def read_and_extract(request: dict[str, Any], limits: ReadingLimits) -> dict[str
         if outcome is not None:
             if outcome["kind"] == "extracted" and isinstance(request.get("annotate"), dict):
                 outcome["annotated"] = _annotation(run, limits)
-            return outcome
+            return cast(Extraction, outcome)  # the reading child runs the grader's code only
         culprit = next((o.get("cell") for o in reversed(run.observations) if o["kind"] == "parsing"), None)
         if not isinstance(culprit, str) or culprit in skip:
             break
@@ -81,7 +82,7 @@ def _why_failed(run: ChildRun, limits: ReadingLimits) -> str:
     return "gave no result when parsed"
 
 
-def _annotation(run: ChildRun, limits: ReadingLimits) -> dict[str, str]:
+def _annotation(run: ChildRun, limits: ReadingLimits) -> Annotation:
     """The rendered notebook the child sent after its extraction result, or why there is none:
     the child may have been stopped while rendering, which costs the page and nothing else."""
     found = next((o for o in run.observations if o["kind"] in ("annotated", "annotation_failed")), None)

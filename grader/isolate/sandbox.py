@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grader.isolate.bubblewrap import SANDBOX_ENV
+from grader.protocol import ChildReport
 
 MAX_REPORT_BYTES = 64 * 1024 * 1024  # observations a child may send back
 MAX_FILE_BYTES = 64 * 1024 * 1024  # largest file a child may write
@@ -59,6 +60,14 @@ class ChildRun:
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+    def report(self, limit_s: float) -> ChildReport:
+        """What the worker sends the host about this child, which was given `limit_s` seconds."""
+        return {
+            "observations": self.observations, "timed_out": self.timed_out, "limit_exceeded": self.limit_exceeded,
+            "exit_code": self.exit_code, "signal": self.signal, "seconds": self.seconds, "stdout": self.stdout,
+            "stderr": self.stderr, "protocol_error": self.protocol_error, "limit_s": limit_s,
+        }  # fmt: skip
 
 
 class _Capture:

@@ -4,14 +4,10 @@ Run as `python -m grader.isolate.worker` by grader.isolate.client. It speaks JSO
 stdin/stdout with the grader process. The worker itself never executes student code: only the
 forked children do (see sandbox.py), so one submission cannot leave state for the next.
 
-Messages in:  {"op": "configure", ...} (with "rehearsal": units, see _rehearse),
-              {"op": "observe", "units": [...], "groups": [...], "limits": {...}} (trusted units),
-              {"op": "grade", "submission": {...}, "groups": [...], "limits": {...}} (a submission's
-              bytes: read and extracted in a child first, see extraction.py), {"op": "shutdown"}
-              {"op": "read", "submission": {...}, "limits": {...}} (read and extract only)
-Messages out: {"op": "ready"}, {"op": "configured"}, {"op": "observed", "groups": {...}},
-              {"op": "graded", "extraction": {...}, "groups": {...}}, {"op": "read", "extraction": ...},
-              {"op": "error", "message": ...}
+The messages, in and out, are the types of grader/protocol.py: `configure` (with a
+`rehearsal`, see _rehearse), `observe` (trusted units), `grade` (a submission's bytes, read and
+extracted in a child first: grader/isolate/reading.py), `read` (reading and extraction only) and
+`shutdown`; each is answered with its reply, or with `error`.
 """
 
 from __future__ import annotations
@@ -23,11 +19,25 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from grader.isolate import lazy_dynamo
 from grader.isolate.reading import ReadingLimits, read_and_extract
 from grader.isolate.sandbox import ChildLimits, ChildRun, die_with_parent, run_in_child
+from grader.protocol import (
+    ChildReport,
+    ConfigureRequest,
+    ErrorReply,
+    GradedReply,
+    GradeRequest,
+    ObservedReply,
+    ObserveRequest,
+    ReadReply,
+    ReadRequest,
+    Reply,
+    Request,
+    Unit,
+)
 
 
 class _State:
@@ -35,7 +45,7 @@ class _State:
 
     def __init__(self) -> None:
         self.settings: dict[str, Any] = {}  # the probe settings: empty until configured
-        self.reference_helpers: dict[str, list[dict[str, Any]]] = {}  # per group; empty in selfcheck
+        self.reference_helpers: dict[str, list[Unit]] = {}  # per group; empty in selfcheck
         self.loop_model_spec: list[dict[str, Any]] | None = None
         self.forward_inputs: Any = None
         self.reference_weights: list[Any] | None = None
@@ -45,7 +55,7 @@ class _State:
         self.dataset: Any = None
         self.threads = 1  # torch threads in each child
 
-    def configure(self, message: dict[str, Any]) -> None:
+    def configure(self, message: ConfigureRequest) -> None:
         import torch
 
         from grader.child.observe.data import build_dataset
@@ -81,7 +91,7 @@ class _State:
             _rehearse(self, message["rehearsal"])
 
 
-def _rehearse(state: _State, units: list[dict[str, Any]]) -> None:
+def _rehearse(state: _State, units: list[Unit]) -> None:
     """Run every probe group once in this process on a trusted program (the reference), and
     throw the observations away.
 
@@ -104,7 +114,7 @@ def _rehearse(state: _State, units: list[dict[str, Any]]) -> None:
 
 
 def _probe_body(
-    state: _State, group: str, units: list[dict[str, Any]], *, module_name: str = "__submission__"
+    state: _State, group: str, units: list[Unit], *, module_name: str = "__submission__"
 ) -> Callable[[Callable[[dict[str, Any]], None]], None]:
     """What the forked child does: run the programs, then the group's probes."""
 
@@ -122,7 +132,7 @@ def _probe_body(
     return body
 
 
-def _prepare_packages_for(state: _State, units: list[dict[str, Any]]) -> None:
+def _prepare_packages_for(state: _State, units: list[Unit]) -> None:
     """Import the display packages `units` name (matplotlib, tqdm), once per worker and before it
     forks, so no child pays the import (about a second for matplotlib) and a worker whose programs
     never plot never pays it at all. A missing package is the student's message, and doctor's."""
@@ -131,15 +141,15 @@ def _prepare_packages_for(state: _State, units: list[dict[str, Any]]) -> None:
     prepare_packages(packages_used(state.packages, [unit["source"] for unit in units]))
 
 
-def _observe(state: _State, message: dict[str, Any]) -> dict[str, Any]:
+def _observe(state: _State, message: ObserveRequest) -> ObservedReply:
     _prepare_packages_for(state, message["units"])
     limits = message["limits"]
     submission_deadline = time.monotonic() + limits["timeout_s"]
-    runs: dict[str, Any] = {}
+    runs: dict[str, ChildReport] = {}
     for group in message["groups"]:
         remaining = submission_deadline - time.monotonic()
         if remaining <= 0:
-            runs[group] = {**ChildRun(timed_out=True).to_json(), "limit_s": 0.0}
+            runs[group] = ChildRun(timed_out=True).report(limit_s=0.0)
             continue
         child_limits = ChildLimits(
             timeout_s=min(limits["check_timeout_s"], remaining),
@@ -147,20 +157,20 @@ def _observe(state: _State, message: dict[str, Any]) -> dict[str, Any]:
             max_processes=limits["max_processes"],
         )
         run = run_in_child(_probe_body(state, group, message["units"]), child_limits)
-        runs[group] = {**run.to_json(), "limit_s": child_limits.timeout_s}
+        runs[group] = run.report(limit_s=child_limits.timeout_s)
     return {"op": "observed", "groups": runs}
 
 
-def _grade(state: _State, message: dict[str, Any]) -> dict[str, Any]:
+def _grade(state: _State, message: GradeRequest) -> GradedReply:
     """Read and extract the submission in a child, then observe what it defines."""
     limits = message["limits"]
     if message["submission"].get("annotate"):
         _warm_up_renderer()
     extraction = read_and_extract(message["submission"], ReadingLimits.from_limits(limits))
-    groups: dict[str, Any] = {}
+    groups: dict[str, ChildReport] = {}
     if extraction["kind"] == "extracted":
-        units = extraction["units"]
-        groups = _observe(state, {"units": units, "groups": message["groups"], "limits": limits})["groups"]
+        observe: ObserveRequest = {"op": "observe", "units": extraction["units"], "groups": message["groups"], "limits": limits}
+        groups = _observe(state, observe)["groups"]
     return {"op": "graded", "extraction": extraction, "groups": groups}
 
 
@@ -219,25 +229,32 @@ def main() -> None:
     protocol.write(json.dumps({"op": "ready", "pid": os.getpid()}) + "\n")
     for line in sys.stdin:
         try:
-            message = json.loads(line)
-            op = message.get("op")
-            if op == "shutdown":
+            message = cast(Request, json.loads(line))  # from the grading host: trusted
+            if message["op"] == "shutdown":
                 break
-            if op == "configure":
-                state.configure(message)
-                reply: dict[str, Any] = {"op": "configured"}
-            elif op == "observe":
-                reply = _observe(state, message)
-            elif op == "grade":
-                reply = _grade(state, message)
-            elif op == "read":
-                reply = {"op": "read", "extraction": read_and_extract(message["submission"], ReadingLimits.from_limits(message["limits"]))}
-            else:
-                reply = {"op": "error", "message": f"unknown op {op!r}"}
+            reply = _answer(state, message)
         except Exception as exc:  # report and keep serving; the grader decides what to do
             traceback.print_exc()  # into the worker's log, which the grader shows if the worker dies
-            reply = {"op": "error", "message": str(exc) or type(exc).__name__}
+            failed: ErrorReply = {"op": "error", "message": str(exc) or type(exc).__name__}
+            reply = failed
         protocol.write(json.dumps(reply) + "\n")
+
+
+def _answer(state: _State, message: Request) -> Reply:
+    if message["op"] == "configure":
+        state.configure(message)
+        return {"op": "configured"}
+    if message["op"] == "observe":
+        return _observe(state, message)
+    if message["op"] == "grade":
+        return _grade(state, message)
+    if message["op"] == "read":
+        return _read(message)
+    return {"op": "error", "message": f"unknown op {message['op']!r}"}
+
+
+def _read(message: ReadRequest) -> ReadReply:
+    return {"op": "read", "extraction": read_and_extract(message["submission"], ReadingLimits.from_limits(message["limits"]))}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from grader.compare.expectations import Expectations
 from grader.errors import ReferenceSolutionError
 from grader.isolate.client import ConfigurationRecorder, Worker
 from grader.observations import GroupObservations, read_observed
-from grader.protocol import worker_limits
+from grader.protocol import Unit, worker_limits
 from grader.wire import decode_array, encode_array
 
 
@@ -45,7 +45,7 @@ def stand_in_loop_model(assignment: Assignment) -> list[dict[str, Any]]:
     ]
 
 
-def reference_helpers(cells: list[SourceCell], assignment: Assignment) -> dict[str, list[dict[str, Any]]]:
+def reference_helpers(cells: list[SourceCell], assignment: Assignment) -> dict[str, list[Unit]]:
     """What each child group may use from the reference, and nothing more: the Net checks get
     only the reference's training_loop (to train the student's Net); the loop check trains a
     stand-in model and gets nothing. A student's Net therefore never shares a process with the
@@ -106,7 +106,7 @@ def observe_reference(
 
 
 def _observed_reference(
-    assignment: Assignment, worker: Worker, reference_path: Path, units: list[dict[str, Any]], inputs: np.ndarray, loop_model_spec: list[dict[str, Any]]
+    assignment: Assignment, worker: Worker, reference_path: Path, units: list[Unit], inputs: np.ndarray, loop_model_spec: list[dict[str, Any]]
 ) -> tuple[Expectations, GroupObservations]:
     groups = read_observed(worker.observe(units, ["net", "loop"], worker_limits(assignment)), assignment)
     net = groups["net"]
@@ -133,8 +133,11 @@ def _observed_reference(
     return expectations, groups["loop"]
 
 
-def configure_for_selfcheck(worker: Worker, assignment: Assignment, expectations: Expectations) -> None:
+def configure_for_selfcheck(worker: Worker, assignment: Assignment, expectations: Expectations, *, wait: bool = True) -> None:
+    """Configure `worker` to check students against the fixtures' expectations (no reference
+    program: students do not have it). `wait=False`: see Worker.configure."""
     worker.configure(
+        wait=wait,
         settings=assignment.probe_settings(),
         packages=list(assignment.packages),
         reference_helpers={},

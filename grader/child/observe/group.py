@@ -16,6 +16,7 @@ from grader.child.observe.cuda_on_cpu import cuda_on_cpu
 from grader.child.observe.loop_probe import observe_loop
 from grader.child.observe.net_probes import observe_net
 from grader.child.observe.program import load_program
+from grader.protocol import Unit
 
 Emit = Callable[[dict[str, Any]], None]
 # The student's program, loaded: its namespace, the file names of its units (tracebacks are
@@ -27,7 +28,7 @@ class TrustedInputs(Protocol):
     """What the grader hands the probes, decoded: never comes from the student."""
 
     settings: dict[str, Any]
-    reference_helpers: dict[str, list[dict[str, Any]]]  # per group; empty in selfcheck
+    reference_helpers: dict[str, list[Unit]]  # per group; empty in selfcheck
     loop_model_spec: list[dict[str, Any]] | None
     forward_inputs: Any
     reference_weights: list[Any] | None
@@ -76,7 +77,7 @@ def _observe_group(group: str, inputs: TrustedInputs, load_student: Callable[[],
     emit({"kind": "done"})
 
 
-def load_units(units: list[dict[str, Any]], module_name: str = "__submission__") -> Callable[[], LoadedProgram]:
+def load_units(units: list[Unit], module_name: str = "__submission__") -> Callable[[], LoadedProgram]:
     """`load_student` for an extracted program (units of source)."""
 
     def load() -> LoadedProgram:

@@ -8,10 +8,12 @@ import linecache
 import traceback
 from typing import Any
 
+from grader.protocol import Unit
+
 MAX_MESSAGE = 400
 
 
-def load_program(units: list[dict[str, Any]], module_name: str) -> tuple[dict[str, Any], list[str]]:
+def load_program(units: list[Unit], module_name: str) -> tuple[dict[str, Any], list[str]]:
     """Run each kept statement; a failing one is noted and the rest still run."""
     namespace: dict[str, Any] = {"__name__": module_name, "__builtins__": builtins}
     notes: list[str] = []
@@ -28,7 +30,7 @@ def load_program(units: list[dict[str, Any]], module_name: str) -> tuple[dict[st
     return namespace, notes
 
 
-def _register_source(unit: dict[str, Any]) -> None:
+def _register_source(unit: Unit) -> None:
     """Let tracebacks show the student's lines although they never came from a real file."""
     padding = "\n" * (unit["line"] - 1)
     lines = (padding + unit["source"]).splitlines(keepends=True)
