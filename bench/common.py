@@ -10,7 +10,6 @@ beside it, with the test suite's student variants (tests/variants.py). It measur
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import os
@@ -19,7 +18,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -162,87 +160,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _pss_bytes(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            items = f.read().split(b"\0")
-    except OSError:
-        return {}
-    return dict(item.decode(errors="replace").partition("=")[::2] for item in items if b"=" in item)
-
-
-def tree_memory(root: int, *, include_root: bool = True) -> tuple[int, int, set[int]]:
-    """(RSS, PSS, pids) over `root`'s descendants, and `root` itself unless told not. RSS counts a
-    page shared by forked processes once per process; PSS splits it between them."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
-    for entry in os.listdir("/proc"):
-        try:
-            fields = _stat(entry) if entry.isdigit() else None
-        except OSError:  # the process has ended since the listing
-            continue
-        if fields:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-            rss[int(entry)] = int(fields[21]) * page
-    stack = [root] if include_root else list(children.get(root, []))
-    total_rss = total_pss = 0
-    seen: set[int] = set()
-    while stack:
-        pid = stack.pop()
-        if pid not in rss:
-            continue
-        seen.add(pid)
-        total_rss += rss[pid]
-        pss = _pss_bytes(pid)
-        total_pss += rss[pid] if pss is None else pss
-        stack += children.get(pid, [])
-    return total_rss, total_pss, seen
-
-
-class MemorySampler:
-    """Samples the memory of a process tree in a background thread; keeps the peaks."""
-
-    def __init__(self, root: int, *, include_root: bool = True, interval_s: float = 0.1) -> None:
-        self.root, self.include_root, self.interval_s = root, include_root, interval_s
-        self.peak_rss = self.peak_pss = self.peak_processes = 0
-        self.torch_threads: set[str] = set()  # GRADER_TORCH_THREADS of the worker processes seen
-        self._seen: set[int] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rss, pss, pids = tree_memory(self.root, include_root=self.include_root)
-            for pid in pids - self._seen:
-                self._seen.add(pid)
-                threads = _environ(pid).get("GRADER_TORCH_THREADS")
-                if threads:
-                    self.torch_threads.add(threads)
-            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
-            self.peak_processes = max(self.peak_processes, len(pids))
-            self._stop.wait(self.interval_s)
-
-
 # ---------------------------------------------------------------- a whole `grader run`
 @dataclass
 class GraderRun:
@@ -251,10 +168,9 @@ class GraderRun:
     started_epoch: float
     rows: dict[str, dict[str, Any]]  # student: the report's status, error, total and max_total, the gradebook's seconds and graded_at
     log: str
-    memory: MemorySampler | None
 
 
-def run_grader(folder: Path, out: Path, options: list[str], *, env: dict[str, str] | None = None, sample_memory: bool = False) -> GraderRun:
+def run_grader(folder: Path, out: Path, options: list[str], *, env: dict[str, str] | None = None) -> GraderRun:
     """`grader run FOLDER -o OUT/report.csv OPTIONS` in a fresh process and a fresh OUT; its wall
     time, and each submission's result read back from the report and the gradebook."""
     shutil.rmtree(out, ignore_errors=True)
@@ -263,12 +179,11 @@ def run_grader(folder: Path, out: Path, options: list[str], *, env: dict[str, st
     started_epoch, started = time.time(), time.perf_counter()
     with open(out / "grader.log", "wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=log, cwd=ROOT, env=env)
-        with MemorySampler(proc.pid) if sample_memory else contextlib.nullcontext() as memory:
-            try:
-                proc.wait(timeout=1800)
-            except subprocess.TimeoutExpired:  # a hung run must not hold the benchmark forever
-                proc.kill()
-                proc.wait()
+        try:
+            proc.wait(timeout=1800)
+        except subprocess.TimeoutExpired:  # a hung run must not hold the benchmark forever
+            proc.kill()
+            proc.wait()
     seconds = time.perf_counter() - started
     text = (out / "grader.log").read_text(errors="replace")
     if proc.returncode != 0:
@@ -283,7 +198,7 @@ def run_grader(folder: Path, out: Path, options: list[str], *, env: dict[str, st
             if student in rows:
                 rows[student]["seconds"] = json.loads(result).get("seconds")
                 rows[student]["graded_at"] = datetime.fromisoformat(graded_at).timestamp()
-    return GraderRun(command, seconds, started_epoch, rows, text, memory)
+    return GraderRun(command, seconds, started_epoch, rows, text)
 
 
 def steady_per_second(rows: dict[str, dict[str, Any]]) -> float | None:

@@ -1,4 +1,4 @@
-"""Grade a notebook "the way notebook graders do it", for bench/bench_throughput.py to compare.
+"""Grade a notebook "the way notebook graders do it", for bench/bench_cost.py to compare.
 
 Otter-Grader and nbgrader execute each submission top to bottom in a fresh Jupyter kernel
 (nbclient) and then run their tests in that kernel. This module does the same with grader's own

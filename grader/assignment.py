@@ -6,7 +6,6 @@ config. Every invalid value raises AssignmentConfigError naming the file and the
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -142,10 +141,6 @@ class Assignment:
             "training": asdict(self.training),
             "forward": asdict(self.forward),
         }
-
-    def fingerprint(self) -> str:
-        """Changes whenever anything that decides expected values changes."""
-        return hashlib.sha256(self.config_path.read_bytes()).hexdigest()[:16]
 
 
 def _plain(value: Any) -> Any:

@@ -13,7 +13,6 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from grader.files import write_atomically
 from grader.report.text import format_points, out_of
 from grader.results import INVALID, CheckResult, SubmissionResult
 
@@ -77,6 +76,3 @@ def junit_xml(result: SubmissionResult, assignment: str, *, hidden_checks: int =
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
-
-def write_junit(path: Path, result: SubmissionResult, assignment: str, *, hidden_checks: int = 0) -> None:
-    write_atomically(path, junit_xml(result, assignment, hidden_checks=hidden_checks))
