@@ -225,7 +225,8 @@ def parse_reply(line: bytes | str) -> Reply:
         raise ProtocolError(f"the worker's reply is not JSON ({exc})") from None
     if not isinstance(reply, dict):
         raise ProtocolError("the worker's reply is not an object")
-    fields = _REPLY_FIELDS.get(reply.get("op"))  # type: ignore[arg-type]
+    op = reply.get("op")
+    fields = _REPLY_FIELDS.get(op) if isinstance(op, str) else None
     if fields is None:
         raise ProtocolError(f"the worker sent an unknown reply {str(reply.get('op'))[:40]!r}")
     for name, kind in fields.items():

@@ -94,12 +94,16 @@ def _region_indent(lines: list[str], start: int, end: int) -> str:
     for line in lines[start + 1 : end]:
         if line.strip():
             return line[: len(line) - len(line.lstrip())]
-    return _BEGIN.match(lines[start]).group("indent")  # type: ignore[union-attr]
+    begin = _BEGIN.match(lines[start])
+    assert begin is not None  # `start` was found by matching it
+    return begin.group("indent")
 
 
 def _stub_suffix(line: str, markdown: bool) -> str:
     """`x = 2  # SOLUTION` -> `x = ...`; `return x  # SOLUTION` -> `return ...`; else `...`."""
-    code = _SUFFIX.match(line).group("code")  # type: ignore[union-attr]
+    suffix = _SUFFIX.match(line)
+    assert suffix is not None  # called only on lines it matches
+    code = suffix.group("code")
     indent = code[: len(code) - len(code.lstrip())]
     if markdown:
         return indent + ANSWER_STUB

@@ -131,7 +131,7 @@ def pinned_requirements(pyproject: Path) -> str:
     dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
     lines = []
     for requirement in dependencies:
-        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)  # type: ignore[union-attr]
+        name = re.split(r"[^A-Za-z0-9_.-]", requirement, maxsplit=1)[0]  # the distribution's name
         try:
             version = importlib.metadata.version(name).split("+")[0]  # 2.3.0+cpu: the local label is the index's
         except importlib.metadata.PackageNotFoundError:

@@ -127,7 +127,10 @@ def run(
         results = [result for result in stored if result is not None]
         summary = RunSummary(results, graded, len(results) - graded, len(submissions) - len(results), interrupted)
         key_of = {key.student: key for key in keys}
-        notebook_text = lambda result: gradebook.annotated_notebook(key_of[result.student])  # noqa: E731
+
+        def notebook_text(result: SubmissionResult) -> str:
+            return gradebook.annotated_notebook(key_of[result.student])
+
         _report(summary, assignment, output_csv, gradebook_path, console, formats, notebook_text)
     if compare:
         now = [(key, result) for key, result in zip(keys, stored) if result is not None]
