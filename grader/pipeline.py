@@ -25,7 +25,7 @@ from grader.errors import SubmissionError, WorkerError
 from grader.isolate.client import ConfigurationRecorder, Worker
 from grader.load import Submission, read_submission_bytes
 from grader.observations import cuda_on_cpu_note, read_observed
-from grader.protocol import Extraction, Observed, SubmissionRequest, submission_request, worker_limits
+from grader.protocol import Observed, SubmissionRequest, submission_request, worker_limits
 from grader.report.annotated_notebook import attach_annotated_notebook
 from grader.results import GRADED, INVALID, Note, SubmissionResult
 from grader.score import score_outcomes, zero_scores
@@ -116,38 +116,18 @@ def grading_failed(submission: Submission, assignment: Assignment, exc: BaseExce
     return _failed_by_grader(PreparedSubmission(submission, result, None, time.monotonic()), exc, assignment)
 
 
-def read(prepared: PreparedSubmission, reader: Worker, assignment: Assignment) -> Extraction | WorkerError:
-    """Stage 2 alone, in the children of `reader` (a worker of the "reader" role): read and
-    extract; what `read_and_extract` gives, or why there is nothing."""
-    assert prepared.request is not None
-    try:
-        return reader.read(prepared.request, worker_limits(assignment))
-    except WorkerError as exc:
-        return exc
-
-
-def observe(
-    prepared: PreparedSubmission,
-    worker: Worker,
-    assignment: Assignment,
-    *,
-    reader: Worker | None = None,
-    extraction: Extraction | WorkerError | None = None,
-) -> Observed | WorkerError:
-    """Stages 2-4 in `worker`'s children: read and extract, then run the checks; raw observations.
-    With a `reader` (a worker of the "reader" role), reading and extracting happen in its
-    children instead, and `worker` only runs the checks; with `extraction` (from `read`, done
-    while `worker` was still starting) only the checks are left."""
+def observe(prepared: PreparedSubmission, worker: Worker, assignment: Assignment, *, reader: Worker | None = None) -> Observed | WorkerError:
+    """Stages 2-4 in `worker`'s children: read and extract, then run the checks; raw observations,
+    or why there are none. With a `reader` (a worker of the "reader" role: no torch, so it answers
+    while `worker` still imports it), reading and extracting happen in its children instead, and
+    `worker` only runs the checks."""
     assert prepared.request is not None
     limits = worker_limits(assignment)
-    if extraction is None and reader is not None:
-        extraction = read(prepared, reader, assignment)
-    if isinstance(extraction, WorkerError):
-        return extraction
     try:
-        if extraction is None:
+        if reader is None:
             return worker.grade(prepared.request, GROUPS, limits)
-        units = extraction.get("units") if isinstance(extraction, dict) and extraction.get("kind") == "extracted" else None
+        extraction = reader.read(prepared.request, limits)
+        units = extraction.get("units") if extraction.get("kind") == "extracted" else None
         groups = worker.observe(units, GROUPS, limits) if isinstance(units, list) else {}
         return {"extraction": extraction, "groups": groups}  # `finish` checks the extraction's form
     except WorkerError as exc:
