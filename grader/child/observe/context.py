@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from grader.child.observe.program import describe_exception
-from grader.observations import MAX_LOSS_POINTS
+from grader.protocol import MAX_LOSS_POINTS
 from grader.wire import encode_array
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from grader.child.observe.context import ProbeContext, RecordingCrossEntropy, finite_or_none, mean_loss, seed_everything
-from grader.observations import MAX_ALTERNATIVES, MAX_CALL_NAMES, MAX_LOADER_PASSES
+from grader.protocol import MAX_ALTERNATIVES, MAX_CALL_NAMES, MAX_LOADER_PASSES
 
 
 class _Counts:

@@ -24,7 +24,8 @@ from grader.child.observe.context import (
     shape_of,
 )
 from grader.child.observe.operations import digest, record_operations
-from grader.observations import DIGEST_RTOL, MAX_ALTERNATIVES, digests_agree
+from grader.observations import DIGEST_RTOL, digests_agree
+from grader.protocol import MAX_ALTERNATIVES
 from grader.wire import decode_array
 
 _JSON_SCALARS = (int, float, str, bool, type(None))

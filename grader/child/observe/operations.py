@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from grader.observations import MAX_OPERATIONS
+from grader.protocol import MAX_OPERATIONS
 
 # Calls that convert, copy or describe a tensor without computing anything a student's design
 # decides; recording them would only add noise to the comparison.
