@@ -12,16 +12,27 @@ import math
 import signal
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NotRequired, cast
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, cast, overload
 
 from grader.errors import ObservationError
 from grader.protocol import (
     OBSERVATION_KINDS,
+    CudaOnCpuObservation,
+    DoneObservation,
     Finite,
+    ForwardObservation,
+    InstantiateObservation,
+    LoopObservation,
     MaxLen,
     Observation,
+    OperationsObservation,
+    ProgramObservation,
+    ReferenceFailedObservation,
+    StructureObservation,
+    TraceObservation,
+    TrainObservation,
 )
 
 if TYPE_CHECKING:
@@ -34,11 +45,14 @@ if TYPE_CHECKING:
 DIGEST_RTOL = 1e-4
 
 
-def digests_agree(mine: list[float], theirs: list[float], rtol: float = DIGEST_RTOL) -> bool:
-    if len(mine) != 3 or len(theirs) != 3:
+def digests_agree(mine: Sequence[float | None], theirs: Sequence[float | None], rtol: float = DIGEST_RTOL) -> bool:
+    """Whether two digests are of the same tensor. One with a number missing (the protocol lets a
+    null through, grader/protocol.py's `Digest`) agrees with none."""
+    pairs = [(a, b) for a, b in zip(mine, theirs) if a is not None and b is not None]
+    if len(pairs) != 3 or len(mine) != 3 or len(theirs) != 3:
         return False
-    scale = max(abs(theirs[1]), 1.0)
-    return all(abs(a - b) <= rtol * scale for a, b in zip(mine, theirs))
+    scale = max(abs(pairs[1][1]), 1.0)
+    return all(abs(a - b) <= rtol * scale for a, b in pairs)
 
 
 # A predicate telling whether a JSON value fits a type; None where any value fits (`Any`), so
@@ -191,40 +205,64 @@ def parse_observation(raw: dict[str, Any]) -> Observation:
 class GroupObservations:
     """Everything one child run (the Net checks, or the loop check) reported."""
 
-    by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
-    traces: dict[int, dict[str, Any]] = field(default_factory=dict)
+    by_kind: dict[str, Observation] = field(default_factory=dict)  # every kind but traces
+    traces: dict[int, TraceObservation] = field(default_factory=dict)  # by batch size
     failure: str | None = None  # why the child stopped early: timeout, crash, exit
     problems: list[str] = field(default_factory=list)  # observations that were rejected
     stdout: str = ""
     stderr: str = ""
     seconds: float = 0.0
 
-    def get(self, kind: str) -> dict[str, Any] | None:
+    # The observation of one kind, typed as grader/protocol.py defines it; None when none came.
+    @overload
+    def get(self, kind: Literal["program"]) -> ProgramObservation | None: ...
+    @overload
+    def get(self, kind: Literal["cuda_on_cpu"]) -> CudaOnCpuObservation | None: ...
+    @overload
+    def get(self, kind: Literal["reference_failed"]) -> ReferenceFailedObservation | None: ...
+    @overload
+    def get(self, kind: Literal["instantiate"]) -> InstantiateObservation | None: ...
+    @overload
+    def get(self, kind: Literal["structure"]) -> StructureObservation | None: ...
+    @overload
+    def get(self, kind: Literal["forward"]) -> ForwardObservation | None: ...
+    @overload
+    def get(self, kind: Literal["operations"]) -> OperationsObservation | None: ...
+    @overload
+    def get(self, kind: Literal["train"]) -> TrainObservation | None: ...
+    @overload
+    def get(self, kind: Literal["loop"]) -> LoopObservation | None: ...
+    @overload
+    def get(self, kind: Literal["done"]) -> DoneObservation | None: ...
+    def get(self, kind: str) -> Observation | None:
         return self.by_kind.get(kind)
 
-    def add(self, observation: dict[str, Any]) -> bool:
+    def add(self, observation: Observation) -> bool:
         """File a validated observation: a trace under its batch size, any other under its kind.
         False, and nothing filed, when that place is already taken."""
-        seen = self.traces if observation["kind"] == "trace" else self.by_kind
-        key = observation["batch"] if observation["kind"] == "trace" else observation["kind"]
-        if key in seen:
-            return False
-        seen[key] = observation
+        if observation["kind"] == "trace":
+            if observation["batch"] in self.traces:
+                return False
+            self.traces[observation["batch"]] = observation
+        else:
+            if observation["kind"] in self.by_kind:
+                return False
+            self.by_kind[observation["kind"]] = observation
         return True
 
-    def observations(self) -> list[dict[str, Any]]:
+    def observations(self) -> list[Observation]:
         """Every observation filed, traces last by batch size: what `add` takes back."""
         return [*self.by_kind.values(), *(self.traces[batch] for batch in sorted(self.traces))]
 
     @property
     def program_notes(self) -> list[str]:
-        program = self.by_kind.get("program")
+        program = self.get("program")
         return list(program["notes"]) if program else []
 
     @property
     def cuda_request(self) -> str | None:
         """How the program asked for a GPU the grading machine lacks (`'cuda'`, `.cuda()`), if it did."""
-        seen = self.by_kind.get("cuda_on_cpu")
+        seen = self.get("cuda_on_cpu")
         return seen["request"][:40] if seen else None
 
 
@@ -260,7 +298,7 @@ def read_group(run: dict[str, Any], *, what: str, memory_mb: int) -> GroupObserv
         except ObservationError as exc:
             group.problems.append(str(exc))
             continue
-        if not group.add(cast(dict[str, Any], observation)):
+        if not group.add(observation):
             # The probes report each fact once; a second copy can only come from student code
             # writing to the report pipe. Trust nothing from this child.
             group.by_kind.clear()
