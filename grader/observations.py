@@ -60,13 +60,13 @@ def digests_agree(mine: Sequence[float | None], theirs: Sequence[float | None], 
 Fits = Callable[[Any], bool] | None
 # Types an isinstance check settles, as the Python types JSON decodes to: a `float` field takes
 # an int too (JSON does not tell 1 from 1.0), and `bool` is never an int or a float.
-_PLAIN: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (float, int), bool: (bool,), type(None): (type(None),), None: (type(None),)}
+_PLAIN: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (float, int), bool: (bool,), type(None): (type(None),)}
 
 
 def _fits(hint: Any) -> Fits:
     """Compile a type from grader/protocol.py into a predicate, once: checking a child's whole
     report is then a few hundred calls, not thousands of looks at the types."""
-    if hint is Any or hint is object:
+    if hint is Any:
         return None
     kinds = _plain_kinds(hint)
     if kinds is not None:
@@ -138,7 +138,7 @@ def _fits_annotated(hint: Any, metadata: tuple[Any, ...]) -> Fits:
         assert typing.get_origin(hint) is list, f"MaxLen applies to lists: {hint}"
         return _fits_list(typing.get_args(hint)[0], longest=longest)
     if finite:
-        if _plain_kinds(hint) == _PLAIN[float] + _PLAIN[None]:
+        if _plain_kinds(hint) == (float, int, type(None)):
             return _finite_or_none
         number = _fits(hint)
         assert number is not None
