@@ -1,94 +1,42 @@
 """What a child reported, validated, in a form the checks can read.
 
-A child's report is untrusted data: each observation is checked against the shape it must have
-before any check looks at it, and one that does not fit is dropped with a note. Nothing here
-imports torch or student code.
+A child's report is untrusted data: each observation is checked against the TypedDict of its
+kind in grader/protocol.py before any check looks at it, and one that does not fit is dropped
+with a note. The checks are derived from those TypedDicts once, at import, so the protocol is
+the one definition of every observation. Nothing here imports torch or student code.
 """
 
 from __future__ import annotations
 
 import math
 import signal
-from collections.abc import Callable, Iterable
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, cast, overload
+
+from grader.errors import ObservationError
+from grader.protocol import (
+    OBSERVATION_KINDS,
+    CudaOnCpuObservation,
+    DoneObservation,
+    Finite,
+    ForwardObservation,
+    InstantiateObservation,
+    LoopObservation,
+    MaxLen,
+    Observation,
+    OperationsObservation,
+    ProgramObservation,
+    ReferenceFailedObservation,
+    StructureObservation,
+    TraceObservation,
+    TrainObservation,
+)
 
 if TYPE_CHECKING:
     from grader.assignment import Assignment
-
-# Minimal type language for the observation schema: a Python type, a tuple of allowed types,
-# ("list", item_spec), ("list", item_spec, max_length), ("dict", value_spec), a dict of required
-# keys -> spec, or _FINITE_OR_NONE.
-_FINITE_OR_NONE = "finite number or null"  # JSON lets NaN and Infinity through; this does not
-MAX_LOSS_POINTS = 64  # points of a loss curve; the probes average neighbours to stay within it
-MAX_LOADER_PASSES = 256  # passes over train_loader recorded one by one; a loop may start more
-MAX_CALL_NAMES = 64  # parameter names of the student's training_loop reported
-MAX_ALTERNATIVES = 16  # other classes or functions named when the graded one is missing
-MAX_OPERATIONS = 256  # tensor operations of one forward pass recorded; a longer forward is cut short
-_INT_LIST = ("list", int)
-_LAYER = {"path": str, "type": str, "hyper": ("dict", object), "params": ("dict", _INT_LIST), "trainable": int}
-_TRACE_CALL = {**_LAYER, "output_shape": (list, type(None))}
-_OPT_STR = (str, type(None))
-_OPT_NUM = (float, int, type(None))
-_OPERATION = {
-    "op": str,
-    "module": str,  # the layer that ran it ("conv1", "model.0"), "" for the network's own forward
-    "args": ("list", (int, float, bool, list, type(None)), 8),  # non-tensor arguments, None where not shown
-    "kwargs": ("dict", (int, float, bool, list)),
-    "input_shape": (list, type(None)),
-    "output_shape": (list, type(None)),
-    "digest": ("list", _FINITE_OR_NONE, 3),  # [] when not comparable (see grader/child/observe/operations.py)
-}
-_LOSS_CURVE = {"losses": ("list", _FINITE_OR_NONE, MAX_LOSS_POINTS), "loss_stride": int}  # per training batch
-
-SCHEMA: dict[str, dict[str, Any]] = {
-    "program": {"notes": ("list", str)},
-    # the first CUDA request the program made on a machine without CUDA, served by the CPU
-    "cuda_on_cpu": {"request": str},
-    "reference_failed": {"notes": ("list", str)},
-    # `alternatives`: when the class is missing, the nn.Module subclasses the program defines instead
-    "instantiate": {"defined": bool, "is_class": bool, "is_module_class": bool, "error": _OPT_STR, "alternatives": ("list", str, MAX_ALTERNATIVES)},
-    "structure": {"layers": ("list", _LAYER), "parameters": ("list", {"name": str, "shape": _INT_LIST}), "total_trainable": int},
-    "trace": {"batch": int, "ok": bool, "error": _OPT_STR, "calls": ("list", _TRACE_CALL), "output_shape": (list, type(None))},
-    "forward": {
-        "order": ("list", {"name": str, "shape": _INT_LIST}),
-        "loaded": bool,
-        "output": (dict, type(None)),
-        "weights": (list, type(None)),
-        "error": _OPT_STR,
-        # one digest per parameter, in forward order, of the gradients of the cross-entropy on
-        # the forward inputs (labels 0, 1, 2, ...) with the weights used: [] when not computed
-        "gradients": ("list", ("list", _FINITE_OR_NONE, 3), 4096),
-    },
-    # one forward pass, operation by operation; with the reference weights when they loaded
-    "operations": {"operations": ("list", _OPERATION, MAX_OPERATIONS), "truncated": bool, "error": _OPT_STR, "digests": bool},
-    # `equivalent`: not trained, because with the reference weights the Net gave the reference's
-    # outputs and gradients (the probe checked; grader/compare checks again): it trains like it
-    "train": {"initial_loss": _OPT_NUM, "final_loss": _OPT_NUM, "error": _OPT_STR, "equivalent": bool, **_LOSS_CURVE},
-    # `alternatives`: when the function is missing, others that take its arguments, with their parameters
-    "loop": {"defined": bool, "callable": bool, "alternatives": ("list", str, MAX_ALTERNATIVES)},
-    "loop_run": {
-        "error": _OPT_STR,
-        "initial_loss": _OPT_NUM,
-        "final_loss": _OPT_NUM,
-        "n_epochs": int,
-        "batches_per_epoch": int,
-        "batches": int,
-        "epochs_started": int,
-        # per pass over train_loader: batches drawn, then backward passes and steps until the next pass
-        "passes": ("list", {"batches": int, "backward": int, "steps": int}, MAX_LOADER_PASSES),
-        "backward_cleared": ("list", bool),
-        "steps": int,
-        "zero_grad_calls": int,
-        "loss_calls": int,
-        # how the loop was called: "keyword" or "position", its own parameter names ([] when
-        # unreadable), and those it requires that the call could not give
-        "call": {"by": str, "parameters": ("list", str, MAX_CALL_NAMES), "unfilled": ("list", str, MAX_CALL_NAMES)},
-        **_LOSS_CURVE,
-    },
-    "done": {},
-}
-
 
 # Two digests of the same tensor (grader/child/observe/operations.py: sum, sum of magnitudes, a fixed
 # weighting) agree when every component is within this fraction of the magnitude: far above
@@ -97,92 +45,224 @@ SCHEMA: dict[str, dict[str, Any]] = {
 DIGEST_RTOL = 1e-4
 
 
-def digests_agree(mine: list[float], theirs: list[float], rtol: float = DIGEST_RTOL) -> bool:
-    if len(mine) != 3 or len(theirs) != 3:
+def digests_agree(mine: Sequence[float | None], theirs: Sequence[float | None], rtol: float = DIGEST_RTOL) -> bool:
+    """Whether two digests are of the same tensor. One with a number missing (the protocol lets a
+    null through, grader/protocol.py's `Digest`) agrees with none."""
+    pairs = [(a, b) for a, b in zip(mine, theirs) if a is not None and b is not None]
+    if len(pairs) != 3 or len(mine) != 3 or len(theirs) != 3:
         return False
-    scale = max(abs(theirs[1]), 1.0)
-    return all(abs(a - b) <= rtol * scale for a, b in zip(mine, theirs))
+    scale = max(abs(pairs[1][1]), 1.0)
+    return all(abs(a - b) <= rtol * scale for a, b in pairs)
 
 
-def _compile(spec: Any) -> Callable[[Any], bool]:
-    """A function telling whether a value fits `spec`. Compiled once per schema entry: checking
-    a child's whole report is then a few hundred calls, not thousands of lookups in the spec."""
-    if isinstance(spec, dict):
-        fields = [(key, _compile(value_spec)) for key, value_spec in spec.items()]
-        return lambda value: isinstance(value, dict) and all(key in value and fits(value[key]) for key, fits in fields)
-    if spec is _FINITE_OR_NONE:
-        return _finite_or_none
-    if isinstance(spec, tuple) and spec and spec[0] in ("list", "dict"):
-        item = _compile(spec[1])
-        if spec[0] == "list":
-            longest = spec[2] if len(spec) > 2 else math.inf
-            return lambda value: isinstance(value, list) and len(value) <= longest and all(map(item, value))
-        return lambda value: isinstance(value, dict) and all(isinstance(k, str) and item(v) for k, v in value.items())
-    if spec is object:
-        return lambda value: True
-    kinds = spec if isinstance(spec, tuple) else (spec,)
-    if bool in kinds:
-        return lambda value: isinstance(value, kinds)
-    return lambda value: isinstance(value, kinds) and not isinstance(value, bool)
+# A predicate telling whether a JSON value fits a type; None where any value fits (`Any`), so
+# containers of anything check only their own type.
+Fits = Callable[[Any], bool] | None
+# Types an isinstance check settles, as the Python types JSON decodes to: a `float` field takes
+# an int too (JSON does not tell 1 from 1.0), and `bool` is never an int or a float.
+_PLAIN: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (float, int), bool: (bool,), type(None): (type(None),)}
+
+
+def _fits(hint: Any) -> Fits:
+    """Compile a type from grader/protocol.py into a predicate, once: checking a child's whole
+    report is then a few hundred calls, not thousands of looks at the types."""
+    if hint is Any:
+        return None
+    kinds = _plain_kinds(hint)
+    if kinds is not None:
+        if bool in kinds:
+            return lambda value: isinstance(value, kinds)
+        return lambda value: isinstance(value, kinds) and not isinstance(value, bool)
+    if typing.is_typeddict(hint):
+        return _fits_typeddict(hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return _fits_annotated(args[0], args[1:])
+    if origin is Literal:
+        if len(args) == 1:
+            choice, kind = args[0], type(args[0])
+            return lambda value: value == choice and type(value) is kind  # True is not 1
+        allowed = [(type(choice), choice) for choice in args]
+        return lambda value: any(value == choice and type(value) is kind for kind, choice in allowed)
+    if origin is list:
+        return _fits_list(args[0], longest=None)
+    if origin is dict:
+        assert args[0] is str, f"observation keys are strings: {hint}"
+        item = _fits(args[1])
+        if item is None:
+            return lambda value: isinstance(value, dict) and all(isinstance(key, str) for key in value)
+        return lambda value: isinstance(value, dict) and all(isinstance(key, str) and item(v) for key, v in value.items())
+    if origin in (typing.Union, types.UnionType):
+        choices = [_fits(arg) for arg in args]
+        if None in choices:
+            return None
+        first, *others = cast(list[Callable[[Any], bool]], choices)
+        if len(others) == 1:
+            second = others[0]
+            return lambda value: first(value) or second(value)
+        return lambda value: any(fits(value) for fits in (first, *others))
+    raise TypeError(f"no check for the observation type {hint!r}")
+
+
+def _plain_kinds(hint: Any) -> tuple[type, ...] | None:
+    """The types an isinstance check of `hint` takes when it settles it (`str`, `float | None`,
+    `list[Any]`), else None."""
+    members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    kinds: list[type] = []
+    for member in members:
+        if member in _PLAIN:
+            kinds += _PLAIN[member]
+        elif member is list or (typing.get_origin(member) is list and typing.get_args(member) == (Any,)):
+            kinds.append(list)
+        else:
+            return None
+    return tuple(dict.fromkeys(kinds))
+
+
+def _fits_list(item_hint: Any, *, longest: int | None) -> Fits:
+    item = _fits(item_hint)
+    if item is None:
+        if longest is None:
+            return lambda value: isinstance(value, list)
+        return lambda value: isinstance(value, list) and len(value) <= longest
+    if longest is None:
+        return lambda value: isinstance(value, list) and all(map(item, value))
+    return lambda value: isinstance(value, list) and len(value) <= longest and all(map(item, value))
+
+
+def _fits_annotated(hint: Any, metadata: tuple[Any, ...]) -> Fits:
+    """`MaxLen(n)` on a list, `Finite()` on a number; other metadata is not ours to check."""
+    longest = next((m.n for m in metadata if isinstance(m, MaxLen)), None)
+    finite = any(isinstance(m, Finite) for m in metadata)
+    if longest is not None:
+        assert typing.get_origin(hint) is list, f"MaxLen applies to lists: {hint}"
+        return _fits_list(typing.get_args(hint)[0], longest=longest)
+    if finite:
+        if _plain_kinds(hint) == (float, int, type(None)):
+            return _finite_or_none
+        number = _fits(hint)
+        assert number is not None
+        return lambda value: number(value) and (not isinstance(value, float) or math.isfinite(value))
+    return _fits(hint)
 
 
 def _finite_or_none(value: Any) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+    # An int is finite, however large (math.isfinite would overflow on it).
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
-_FITS = {kind: _compile(spec) for kind, spec in SCHEMA.items()}
+def _fits_typeddict(typeddict: Any) -> Callable[[Any], bool]:
+    """A dict with every required key, each value (and each optional one present) fitting its
+    type. Keys the TypedDict does not name are ignored. Which keys are required is read from the
+    hints: Python 3.11 misreads `NotRequired` in a module with postponed annotations."""
+    required: list[tuple[str, Callable[[Any], bool]]] = []
+    optional: list[tuple[str, Callable[[Any], bool]]] = []
+    for key, hint in typing.get_type_hints(typeddict, include_extras=True).items():
+        if typing.get_origin(hint) is NotRequired:
+            optional.append((key, _fits(typing.get_args(hint)[0]) or _anything))
+        else:
+            required.append((key, _fits(hint) or _anything))
+    if not optional:
+        return lambda value: isinstance(value, dict) and all(key in value and fits(value[key]) for key, fits in required)
+    return lambda value: (
+        isinstance(value, dict)
+        and all(key in value and fits(value[key]) for key, fits in required)
+        and all(fits(value[key]) for key, fits in optional if key in value)
+    )
+
+
+def _anything(value: Any) -> bool:
+    return True
+
+
+_FITS: dict[str, Callable[[Any], bool]] = {kind: cast(Callable[[Any], bool], _fits(hint)) for kind, hint in OBSERVATION_KINDS.items()}
 
 
 def validate(observation: dict[str, Any]) -> str | None:
-    """None when the observation has the documented shape, else what is wrong with it."""
+    """None when the observation has the shape of its kind's TypedDict in grader/protocol.py,
+    else what is wrong with it."""
     kind = observation.get("kind")
-    if not isinstance(kind, str) or kind not in SCHEMA:
+    fits = _FITS.get(kind) if isinstance(kind, str) else None
+    if fits is None:
         return f"unknown observation kind {kind!r}"
-    if not _FITS[kind](observation):
+    if not fits(observation):
         return f"malformed '{kind}' observation"
-    if kind == "loop" and observation["callable"] and not _FITS["loop_run"](observation):
-        return "malformed 'loop' observation"
     return None
+
+
+def parse_observation(raw: dict[str, Any]) -> Observation:
+    """`raw`, typed as the TypedDict of its kind once it has that shape; ObservationError says
+    what is wrong with it otherwise."""
+    problem = validate(raw)
+    if problem:
+        raise ObservationError(problem)
+    return cast(Observation, raw)
 
 
 @dataclass
 class GroupObservations:
     """Everything one child run (the Net checks, or the loop check) reported."""
 
-    by_kind: dict[str, dict[str, Any]] = field(default_factory=dict)
-    traces: dict[int, dict[str, Any]] = field(default_factory=dict)
+    by_kind: dict[str, Observation] = field(default_factory=dict)  # every kind but traces
+    traces: dict[int, TraceObservation] = field(default_factory=dict)  # by batch size
     failure: str | None = None  # why the child stopped early: timeout, crash, exit
     problems: list[str] = field(default_factory=list)  # observations that were rejected
     stdout: str = ""
     stderr: str = ""
     seconds: float = 0.0
 
-    def get(self, kind: str) -> dict[str, Any] | None:
+    # The observation of one kind, typed as grader/protocol.py defines it; None when none came.
+    @overload
+    def get(self, kind: Literal["program"]) -> ProgramObservation | None: ...
+    @overload
+    def get(self, kind: Literal["cuda_on_cpu"]) -> CudaOnCpuObservation | None: ...
+    @overload
+    def get(self, kind: Literal["reference_failed"]) -> ReferenceFailedObservation | None: ...
+    @overload
+    def get(self, kind: Literal["instantiate"]) -> InstantiateObservation | None: ...
+    @overload
+    def get(self, kind: Literal["structure"]) -> StructureObservation | None: ...
+    @overload
+    def get(self, kind: Literal["forward"]) -> ForwardObservation | None: ...
+    @overload
+    def get(self, kind: Literal["operations"]) -> OperationsObservation | None: ...
+    @overload
+    def get(self, kind: Literal["train"]) -> TrainObservation | None: ...
+    @overload
+    def get(self, kind: Literal["loop"]) -> LoopObservation | None: ...
+    @overload
+    def get(self, kind: Literal["done"]) -> DoneObservation | None: ...
+    def get(self, kind: str) -> Observation | None:
         return self.by_kind.get(kind)
 
-    def add(self, observation: dict[str, Any]) -> bool:
+    def add(self, observation: Observation) -> bool:
         """File a validated observation: a trace under its batch size, any other under its kind.
         False, and nothing filed, when that place is already taken."""
-        seen = self.traces if observation["kind"] == "trace" else self.by_kind
-        key = observation["batch"] if observation["kind"] == "trace" else observation["kind"]
-        if key in seen:
-            return False
-        seen[key] = observation
+        if observation["kind"] == "trace":
+            if observation["batch"] in self.traces:
+                return False
+            self.traces[observation["batch"]] = observation
+        else:
+            if observation["kind"] in self.by_kind:
+                return False
+            self.by_kind[observation["kind"]] = observation
         return True
 
-    def observations(self) -> list[dict[str, Any]]:
+    def observations(self) -> list[Observation]:
         """Every observation filed, traces last by batch size: what `add` takes back."""
         return [*self.by_kind.values(), *(self.traces[batch] for batch in sorted(self.traces))]
 
     @property
     def program_notes(self) -> list[str]:
-        program = self.by_kind.get("program")
+        program = self.get("program")
         return list(program["notes"]) if program else []
 
     @property
     def cuda_request(self) -> str | None:
         """How the program asked for a GPU the grading machine lacks (`'cuda'`, `.cuda()`), if it did."""
-        seen = self.by_kind.get("cuda_on_cpu")
+        seen = self.get("cuda_on_cpu")
         return seen["request"][:40] if seen else None
 
 
@@ -203,18 +283,20 @@ def _signal_name(number: int) -> str:
 
 
 def read_group(run: dict[str, Any], *, what: str, memory_mb: int) -> GroupObservations:
-    """Validate one child's raw report (sandbox.ChildRun as a dict)."""
+    """Validate one child's raw report (sandbox.ChildRun as a dict): the one way a report
+    becomes typed observations."""
     group = GroupObservations(
         stdout=str(run.get("stdout", ""))[:100_000],
         stderr=str(run.get("stderr", ""))[:100_000],
         seconds=float(run.get("seconds") or 0.0),
     )
-    for observation in run.get("observations", []):
-        if not isinstance(observation, dict):
+    for raw in run.get("observations", []):
+        if not isinstance(raw, dict):
             continue
-        problem = validate(observation)
-        if problem:
-            group.problems.append(problem)
+        try:
+            observation = parse_observation(raw)
+        except ObservationError as exc:
+            group.problems.append(str(exc))
             continue
         if not group.add(observation):
             # The probes report each fact once; a second copy can only come from student code

@@ -3,8 +3,9 @@
 One place for the contract: the host builds requests with these types (grader/isolate/client.py),
 the worker reads them (grader/isolate/worker.py) and answers with the replies below, each
 checked on arrival by `parse_reply`. What a child observed travels inside a reply as a
-`ChildReport`; each observation is validated on the host before any comparison reads it
-(grader/observations.py). Arrays travel as in grader/wire.py (JSON, never pickle).
+`ChildReport`; each observation kind is a TypedDict in the last section, from which
+grader/observations.py derives the validator every observation passes on the host before any
+comparison reads it. Arrays travel as in grader/wire.py (JSON, never pickle).
 
 A new probe is a field here, a probe in grader/child/observe/ and a comparison in grader/compare/.
 """
@@ -14,8 +15,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired, TypedDict, cast
 
 from grader.errors import WorkerError
 
@@ -258,3 +259,258 @@ def findings_placeholder(nonce: str, name: str) -> str:
 def worker_limits(assignment: Assignment) -> WorkerLimits:
     """The assignment's [limits] as a worker receives them with every request."""
     return cast(WorkerLimits, asdict(assignment.limits))
+
+
+# ---------------------------------------------------------------- observations
+# What a child reports to the grading host: one TypedDict per observation kind, the single
+# definition of its fields. The probes (grader/child/observe/) build them, grader/observations.py
+# derives its validator from them (a child's report is untrusted: each observation is checked
+# against its TypedDict before anything reads it), and grader/compare/ reads them typed, so mypy
+# checks both sides. A new probe is a TypedDict here, a probe in observe/ and a comparison in
+# compare/.
+#
+# Beyond the types, `Annotated` metadata says what the validator checks: `MaxLen(n)`, at most n
+# items in a list; `Finite()`, no NaN or infinity (JSON lets them through). Values are JSON: a
+# `float` field takes an int too, and `bool` is never an int. Keys the TypedDict does not name
+# are allowed and ignored.
+
+
+
+@dataclass(frozen=True)
+class MaxLen:
+    """A list holds at most `n` items."""
+
+    n: int
+
+
+@dataclass(frozen=True)
+class Finite:
+    """A number is neither NaN nor infinite."""
+
+
+MAX_LOSS_POINTS = 64  # points of a loss curve; the probes average neighbours to stay within it
+MAX_LOADER_PASSES = 256  # passes over train_loader recorded one by one; a loop may start more
+MAX_CALL_NAMES = 64  # parameter names of the student's training_loop reported
+MAX_ALTERNATIVES = 16  # other classes or functions named when the graded one is missing
+MAX_OPERATIONS = 256  # tensor operations of one forward pass recorded; a longer forward is cut short
+MAX_GRADIENTS = 4096  # parameters whose gradient digest the forward probe reports
+
+FiniteOrNull = Annotated[float | None, Finite()]
+# Three numbers summarising a tensor (grader/child/observe/operations.py); [] when not comparable.
+Digest = Annotated[list[FiniteOrNull], MaxLen(3)]
+# An array as grader/wire.py encodes it; decode_array checks its inside when it is read.
+EncodedArray = dict[str, Any]
+# A shape as a probe saw it: checked as a list here, its items where it is read (compare's `ints`).
+Shape = list[Any]
+
+
+class ProgramObservation(TypedDict):
+    kind: Literal["program"]
+    notes: list[str]  # the statements of the student's program that failed, and why
+
+
+class CudaOnCpuObservation(TypedDict):
+    """The first CUDA request the program made on a machine without CUDA, served by the CPU."""
+
+    kind: Literal["cuda_on_cpu"]
+    request: str  # as the student wrote it: "'cuda'", ".cuda()"
+
+
+class ReferenceFailedObservation(TypedDict):
+    kind: Literal["reference_failed"]
+    notes: list[str]
+
+
+class InstantiateObservation(TypedDict):
+    kind: Literal["instantiate"]
+    defined: bool
+    is_class: bool
+    is_module_class: bool
+    error: str | None
+    # when the class is missing, the nn.Module subclasses the program defines instead
+    alternatives: Annotated[list[str], MaxLen(MAX_ALTERNATIVES)]
+
+
+class Layer(TypedDict):
+    """A module holding parameters itself."""
+
+    path: str  # "conv1", "model.0"; "" when the network itself holds parameters directly
+    type: str  # its class name: "Conv2d"
+    hyper: dict[str, Any]  # its settings, as torch's `__constants__` declares them
+    params: dict[str, list[int]]  # its own parameters' shapes by name
+    trainable: int  # its own trainable parameters, counted
+
+
+class Parameter(TypedDict):
+    name: str  # "conv1.weight"
+    shape: list[int]
+    trainable: NotRequired[bool]  # whether it requires grad (the structure probe says)
+
+
+class StructureObservation(TypedDict):
+    kind: Literal["structure"]
+    layers: list[Layer]  # in the order __init__ creates them
+    parameters: list[Parameter]
+    total_trainable: int
+
+
+class LayerCall(Layer):
+    """A layer as one forward pass ran it."""
+
+    output_shape: Shape | None
+
+
+class TraceObservation(TypedDict):
+    """One forward pass on random input of `batch` images, the layers in the order they ran."""
+
+    kind: Literal["trace"]
+    batch: int
+    ok: bool
+    error: str | None
+    calls: list[LayerCall]
+    output_shape: Shape | None
+
+
+class ForwardObservation(TypedDict):
+    """The forward pass on the grader's inputs, with the reference weights when they fit."""
+
+    kind: Literal["forward"]
+    order: list[Parameter]  # the Net's parameters in the order forward uses them
+    loaded: bool  # the reference weights fitted and were loaded
+    output: EncodedArray | None
+    weights: list[Any] | None  # encoded arrays: the reference's own, while observing it
+    error: str | None
+    # one digest per parameter, in forward order, of the gradients of the cross-entropy on the
+    # forward inputs (labels 0, 1, 2, ...) with the weights used: [] when not computed
+    gradients: Annotated[list[Digest], MaxLen(MAX_GRADIENTS)]
+
+
+class Operation(TypedDict):
+    """One tensor operation of a forward pass."""
+
+    op: str  # "conv2d", "relu", "view"
+    module: str  # the layer that ran it ("conv1", "model.0"), "" for the network's own forward
+    args: Annotated[list[int | float | bool | list[Any] | None], MaxLen(8)]  # non-tensor arguments, None where not shown
+    kwargs: dict[str, int | float | bool | list[Any]]
+    input_shape: Shape | None
+    output_shape: Shape | None
+    digest: Digest  # [] when not comparable (see grader/child/observe/operations.py)
+
+
+class OperationsObservation(TypedDict):
+    """One forward pass, operation by operation; with the reference weights when they loaded."""
+
+    kind: Literal["operations"]
+    operations: Annotated[list[Operation], MaxLen(MAX_OPERATIONS)]
+    truncated: bool  # more operations ran than MAX_OPERATIONS
+    error: str | None
+    digests: bool  # the operations carry digests comparable with the reference's
+
+
+class LossCurve(TypedDict):
+    """The loss of every training batch, MAX_LOSS_POINTS points at most: each point averages
+    `loss_stride` batches; None where one of them was NaN or infinite."""
+
+    losses: Annotated[list[FiniteOrNull], MaxLen(MAX_LOSS_POINTS)]
+    loss_stride: int
+
+
+class TrainObservation(LossCurve):
+    """A fresh Net trained with the reference's (or the standard) loop.
+
+    `equivalent`: not trained, because with the reference weights the Net gave the reference's
+    outputs and gradients (the probe checked; grader/compare checks again): it trains like it."""
+
+    kind: Literal["train"]
+    initial_loss: float | None  # over the whole training set, before and after
+    final_loss: float | None
+    error: str | None
+    equivalent: bool
+    seconds: NotRequired[float | None]  # how long training took; not kept in the fixtures
+
+
+class LoaderPass(TypedDict):
+    """One pass over train_loader: batches drawn, then backward passes and steps until the next pass."""
+
+    batches: int
+    backward: int
+    steps: int
+
+
+class LoopCall(TypedDict):
+    """How the loop was called: "keyword" or "position", its own parameter names ([] when
+    unreadable), and those it requires that the call could not give."""
+
+    by: str
+    parameters: Annotated[list[str], MaxLen(MAX_CALL_NAMES)]
+    unfilled: Annotated[list[str], MaxLen(MAX_CALL_NAMES)]
+
+
+class _LoopFound(TypedDict):
+    kind: Literal["loop"]
+    defined: bool
+    # when the function is missing, others that take its arguments, with their parameters
+    alternatives: Annotated[list[str], MaxLen(MAX_ALTERNATIVES)]
+
+
+class LoopNotRun(_LoopFound):
+    """The student's training_loop is missing, or not a function."""
+
+    callable: Literal[False]
+
+
+class LoopRun(_LoopFound, LossCurve):
+    """The student's training_loop, run on the stand-in model, and what it did."""
+
+    callable: Literal[True]
+    error: str | None
+    initial_loss: float | None
+    final_loss: float | None
+    n_epochs: int
+    batches_per_epoch: int
+    batches: int  # drawn from train_loader, all passes together
+    epochs_started: int  # passes over train_loader begun
+    passes: Annotated[list[LoaderPass], MaxLen(MAX_LOADER_PASSES)]
+    backward_cleared: list[bool]  # per backward pass: the gradients were zero before it
+    steps: int
+    zero_grad_calls: int
+    loss_calls: int
+    call: LoopCall
+
+
+LoopObservation = LoopNotRun | LoopRun  # `if seen["callable"]` tells them apart, for mypy too
+
+
+class DoneObservation(TypedDict):
+    """The probes finished: a report without it was cut short."""
+
+    kind: Literal["done"]
+
+
+Observation = (
+    ProgramObservation
+    | CudaOnCpuObservation
+    | ReferenceFailedObservation
+    | InstantiateObservation
+    | StructureObservation
+    | TraceObservation
+    | ForwardObservation
+    | OperationsObservation
+    | TrainObservation
+    | LoopObservation
+    | DoneObservation
+)
+# Each kind's TypedDict (two for `loop`), by the `kind` it carries.
+OBSERVATION_KINDS: dict[str, Any] = {
+    "program": ProgramObservation,
+    "cuda_on_cpu": CudaOnCpuObservation,
+    "reference_failed": ReferenceFailedObservation,
+    "instantiate": InstantiateObservation,
+    "structure": StructureObservation,
+    "trace": TraceObservation,
+    "forward": ForwardObservation,
+    "operations": OperationsObservation,
+    "train": TrainObservation,
+    "loop": LoopObservation,
+    "done": DoneObservation,
+}

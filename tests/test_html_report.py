@@ -19,8 +19,9 @@ from conftest import FULL
 
 from grader.child.observe.context import LossHistory
 from grader.load import Submission
-from grader.observations import MAX_LOSS_POINTS, validate
+from grader.observations import validate
 from grader.pipeline import grade_submission
+from grader.protocol import MAX_LOSS_POINTS
 from grader.report.formats import DEFAULT_FORMATS, write_reports
 from grader.report.html_report import class_report_html, feedback_html
 from grader.report.svg_plot import nice_ticks

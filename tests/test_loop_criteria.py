@@ -88,7 +88,7 @@ def test_passes_beyond_the_record_limit_are_counted_not_recorded():
     # Each next(iter(train_loader)) starts a pass: the report keeps the first MAX_LOADER_PASSES,
     # so an observation from such a loop still fits its schema.
     from grader.child.observe.loop_probe import _CountingLoader, _Counts
-    from grader.observations import MAX_LOADER_PASSES
+    from grader.protocol import MAX_LOADER_PASSES
 
     counts = _Counts()
     loader = _CountingLoader([0, 1, 2], counts)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from grader.observations import GroupObservations
-from grader.protocol import ReferenceBehaviour
+from grader.protocol import LayerCall, LoopObservation, ReferenceBehaviour
 from grader.wire import decode_array
 
 
@@ -25,7 +25,7 @@ class Expectations:
     forward_inputs: np.ndarray
     weights: list[np.ndarray]  # the reference's parameters in forward order
     loop_model_spec: list[dict[str, Any]]  # the stand-in model the loop check trains
-    reference_loop: dict[str, Any] | None = None  # the reference loop's run on it; None in selfcheck
+    reference_loop: LoopObservation | None = None  # the reference loop's run on it; None in selfcheck
 
     @property
     def forward_output(self) -> np.ndarray:
@@ -42,6 +42,6 @@ class Expectations:
         return {"output": forward["output"], "gradients": forward["gradients"]}
 
     @property
-    def layers(self) -> list[dict[str, Any]]:
+    def layers(self) -> list[LayerCall]:
         """The reference's parametrized layers in forward order."""
         return self.net.traces[max(self.net.traces)]["calls"]

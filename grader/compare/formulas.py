@@ -11,10 +11,10 @@ a custom module) simply gets none. Never imports torch or student code.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from grader.compare.forward_operations import ForwardOperations, Pair, ints, kind, pool_window
 from grader.compare.hyperparameters import normalized
+from grader.protocol import Layer
 
 _POOLS = {"max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d"}
 _SIZED = {"conv2d", "conv1d"} | _POOLS
@@ -43,8 +43,8 @@ def output_size(ops: ForwardOperations, index: int) -> str | None:
     """`(32 − 3 + 2·0)/1 + 1 = 30` for a convolution or pooling, when it is what happened."""
     operation = ops.operations[index]
     window = _window(ops, index) if kind(operation) in _SIZED else None
-    before, after = operation["input_shape"], operation["output_shape"]
-    if window is None or not ints(before) or not ints(after) or len(before) < 3:
+    before, after = ints(operation["input_shape"]), ints(operation["output_shape"])
+    if window is None or not before or not after or len(before) < 3:
         return None
     kernel, padding, stride = window
     width = before[-1]
@@ -62,20 +62,21 @@ def size_differences(reference: ForwardOperations, student: ForwardOperations, p
         if i is None or j is None or kind(student.operations[j]) not in _SIZED:
             continue
         mine, theirs = student.operations[j], reference.operations[i]
-        if mine["output_shape"] == theirs["output_shape"] or not (ints(mine["output_shape"]) and ints(theirs["output_shape"])):
+        my_shape, their_shape = ints(mine["output_shape"]), ints(theirs["output_shape"])
+        if my_shape == their_shape or not (my_shape and their_shape):
             continue
         if mine["input_shape"] != theirs["input_shape"]:
             continue  # a consequence of an earlier step, which is the one to explain
         name = student.label(j)
         parts = []
-        if mine["output_shape"][2:] != theirs["output_shape"][2:]:
+        if my_shape[2:] != their_shape[2:]:
             yours, wanted = output_size(student, j), output_size(reference, i)
             if yours:
                 parts.append(f"output size (W − K + 2P)/S + 1 = {yours}")
             if wanted:
                 parts.append(f"the reference's: {wanted}")
-        if mine["output_shape"][1:2] != theirs["output_shape"][1:2] and kind(mine) not in _POOLS:
-            parts.append(f"it makes {mine['output_shape'][1]} channels, the reference's {theirs['output_shape'][1]}")
+        if my_shape[1:2] != their_shape[1:2] and kind(mine) not in _POOLS:
+            parts.append(f"it makes {my_shape[1]} channels, the reference's {their_shape[1]}")
         if parts:
             lines.append(f"{name}: " + "; ".join(parts))
         if len(lines) >= limit:
@@ -99,13 +100,13 @@ def _flatten_step(ops: ForwardOperations) -> tuple[int, list[int], int | None] |
 
 def _width_chain(ops: ForwardOperations, upto: int) -> str:
     """`32 → 30 (conv1) → 15 (max_pool2d)`: the width after each convolution and pooling."""
-    first = next((o["input_shape"] for o in ops.operations[:upto] if ints(o["input_shape"]) and len(o["input_shape"]) >= 3), None)
+    first = next((shape for o in ops.operations[:upto] if (shape := ints(o["input_shape"])) and len(shape) >= 3), None)
     if first is None:
         return ""
     chain = [str(first[-1])]
     for index, operation in enumerate(ops.operations[:upto]):
-        shape = operation["output_shape"]
-        if kind(operation) in _SIZED and ints(shape) and len(shape) >= 3:
+        shape = ints(operation["output_shape"])
+        if kind(operation) in _SIZED and shape and len(shape) >= 3:
             chain.append(f"{shape[-1]} ({ops.place(index)})")
     return " → ".join(chain)
 
@@ -137,7 +138,7 @@ def flatten_size(reference: ForwardOperations, student: ForwardOperations) -> st
     return text
 
 
-def parameter_count(layer: dict[str, Any]) -> str | None:
+def parameter_count(layer: Layer) -> str | None:
     """`c_out·(c_in·k·k + 1) = 16·(3·3·3 + 1) = 448` or `out·(in + 1) = 32·(512 + 1) = 16,416`,
     when the formula gives the layer's observed trainable count."""
     hyper = normalized(layer["hyper"])

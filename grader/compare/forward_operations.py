@@ -17,6 +17,7 @@ from typing import Any
 
 from grader.compare.hyperparameters import describe_layer
 from grader.observations import digests_agree
+from grader.protocol import Layer, Operation, OperationsObservation, StructureObservation
 
 # One kind for the ways of flattening, so `view`, `reshape`, `flatten` and nn.Flatten align.
 _RESHAPES = {"view", "reshape", "flatten"}
@@ -27,7 +28,7 @@ MAX_FINDINGS = 6
 Pair = tuple[int | None, int | None]
 
 
-def kind(operation: dict[str, Any]) -> str:
+def kind(operation: Operation) -> str:
     return "reshape" if operation["op"] in _RESHAPES else operation["op"]
 
 
@@ -42,7 +43,7 @@ def ints(value: Any) -> list[int] | None:
     return None
 
 
-def pool_window(operation: dict[str, Any]) -> tuple[list[int], list[int], list[int]] | None:
+def pool_window(operation: Operation) -> tuple[list[int], list[int], list[int]] | None:
     """A pooling call's (kernel, stride, padding) as F.max_pool2d(x, kernel_size, stride=None,
     padding=0, ...) takes them, by position or keyword; None when they cannot be read."""
     args, kwargs = operation["args"], operation["kwargs"]
@@ -58,20 +59,20 @@ def pool_window(operation: dict[str, Any]) -> tuple[list[int], list[int], list[i
 class ForwardOperations:
     """One forward pass as recorded, with its parametrized layers by path (from `structure`)."""
 
-    operations: list[dict[str, Any]]
-    layers: dict[str, dict[str, Any]]
+    operations: list[Operation]
+    layers: dict[str, Layer]
     error: str | None = None
     truncated: bool = False
     digests: bool = False
 
     @classmethod
-    def of(cls, observation: dict[str, Any] | None, structure: dict[str, Any] | None) -> ForwardOperations | None:
+    def of(cls, observation: OperationsObservation | None, structure: StructureObservation | None) -> ForwardOperations | None:
         if observation is None:
             return None
-        layers = {layer["path"]: layer for layer in (structure or {}).get("layers", [])}
+        layers = {layer["path"]: layer for layer in structure["layers"]} if structure else {}
         return cls(observation["operations"], layers, observation["error"], observation["truncated"], observation["digests"])
 
-    def layer_of(self, index: int) -> dict[str, Any] | None:
+    def layer_of(self, index: int) -> Layer | None:
         """The parametrized layer whose own computation this operation is (its first operation)."""
         operation = self.operations[index]
         layer = self.layers.get(operation["module"]) if operation["module"] else None
@@ -231,7 +232,7 @@ def first_divergence(reference: ForwardOperations, student: ForwardOperations, p
     return None
 
 
-def _same_output(mine: dict[str, Any], theirs: dict[str, Any]) -> bool:
+def _same_output(mine: Operation, theirs: Operation) -> bool:
     if mine["output_shape"] != theirs["output_shape"]:
         return False
     if len(mine["digest"]) != 3 or len(theirs["digest"]) != 3:
@@ -309,7 +310,7 @@ def _layer_differs(reference: ForwardOperations, i: int, student: ForwardOperati
     return (theirs is None) != (mine is None) or (theirs is not None and mine is not None and theirs["type"] != mine["type"])
 
 
-def _differs(field: str, theirs: dict[str, Any], mine: dict[str, Any], operation: dict[str, Any]) -> bool:
+def _differs(field: str, theirs: dict[str, Any], mine: dict[str, Any], operation: Operation) -> bool:
     if field == "settings" and kind(operation) == "reshape":
         return False  # view(-1, 512) and flatten(1) do the same: the output shape tells
     return theirs[field] != mine[field]

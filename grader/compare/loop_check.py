@@ -14,6 +14,7 @@ from grader.compare.expectations import Expectations
 from grader.compare.net_checks import loss_drop_problem
 from grader.compare.outcome import Outcome
 from grader.observations import GroupObservations
+from grader.protocol import LoopCall, LoopRun
 
 # Weights, in twentieths of the check's points. The loss is the outcome the others serve, so it
 # weighs most: a loop that raised loses "runs" with it (8), one missing backward() or step() its
@@ -75,8 +76,9 @@ def check_loop_trains(student: dict[str, GroupObservations], expected: Expectati
     # Beside the reference training_loop training the same stand-in model, when it was observed
     # (not in selfcheck, whose fixtures hold no loop run).
     curves: dict[str, Any] = {"losses": seen["losses"], "loss_stride": seen["loss_stride"]}
-    if expected.reference_loop is not None:
-        curves.update(reference_losses=expected.reference_loop["losses"], reference_loss_stride=expected.reference_loop["loss_stride"])
+    reference = expected.reference_loop
+    if reference is not None and reference["callable"]:
+        curves.update(reference_losses=reference["losses"], reference_loss_stride=reference["loss_stride"])
     return Outcome(
         sum(CRITERIA[c] for c in passed) / sum(CRITERIA.values()),
         list(dict.fromkeys(reason for c in CRITERIA for reason in failures.get(c, []))),
@@ -86,7 +88,7 @@ def check_loop_trains(student: dict[str, GroupObservations], expected: Expectati
     )
 
 
-def _call_notes(call: dict[str, Any], name: str, signature: list[str]) -> list[str]:
+def _call_notes(call: LoopCall, name: str, signature: list[str]) -> list[str]:
     """Say how the loop was called when its parameters are not the assignment's, as written."""
     own = [p for p in call["parameters"] if p in signature] if call["by"] == "keyword" else call["parameters"][: len(signature)]
     if not call["parameters"] or own == signature:
@@ -106,7 +108,7 @@ class _Training:
     per_epoch: list[int]  # batches drawn in each recorded pass that trained, in order
 
 
-def _training(seen: dict[str, Any]) -> _Training:
+def _training(seen: LoopRun) -> _Training:
     """An epoch is a pass over train_loader followed by a backward pass or a step before the next
     pass began. A pass with neither is an evaluation pass (accuracy over train_loader, say): not
     an epoch, and its batches are not training batches. When no pass trained, nothing tells them
@@ -121,15 +123,16 @@ def _training(seen: dict[str, Any]) -> _Training:
     )
 
 
-def _criteria_failures(seen: dict[str, Any], training: _Training, name: str, min_drop: float, batch_size: int) -> dict[str, list[str]]:
+def _criteria_failures(seen: LoopRun, training: _Training, name: str, min_drop: float, batch_size: int) -> dict[str, list[str]]:
     """The reasons each failed criterion lost its points, by criterion."""
     failures: dict[str, list[str]] = {}
     batches = training.batches
     backward = len(seen["backward_cleared"])
-    raised = seen["error"] is not None
-    if raised:
-        meaning = explain_error(seen["error"], batch_size=batch_size)
-        raised_how = f"an error. {meaning} (the error: {seen['error']})" if meaning else seen["error"]
+    error = seen["error"]
+    raised = error is not None
+    if error is not None:
+        meaning = explain_error(error, batch_size=batch_size)
+        raised_how = f"an error. {meaning} (the error: {error})" if meaning else error
         failures["runs"] = [f"{name} raised {raised_how}"]
     if batches == 0:
         never = [f"{name} never took a batch from train_loader"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from grader.compare.hyperparameters import show as _show
 from grader.compare.outcome import Outcome
 from grader.errors import ObservationError
 from grader.observations import GroupObservations, digests_agree
+from grader.protocol import ForwardObservation, Layer, LossCurve, Parameter, TraceObservation
 from grader.wire import decode_array
 
 _NOT_BUILT = "skipped: your network class could not be built (see net.instantiate)"
@@ -30,7 +31,7 @@ def _net(student: dict[str, GroupObservations]) -> GroupObservations:
     return student["net"]
 
 
-def _unavailable(group: GroupObservations, kind: str) -> Outcome | None:
+def _unavailable(group: GroupObservations, kind: Literal["instantiate", "structure", "forward", "train"]) -> Outcome | None:
     """A failed outcome when the observation a check needs never arrived, else None."""
     if group.get(kind) is not None:
         return None
@@ -87,11 +88,11 @@ def check_net_instantiate(student: dict[str, GroupObservations], expected: Expec
 # ---------------------------------------------------------------- layers
 
 
-def _label(index: int, layer: dict[str, Any]) -> str:
+def _label(index: int, layer: Layer) -> str:
     return f"layer {index + 1} ({layer['path'] or 'the network itself'}, {layer['type']})"
 
 
-def _student_layers(group: GroupObservations, assignment: Assignment) -> tuple[list[dict[str, Any]], str]:
+def _student_layers(group: GroupObservations, assignment: Assignment) -> tuple[Sequence[Layer], str]:
     """The student's parametrized layers in forward order, and a note when only partly known."""
     traces = group.traces
     preferred = [assignment.forward.batch_size, *sorted(traces)]
@@ -105,11 +106,11 @@ def _student_layers(group: GroupObservations, assignment: Assignment) -> tuple[l
     return structure["layers"], f" (layers listed in the order __init__ creates them, because forward failed: {error})"
 
 
-def _layer_key(layer: dict[str, Any]) -> str:
+def _layer_key(layer: Layer) -> str:
     return json.dumps([layer["type"], _normalized(layer["hyper"])], sort_keys=True)
 
 
-def _align(theirs: list[dict[str, Any]], mine: list[dict[str, Any]]) -> list[tuple[int | None, int | None]]:
+def _align(theirs: Sequence[Layer], mine: Sequence[Layer]) -> list[tuple[int | None, int | None]]:
     """Pair reference layers with the student's, so one missing or extra layer does not shift
     every later comparison. Identical layers pair first (longest common subsequence); between
     them, the remaining layers pair up in order and the surplus is missing or extra."""
@@ -131,9 +132,7 @@ def _align(theirs: list[dict[str, Any]], mine: list[dict[str, Any]]) -> list[tup
     return pairs
 
 
-def _compare_aligned(
-    theirs: list[dict[str, Any]], mine: list[dict[str, Any]], mismatch: Callable[[dict[str, Any], dict[str, Any]], str | None]
-) -> tuple[int, list[str]]:
+def _compare_aligned(theirs: Sequence[Layer], mine: Sequence[Layer], mismatch: Callable[[Layer, Layer], str | None]) -> tuple[int, list[str]]:
     """Count aligned layer pairs that `mismatch` finds equal; a reason for every other layer."""
     matched, reasons = 0, []
     for i, j in _align(theirs, mine):
@@ -151,7 +150,7 @@ def _compare_aligned(
     return matched, reasons
 
 
-def _hyperparameter_mismatch(want: dict[str, Any], got: dict[str, Any]) -> str | None:
+def _hyperparameter_mismatch(want: Layer, got: Layer) -> str | None:
     if want["type"] != got["type"]:
         return f"expected {want['type']}, got {got['type']}"
     want_hyper, got_hyper = _normalized(want["hyper"]), _normalized(got["hyper"])
@@ -216,7 +215,7 @@ def check_net_shapes(student: dict[str, GroupObservations], expected: Expectatio
     return Outcome(passed / len(batches), reasons, error="; ".join(raised) or None)
 
 
-def _shape_problem(mine: dict[str, Any] | None, theirs: dict[str, Any], explain_for_batch: int | None) -> str | None:
+def _shape_problem(mine: TraceObservation | None, theirs: TraceObservation, explain_for_batch: int | None) -> str | None:
     if mine is None:
         return "not observed (the Net checks stopped early)"
     if not mine["ok"]:
@@ -240,9 +239,9 @@ def check_net_params(student: dict[str, GroupObservations], expected: Expectatio
     missing = _unavailable(group, "structure")
     if missing:
         return missing
-    structure = group.get("structure")
-    assert structure is not None
-    want_total = expected.net.by_kind["structure"]["total_trainable"]
+    structure, reference = group.get("structure"), expected.net.get("structure")
+    assert structure is not None and reference is not None
+    want_total = reference["total_trainable"]
     got_total = structure["total_trainable"]
     reasons: list[str] = []
     total_ok = want_total == got_total
@@ -251,7 +250,7 @@ def check_net_params(student: dict[str, GroupObservations], expected: Expectatio
     mine, _ = _student_layers(group, assignment)
     theirs = expected.layers
 
-    def count_mismatch(want: dict[str, Any], got: dict[str, Any]) -> str | None:
+    def count_mismatch(want: Layer, got: Layer) -> str | None:
         if want["trainable"] == got["trainable"]:
             return None
         problem = f"expected {want['trainable']:,} parameters, got {got['trainable']:,}"
@@ -295,7 +294,7 @@ def check_net_forward(student: dict[str, GroupObservations], expected: Expectati
     return outcome
 
 
-def _forward_outcome(seen: dict[str, Any], expected: Expectations, assignment: Assignment) -> Outcome:
+def _forward_outcome(seen: ForwardObservation, expected: Expectations, assignment: Assignment) -> Outcome:
     batch = assignment.forward.batch_size
     if not seen["loaded"]:
         return Outcome.failed(_load_problem(seen["order"], expected.weights))
@@ -324,7 +323,7 @@ def _forward_outcome(seen: dict[str, Any], expected: Expectations, assignment: A
     return Outcome.passed(max_difference=difference)
 
 
-def _load_problem(order: list[dict[str, Any]], weights: list[np.ndarray]) -> str:
+def _load_problem(order: list[Parameter], weights: list[np.ndarray]) -> str:
     prefix = "could not load the reference weights into your Net"
     for i, (mine, want) in enumerate(zip(order, weights)):
         if list(want.shape) != mine["shape"]:
@@ -345,7 +344,7 @@ def loss_drop_problem(initial: float | None, final: float | None, min_drop: floa
     return f"{initial:.3f} before training, {final:.3f} after; it needs to reach {target:.3f} or less"
 
 
-def loss_curves(seen: dict[str, Any], expected: Expectations) -> dict[str, Any]:
+def loss_curves(seen: LossCurve, expected: Expectations) -> dict[str, Any]:
     """Details for the report's loss plots: the loss of every training batch of this run, and of
     the reference Net trained by the reference loop on the same data (absent in selfcheck, whose
     fixtures hold no training run). Plots only: no points depend on them."""

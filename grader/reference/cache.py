@@ -27,9 +27,10 @@ from typing import Any
 
 from grader.assignment import Assignment
 from grader.compare.expectations import Expectations
+from grader.errors import ObservationError
 from grader.files import write_atomically
 from grader.fingerprints import grading_fingerprint
-from grader.observations import GroupObservations, validate
+from grader.observations import GroupObservations, parse_observation
 from grader.wire import decode_array, encode_array
 
 CACHE_FORMAT = 1
@@ -136,7 +137,11 @@ def _plain(group: GroupObservations) -> dict[str, Any]:
 
 def _group(document: dict[str, Any]) -> GroupObservations | None:
     group = GroupObservations()
-    for observation in document["observations"]:
-        if validate(observation) or not group.add(observation):
+    for raw in document["observations"]:
+        try:
+            observation = parse_observation(raw)
+        except ObservationError:
+            return None
+        if not group.add(observation):
             return None
     return group

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from grader.assignment import Assignment
 from grader.compare.expectations import Expectations
-from grader.errors import FixturesError
+from grader.errors import FixturesError, ObservationError
 from grader.files import write_atomically
 from grader.fingerprints import settings_fingerprint
-from grader.observations import GroupObservations, validate
+from grader.observations import GroupObservations, parse_observation
 from grader.version import __version__
 from grader.wire import decode_array, encode_array
 
@@ -70,16 +70,15 @@ def load_fixtures(assignment: Assignment, path: Path | None = None) -> Expectati
         for kind in ("instantiate", "structure", "forward", "train", "operations"):
             if kind == "operations" and document["net"].get(kind) is None:
                 continue  # fixtures from before operations were recorded: feedback without the step-by-step comparison
-            observation = {"kind": kind, **document["net"][kind]}
-            problem = validate(observation)
-            if problem:
-                raise FixturesError(f"{path}: {problem}")
-            net.add(observation)
+            try:
+                net.add(parse_observation({"kind": kind, **document["net"][kind]}))
+            except ObservationError as exc:
+                raise FixturesError(f"{path}: {exc}") from None
         for trace in document["net"]["traces"]:
-            observation = {"kind": "trace", **trace}
-            if validate(observation):
-                raise FixturesError(f"{path}: malformed trace")
-            net.add(observation)
+            try:
+                net.add(parse_observation({"kind": "trace", **trace}))
+            except ObservationError:
+                raise FixturesError(f"{path}: malformed trace") from None
         return Expectations(
             origin=str(path),
             net=net,

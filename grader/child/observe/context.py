@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -13,8 +13,18 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from grader.child.observe.program import describe_exception
-from grader.observations import MAX_LOSS_POINTS
+from grader.protocol import MAX_LOSS_POINTS, LossCurve, Observation
 from grader.wire import encode_array
+
+# How a probe reports: an observation typed as grader/protocol.py defines its kind, so mypy
+# checks what the probes send against what the grading host validates.
+Report = Callable[[Observation], None]
+
+
+def reporting(emit: Callable[[dict[str, Any]], None]) -> Report:
+    """The child's report channel (a function of plain dicts), taking typed observations: a
+    TypedDict is a plain dict when the program runs."""
+    return cast(Report, emit)
 
 
 @dataclass
@@ -30,7 +40,7 @@ class ProbeContext:
     reference_behaviour: dict[str, Any] | None
     loop_model_spec: list[dict[str, Any]] | None
     dataset: TensorDataset
-    emit: Callable[[dict[str, Any]], None]
+    emit: Report
 
     def describe(self, exc: BaseException) -> str:
         return describe_exception(exc, self.student_files)
@@ -108,7 +118,7 @@ class LossHistory:
         self.points.append(finite_or_none(self._sum / self._count))
         self._sum, self._count = 0.0, 0
 
-    def observation(self) -> dict[str, Any]:
+    def observation(self) -> LossCurve:
         """`losses` and `loss_stride` for the probe's report; a last, partial point included."""
         points = list(self.points)
         if self._count and len(points) < MAX_LOSS_POINTS:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any, Protocol
 
-from grader.child.observe.context import ProbeContext
+from grader.child.observe.context import ProbeContext, Report, reporting
 from grader.child.observe.cuda_on_cpu import cuda_on_cpu
 from grader.child.observe.loop_probe import observe_loop
 from grader.child.observe.net_probes import observe_net
@@ -44,23 +44,25 @@ def observe_group(
     machine without CUDA, the program's CUDA requests run on the CPU (see cuda_on_cpu.py), unless
     `may_ask_for_cuda` is False: its text names no GPU (`mentions_gpu`), so that costs nothing."""
 
-    def report(request: str) -> None:
-        emit({"kind": "cuda_on_cpu", "request": request})
+    report = reporting(emit)
 
-    with cuda_on_cpu(report) if may_ask_for_cuda else nullcontext():
-        _observe_group(group, inputs, load_student, emit)
+    def report_cuda(request: str) -> None:
+        report({"kind": "cuda_on_cpu", "request": request})
+
+    with cuda_on_cpu(report_cuda) if may_ask_for_cuda else nullcontext():
+        _observe_group(group, inputs, load_student, report)
 
 
-def _observe_group(group: str, inputs: TrustedInputs, load_student: Callable[[], LoadedProgram], emit: Emit) -> None:
+def _observe_group(group: str, inputs: TrustedInputs, load_student: Callable[[], LoadedProgram], report: Report) -> None:
     reference = None
     helpers = inputs.reference_helpers.get(group)
     if helpers:
         reference, notes = load_program(helpers, "__reference__")
         if notes:
-            emit({"kind": "reference_failed", "notes": notes})
+            report({"kind": "reference_failed", "notes": notes})
             return
     student, student_files, notes = load_student()
-    emit({"kind": "program", "notes": notes})
+    report({"kind": "program", "notes": notes})
     ctx = ProbeContext(
         settings=inputs.settings,
         student=student,
@@ -71,10 +73,10 @@ def _observe_group(group: str, inputs: TrustedInputs, load_student: Callable[[],
         reference_behaviour=inputs.reference_behaviour,
         loop_model_spec=inputs.loop_model_spec,
         dataset=inputs.dataset,
-        emit=emit,
+        emit=report,
     )
     (observe_net if group == "net" else observe_loop)(ctx)
-    emit({"kind": "done"})
+    report({"kind": "done"})
 
 
 def load_units(units: list[Unit], module_name: str = "__submission__") -> Callable[[], LoadedProgram]:

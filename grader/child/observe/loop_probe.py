@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from grader.child.observe.context import ProbeContext, RecordingCrossEntropy, finite_or_none, mean_loss, seed_everything
-from grader.observations import MAX_ALTERNATIVES, MAX_CALL_NAMES, MAX_LOADER_PASSES
+from grader.protocol import MAX_ALTERNATIVES, MAX_CALL_NAMES, MAX_LOADER_PASSES, LoaderPass, LoopCall, LoopRun
 
 
 class _Counts:
@@ -34,7 +34,7 @@ class _Counts:
         # where the one before ended): [batches drawn, backward passes before it, steps before it]
         self.passes: list[list[int]] = []
 
-    def loader_passes(self) -> list[dict[str, int]]:
+    def loader_passes(self) -> list[LoaderPass]:
         """Per pass over the loader: the batches it drew, and the backward passes and steps from
         its start to the next pass's start (so a loop that collects the batches first and trains
         afterwards still has them counted in the pass that drew them)."""
@@ -121,7 +121,7 @@ def _loop_model(ctx: ProbeContext) -> nn.Module:
     return nn.Sequential(*(getattr(nn, layer["type"])(**layer.get("args", {})) for layer in ctx.loop_model_spec))
 
 
-def plan_call(function: Any, signature: list[str], mode: str) -> dict[str, Any]:
+def plan_call(function: Any, signature: list[str], mode: str) -> LoopCall:
     """How to call the student's loop: by keyword, as the lecture does, when every parameter it
     requires has one of the assignment's names; else by position in the assignment's order.
     Also its own parameter names, and those it requires that neither way can give."""
@@ -161,10 +161,10 @@ def observe_loop(ctx: ProbeContext) -> None:
     settings = ctx.settings
     training = settings["training"]
     function = ctx.student.get(settings["loop_function"])
-    seen: dict[str, Any] = {"kind": "loop", "defined": function is not None, "callable": callable(function)}
-    seen["alternatives"] = [] if function is not None else _other_loops(ctx.student, settings["loop_signature"])
+    defined = function is not None
+    alternatives = [] if defined else _other_loops(ctx.student, settings["loop_signature"])
     if not callable(function):
-        ctx.emit(seen)
+        ctx.emit({"kind": "loop", "defined": defined, "callable": False, "alternatives": alternatives})
         return
     counts = _Counts()
     model = _loop_model(ctx)
@@ -179,10 +179,9 @@ def observe_loop(ctx: ProbeContext) -> None:
         "loss_fn": loss_fn,
         "train_loader": loader,
     }
-    seen["initial_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
-    seen["error"] = None
+    initial_loss = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
+    error = None
     call = plan_call(function, settings["loop_signature"], settings["loop_call"])
-    seen["call"] = call
     try:
         if call["unfilled"]:
             raise TypeError(f"missing required argument{'s' if len(call['unfilled']) > 1 else ''} {', '.join(map(repr, call['unfilled']))}")
@@ -191,22 +190,32 @@ def observe_loop(ctx: ProbeContext) -> None:
         else:
             function(*(arguments[name] for name in settings["loop_signature"]))
     except BaseException as exc:
-        seen["error"] = ctx.describe(exc)
+        error = ctx.describe(exc)
     try:
-        seen["final_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
+        final_loss = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
     except BaseException as exc:  # the student's loop may have left the model unusable
-        seen["final_loss"] = None
-        seen["error"] = seen["error"] or ctx.describe(exc)
-    seen.update(
-        n_epochs=training["epochs"],
-        batches_per_epoch=len(loader),
-        batches=counts.batches,
-        epochs_started=counts.epochs_started,
-        passes=counts.loader_passes(),
-        backward_cleared=counts.backward_cleared,
-        steps=counts.steps,
-        zero_grad_calls=counts.zero_grad_calls,
-        loss_calls=counts.loss_calls,
-        **loss_fn.history.observation(),
-    )
+        final_loss = None
+        error = error or ctx.describe(exc)
+    curve = loss_fn.history.observation()
+    seen: LoopRun = {
+        "kind": "loop",
+        "defined": defined,
+        "callable": True,
+        "alternatives": alternatives,
+        "initial_loss": initial_loss,
+        "error": error,
+        "call": call,
+        "final_loss": final_loss,
+        "n_epochs": training["epochs"],
+        "batches_per_epoch": len(loader),
+        "batches": counts.batches,
+        "epochs_started": counts.epochs_started,
+        "passes": counts.loader_passes(),
+        "backward_cleared": counts.backward_cleared,
+        "steps": counts.steps,
+        "zero_grad_calls": counts.zero_grad_calls,
+        "loss_calls": counts.loss_calls,
+        "losses": curve["losses"],
+        "loss_stride": curve["loss_stride"],
+    }
     ctx.emit(seen)

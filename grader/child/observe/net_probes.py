@@ -24,7 +24,18 @@ from grader.child.observe.context import (
     shape_of,
 )
 from grader.child.observe.operations import digest, record_operations
-from grader.observations import DIGEST_RTOL, MAX_ALTERNATIVES, digests_agree
+from grader.observations import DIGEST_RTOL, digests_agree
+from grader.protocol import (
+    MAX_ALTERNATIVES,
+    Digest,
+    ForwardObservation,
+    InstantiateObservation,
+    Layer,
+    LayerCall,
+    StructureObservation,
+    TraceObservation,
+    TrainObservation,
+)
 from grader.wire import decode_array
 
 _JSON_SCALARS = (int, float, str, bool, type(None))
@@ -39,13 +50,13 @@ def observe_net(ctx: ProbeContext) -> None:
         return
     assert net_class is not None  # it made the model
     ctx.emit(_structure(model))
-    traces = {}
+    traces: dict[int, TraceObservation] = {}
     batches = sorted(set(settings["shape_batch_sizes"]) | {settings["forward"]["batch_size"]})
     for batch in batches:
         seed_everything(settings["forward"]["seed"] + batch)
         sample = torch.randn(batch, *settings["input_shape"])
         traces[batch] = _trace(ctx, model, sample)
-        ctx.emit({"kind": "trace", "batch": batch, **traces[batch]})
+        ctx.emit(traces[batch])
     forward = _forward(ctx, model, traces)
     ctx.emit(forward)
     # Operation by operation, with the weights `_forward` left in place: the reference's when
@@ -55,10 +66,15 @@ def observe_net(ctx: ProbeContext) -> None:
 
 
 def _instantiate(ctx: ProbeContext, name: str, net_class: Any) -> nn.Module | None:
-    seen = {"kind": "instantiate", "defined": net_class is not None, "is_class": isinstance(net_class, type)}
-    seen["is_module_class"] = seen["is_class"] and issubclass(net_class, nn.Module)
-    seen["error"] = None
-    seen["alternatives"] = [] if net_class is not None else other_module_classes(ctx.student)
+    is_class = isinstance(net_class, type)
+    seen: InstantiateObservation = {
+        "kind": "instantiate",
+        "defined": net_class is not None,
+        "is_class": is_class,
+        "is_module_class": is_class and issubclass(net_class, nn.Module),
+        "error": None,
+        "alternatives": [] if net_class is not None else other_module_classes(ctx.student),
+    }
     if not seen["is_module_class"]:
         ctx.emit(seen)
         return None
@@ -99,7 +115,7 @@ def _hyperparameters(module: nn.Module) -> dict[str, Any]:
     return found
 
 
-def _layer(path: str, module: nn.Module) -> dict[str, Any]:
+def _layer(path: str, module: nn.Module) -> Layer:
     own = list(module.named_parameters(recurse=False))
     return {
         "path": path,  # "" when the network itself holds parameters directly
@@ -114,7 +130,7 @@ def _parametrized(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(path, m) for path, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
 
 
-def _structure(model: nn.Module) -> dict[str, Any]:
+def _structure(model: nn.Module) -> StructureObservation:
     return {
         "kind": "structure",
         "layers": [_layer(path, m) for path, m in _parametrized(model)],
@@ -123,15 +139,15 @@ def _structure(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def _trace(ctx: ProbeContext, model: nn.Module, sample: torch.Tensor) -> dict[str, Any]:
+def _trace(ctx: ProbeContext, model: nn.Module, sample: torch.Tensor) -> TraceObservation:
     """Run forward once with hooks on every parametrized layer; record calls in execution order."""
-    calls: list[dict[str, Any]] = []
+    calls: list[LayerCall] = []
 
     def record(path: str, module: nn.Module, _inputs: Any, output: Any) -> None:
         calls.append({**_layer(path, module), "output_shape": shape_of(output)})
 
     handles = [m.register_forward_hook(partial(record, path)) for path, m in _parametrized(model)]
-    result: dict[str, Any] = {"ok": False, "error": None, "calls": calls, "output_shape": None}
+    result: TraceObservation = {"kind": "trace", "batch": len(sample), "ok": False, "error": None, "calls": calls, "output_shape": None}
     model.eval()
     try:
         with torch.no_grad():
@@ -148,7 +164,7 @@ def _trace(ctx: ProbeContext, model: nn.Module, sample: torch.Tensor) -> dict[st
     return result
 
 
-def _forward_order(model: nn.Module, traces: dict[int, dict[str, Any]], batch: int) -> list[tuple[str, nn.Parameter]]:
+def _forward_order(model: nn.Module, traces: dict[int, TraceObservation], batch: int) -> list[tuple[str, nn.Parameter]]:
     """Parameters in the order the forward pass first uses their layers, then any others."""
     preferred = [traces[batch]] + [t for b, t in sorted(traces.items()) if b != batch]
     best = max(preferred, key=lambda t: (t["ok"], len(t["calls"])))
@@ -163,10 +179,10 @@ def _forward_order(model: nn.Module, traces: dict[int, dict[str, Any]], batch: i
     return [(n, named[n]) for n in order]
 
 
-def _forward(ctx: ProbeContext, model: nn.Module, traces: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def _forward(ctx: ProbeContext, model: nn.Module, traces: dict[int, TraceObservation]) -> ForwardObservation:
     batch = ctx.settings["forward"]["batch_size"]
     order = _forward_order(model, traces, batch)
-    seen: dict[str, Any] = {
+    seen: ForwardObservation = {
         "kind": "forward",
         "order": [{"name": n, "shape": list(p.shape)} for n, p in order],
         "loaded": False,
@@ -202,7 +218,7 @@ def _forward(ctx: ProbeContext, model: nn.Module, traces: dict[int, dict[str, An
     return seen
 
 
-def _gradients(model: nn.Module, inputs: torch.Tensor, parameters: list[nn.Parameter]) -> list[list[float]]:
+def _gradients(model: nn.Module, inputs: torch.Tensor, parameters: list[nn.Parameter]) -> list[Digest]:
     """A digest of each parameter's gradient (forward order) of the cross-entropy on `inputs`
     with labels 0, 1, 2, ... in turn: equal to the reference's when the Net, with the reference
     weights, computes what the reference does and lets gradients flow the same way."""
@@ -214,7 +230,7 @@ def _gradients(model: nn.Module, inputs: torch.Tensor, parameters: list[nn.Param
     return [digest(p.grad) if p.grad is not None else [] for p in parameters]
 
 
-def _behaves_like_reference(ctx: ProbeContext, forward: dict[str, Any]) -> bool:
+def _behaves_like_reference(ctx: ProbeContext, forward: ForwardObservation) -> bool:
     """True when, with the reference weights, the Net's output and every gradient equal the
     reference's: it then trains exactly as the reference does from the same weights, and net.trains
     need not spend a training run on it. Decided with half the tolerance grader/compare uses, so
@@ -242,15 +258,18 @@ def standard_training_loop(n_epochs: int, optimizer: Any, model: nn.Module, loss
             optimizer.step()
 
 
-def _train(ctx: ProbeContext, net_class: Callable[[], Any], *, equivalent: bool) -> dict[str, Any]:
+def _train(ctx: ProbeContext, net_class: Callable[[], Any], *, equivalent: bool) -> TrainObservation:
     """Train a fresh student Net with the reference's (or the standard) loop; record the losses:
     over the whole set before and after, and of every batch on the way (the loss curve). A Net
     that behaves like the reference (`equivalent`) is not trained: it is credited with the
     reference's own training run."""
     training = ctx.settings["training"]
-    seen: dict[str, Any] = {"kind": "train", "initial_loss": None, "final_loss": None, "error": None, "seconds": None, "equivalent": equivalent}
+    seen: TrainObservation = {
+        "kind": "train", "initial_loss": None, "final_loss": None, "error": None, "seconds": None, "equivalent": equivalent,
+        "losses": [], "loss_stride": 1,
+    }  # fmt: skip
     if equivalent:
-        return {**seen, "losses": [], "loss_stride": 1}
+        return seen
     loss_fn = RecordingCrossEntropy()
     trainer = standard_training_loop
     if ctx.reference is not None and callable(ctx.reference.get(ctx.settings["loop_function"])):
@@ -266,5 +285,6 @@ def _train(ctx: ProbeContext, net_class: Callable[[], Any], *, equivalent: bool)
     except BaseException as exc:
         seen["error"] = ctx.describe(exc)
     seen["seconds"] = time.perf_counter() - started
-    seen.update(loss_fn.history.observation())
+    curve = loss_fn.history.observation()
+    seen["losses"], seen["loss_stride"] = curve["losses"], curve["loss_stride"]
     return seen

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from grader.observations import MAX_OPERATIONS
+from grader.protocol import MAX_OPERATIONS, Digest, Operation, OperationsObservation
 
 # Calls that convert, copy or describe a tensor without computing anything a student's design
 # decides; recording them would only add noise to the comparison.
@@ -63,7 +63,7 @@ def _shape(value: Any) -> list[int] | None:
 _WEIGHTS: dict[int, torch.Tensor] = {}  # the fixed weighting, by length: made once per size
 
 
-def digest(tensor: torch.Tensor) -> list[float]:
+def digest(tensor: torch.Tensor) -> Digest:
     """Three numbers that two equal tensors share and different ones almost never do: the sum,
     the sum of magnitudes, and a fixed pseudo-random weighting (catches a permutation); [] for a
     tensor that has none (integers, empty, NaN)."""
@@ -73,8 +73,8 @@ def digest(tensor: torch.Tensor) -> list[float]:
     weights = _WEIGHTS.get(values.numel())
     if weights is None:
         weights = _WEIGHTS[values.numel()] = torch.sin(torch.arange(values.numel(), dtype=torch.float64) * 0.7071 + 0.5)
-    found = [float(values.sum()), float(values.abs().sum()), float(values @ weights)]
-    return found if all(math.isfinite(d) for d in found) else []
+    found: Digest = [float(values.sum()), float(values.abs().sum()), float(values @ weights)]
+    return found if all(d is not None and math.isfinite(d) for d in found) else []
 
 
 class OperationRecorder(TorchFunctionMode):
@@ -82,7 +82,7 @@ class OperationRecorder(TorchFunctionMode):
 
     def __init__(self, model: nn.Module, *, digests: bool) -> None:
         super().__init__()
-        self.operations: list[dict[str, Any]] = []
+        self.operations: list[Operation] = []
         self.truncated = False
         self._digests = digests
         self._path: list[str] = []
@@ -132,10 +132,10 @@ class OperationRecorder(TorchFunctionMode):
         )
 
 
-def record_operations(model: nn.Module, sample: torch.Tensor, *, digests: bool, describe: Any) -> dict[str, Any]:
+def record_operations(model: nn.Module, sample: torch.Tensor, *, digests: bool, describe: Any) -> OperationsObservation:
     """The `operations` observation: what one forward pass of `model` on `sample` did, up to an
     exception if it raised (`describe` turns that into the student-facing text)."""
-    seen: dict[str, Any] = {"kind": "operations", "operations": [], "truncated": False, "error": None, "digests": digests}
+    seen: OperationsObservation = {"kind": "operations", "operations": [], "truncated": False, "error": None, "digests": digests}
     recorder = OperationRecorder(model, digests=digests)
     model.eval()
     try:
