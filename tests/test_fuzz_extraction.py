@@ -5,11 +5,12 @@ definitions into units in a forked, limited child, which runs `read_submission`'
 (grader/child/reading.py). These property-based tests feed it what a student (or a broken
 editor) can hand in. Most run that body in this process (`extract`): the same code and the same
 JSON round trip as the report pipe, without a fork per example. Through the child itself
-(`extract_in_child`) go the cases where its limits are what is tested: nesting 5,000 and 100,000
-deep (where a parser crash, a C stack overflow, could only be survived in a child), the time
-bound on nested cell magics, the big cases, and a sample of the properties' examples, which
-must come out of the child exactly as out of this process. (A crash and a hang of the parser,
-staged, are pinned in tests/test_unparsable_submissions.py.) They pin:
+(`extract_in_child`) go the cases where its limits are what is tested: nesting 100,000 deep
+and the named skipped cells (5,000 deep among them; read both ways), where a parser crash, a C
+stack overflow, could only be survived in a child; the time bound on nested cell magics; the
+big cases; and a sample of the properties' examples, which must come out of the child exactly
+as out of this process. (A crash and a hang of the parser, staged, are pinned in
+tests/test_unparsable_submissions.py.) They pin:
 
 - every call returns one plain dict of the documented form, {"kind": "extracted", "units",
   "notes", "problems"} or {"kind": "invalid", "cause"}, that the grading host accepts
