@@ -33,12 +33,12 @@ from grader.results import SubmissionResult  # noqa: E402
 # hands out whole files (--dist loadfile) in collection order: starting with these keeps the suite
 # from ending on one long file while the other cores sit idle. Files not listed follow in their order.
 SLOWEST_FILES = [
-    "test_fuzz_extraction.py", "test_cli.py", "test_workers.py", "test_gradebook.py", "test_dask.py",
-    "test_cheaper_checks.py", "test_hostile.py", "test_unparsable_submissions.py", "test_assign.py",
-    "test_installed.py", "test_grading_variants.py", "test_selfcheck_ci.py", "test_realistic_notebooks.py",
-    "test_annotated_notebook.py", "test_corpus.py", "test_isolation.py", "test_feedback_findings.py",
-    "test_notebook_selfcheck.py", "test_lazy_dynamo.py", "test_second_assignment.py", "test_data.py",
-    "test_loop_call.py", "test_gpu_code.py", "test_html_report.py", "test_loop_criteria.py", "test_gradescope.py",
+    "test_fuzz_extraction.py", "test_dask.py", "test_gradebook.py", "test_reference_credit_and_cache.py",
+    "test_realistic_notebooks.py", "test_unparsable_submissions.py", "test_hostile.py", "test_notebook_selfcheck.py",
+    "test_cli.py", "test_installed.py", "test_grading_variants.py", "test_workers.py", "test_selfcheck_ci.py",
+    "test_annotated_notebook.py", "test_assign.py", "test_other_assignments_are_config_only.py", "test_gradescope.py",
+    "test_isolation.py", "test_corpus.py", "test_lazy_dynamo.py", "test_data.py", "test_feedback_findings.py",
+    "test_loop_criteria.py", "test_html_report.py", "test_loop_call.py", "test_gpu_code.py",
 ]
 
 

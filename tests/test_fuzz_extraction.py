@@ -1,8 +1,16 @@
 """Fuzzing the reading child: untrusted bytes in, one well-formed outcome out, in bounded time.
 
 `read_and_extract` (grader/isolate/reading.py) turns a submission's bytes into cells and its
-definitions into units in a forked, limited child. These property-based tests feed it what a
-student (or a broken editor) can hand in, and pin:
+definitions into units in a forked, limited child, which runs `read_submission`'s body
+(grader/child/reading.py). These property-based tests feed it what a student (or a broken
+editor) can hand in. Most run that body in this process (`extract`): the same code and the same
+JSON round trip as the report pipe, without a fork per example. Through the child itself
+(`extract_in_child`) go the cases where its limits are what is tested: nesting 100,000 deep
+and the named skipped cells (5,000 deep among them; read both ways), where a parser crash, a C
+stack overflow, could only be survived in a child; the time bound on nested cell magics; the
+big cases; and a sample of the properties' examples, which must come out of the child exactly
+as out of this process. (A crash and a hang of the parser, staged, are pinned in
+tests/test_unparsable_submissions.py.) They pin:
 
 - every call returns one plain dict of the documented form, {"kind": "extracted", "units",
   "notes", "problems"} or {"kind": "invalid", "cause"}, that the grading host accepts
@@ -27,8 +35,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +50,7 @@ from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
 from grader.child.extract import ExtractedProgram
+from grader.child.reading import read_submission
 from grader.isolate.reading import ReadingLimits, read_and_extract
 from grader.protocol import submission_request
 
@@ -61,14 +72,63 @@ FUZZ = settings(
 # ---------------------------------------------------------------- calling the reading child
 
 
+class Overtime(BaseException):
+    """Raised in this process when reading outlasts BOUND_S; a BaseException, so that neither the
+    readers' `except Exception` nor the extractor's per-cell handlers take it for a parser failure."""
+
+
+@contextmanager
+def bounded(seconds: float) -> Iterator[None]:
+    """A reading done in this process stops with Overtime after `seconds`, instead of hanging the suite."""
+
+    def overtime(signum: int, frame: object) -> None:
+        raise Overtime(f"reading took more than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, overtime)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def read_here(request: dict[str, Any], raw: bytes, limits: ReadingLimits) -> dict[str, Any]:
+    """What the reading child reports, read in this process: `read_submission`'s body, each
+    observation passed through JSON as the report pipe passes it. No fork, no memory limit and
+    no retry without a cell: an input that made the parser fail past its per-cell handlers would
+    fail here, and belongs with the cases read through the child."""
+    reported: list[dict[str, Any]] = []
+    body = read_submission(request, raw, limits.max_cell_chars, {})
+    with bounded(BOUND_S):
+        body(lambda observation: reported.append(json.loads(json.dumps(observation))))
+    outcome = next((o for o in reported if o["kind"] in ("extracted", "invalid")), None)
+    assert outcome is not None, f"no outcome in this process, only {[o for o in reported if o['kind'] != 'parsing']}"
+    return outcome
+
+
 def extract(name: str, raw: bytes, roots: list[str] = ROOTS, limits: ReadingLimits = LIMITS) -> tuple[dict[str, Any], float]:
-    """One read_and_extract call: its outcome, checked for form, and how long it took."""
+    """The reading child's outcome for these bytes, read in this process (`read_here`), checked
+    for form, and how long it took."""
+    started = time.monotonic()
+    outcome = read_here(submission_request(name, raw, roots), raw, limits)
+    seconds = time.monotonic() - started
+    return _checked(name, raw, outcome, seconds), seconds
+
+
+def extract_in_child(name: str, raw: bytes, roots: list[str] = ROOTS, limits: ReadingLimits = LIMITS) -> tuple[dict[str, Any], float]:
+    """One read_and_extract call, in a forked, limited child: its outcome, checked for form, and
+    how long it took."""
     started = time.monotonic()
     outcome = read_and_extract(submission_request(name, raw, roots), limits)
     seconds = time.monotonic() - started
+    return _checked(name, raw, outcome, seconds), seconds
+
+
+def _checked(name: str, raw: bytes, outcome: dict[str, Any], seconds: float) -> dict[str, Any]:
     assert seconds < BOUND_S, f"reading {name} ({len(raw)} bytes) took {seconds:.1f} s"
     assert_documented_form(outcome)
-    return outcome, seconds
+    return outcome
 
 
 def assert_documented_form(outcome: Any) -> None:
@@ -300,6 +360,19 @@ def test_deep_nesting_anywhere_leaves_net_and_loop_extracted(notebook: tuple[lis
     assert_notes_only_name(outcome, cells, described)
 
 
+@settings(FUZZ, max_examples=8)
+@given(notebook=noisy_notebooks())
+def test_the_reading_child_reads_a_noisy_notebook_as_this_process_does(notebook: tuple[list[Cell], list[str]]) -> None:
+    # What makes the in-process properties stand for the child: the same outcome, to the letter.
+    cells, described = notebook
+    raw, roots = notebook_bytes(cells), ROOTS + [f"deep{i}" for i in range(3)]
+
+    here, _ = extract("student.ipynb", raw, roots)
+    there, _ = extract_in_child("student.ipynb", raw, roots)
+
+    assert there == here, described
+
+
 @pytest.mark.parametrize("kind", sorted(PATHOLOGIES))
 def test_every_kind_of_nesting_across_the_parser_limits_costs_only_its_cells(kind: str) -> None:
     depths = sorted({max(1, min(d, MAX_DEPTH[kind])) for d in CRITICAL_DEPTHS})
@@ -322,7 +395,7 @@ def test_every_kind_of_nesting_across_the_parser_limits_costs_only_its_cells(kin
 def test_nesting_100_000_deep_costs_only_its_cell(kind: str) -> None:
     cells = [Cell("code", v.IMPORTS), Cell("code", pathology(kind, 100_000, "deep"), "noise"), Cell("code", v.NET, "net"), Cell("code", v.LOOP, "loop")]
 
-    outcome, seconds = extract("student.ipynb", notebook_bytes(cells), [*ROOTS, "deep"])
+    outcome, seconds = extract_in_child("student.ipynb", notebook_bytes(cells), [*ROOTS, "deep"])
 
     assert_net_and_loop_intact(outcome, "cell 3", "cell 4")
     assert_notes_only_name(outcome, cells)
@@ -388,7 +461,8 @@ def test_markdown_and_raw_cells_are_never_parsed() -> None:
         ),
     ],
 )
-def test_a_skipped_cell_is_named_by_its_number_counting_markdown(kind: str, depth: int, note: str) -> None:
+@pytest.mark.parametrize("read", [extract, extract_in_child], ids=["here", "in_child"])
+def test_a_skipped_cell_is_named_by_its_number_counting_markdown(kind: str, depth: int, note: str, read: Callable[..., Any]) -> None:
     cells = [
         Cell("markdown", "# Title"),
         Cell("code", v.IMPORTS),
@@ -397,7 +471,7 @@ def test_a_skipped_cell_is_named_by_its_number_counting_markdown(kind: str, dept
         Cell("code", v.LOOP, "loop"),
     ]
 
-    outcome, _ = extract("student.ipynb", notebook_bytes(cells), [*ROOTS, "deep"])
+    outcome, _ = read("student.ipynb", notebook_bytes(cells), [*ROOTS, "deep"])
 
     assert_net_and_loop_intact(outcome, "cell 4", "cell 5")
     assert len(outcome["notes"]) == 1 and re.match(note, outcome["notes"][0]), outcome["notes"]
@@ -567,6 +641,15 @@ def test_any_bytes_give_one_well_formed_outcome(raw: bytes, suffix: str) -> None
             assert outcome["kind"] == "invalid" and "UTF-8" in outcome["cause"], outcome
 
 
+@settings(FUZZ, max_examples=12)
+@given(raw=raw_blobs, suffix=st.sampled_from([".ipynb", ".py"]))
+def test_the_reading_child_reads_any_bytes_as_this_process_does(raw: bytes, suffix: str) -> None:
+    here, _ = extract("student" + suffix, raw)
+    there, _ = extract_in_child("student" + suffix, raw)
+
+    assert there == here
+
+
 @settings(FUZZ, max_examples=20)
 @given(data=st.data())
 def test_a_truncated_notebook_is_invalid_json(data: st.DataObject) -> None:
@@ -648,7 +731,7 @@ def test_50_000_cells_are_read_within_the_timeout() -> None:
     notebook.cells = [code_cell_json(s, i) for i, s in enumerate(sources)]
     raw = nbformat.writes(notebook).encode()
 
-    outcome, seconds = extract("student.ipynb", raw)
+    outcome, seconds = extract_in_child("student.ipynb", raw)
 
     assert_net_and_loop_intact(outcome, "cell 31416", "cell 49001")
     assert outcome["notes"] == []
@@ -671,7 +754,7 @@ def test_a_50_mb_cell_is_skipped_with_a_note_and_net_and_loop_survive() -> None:
     raw = notebook_bytes(cells)
     assert len(raw) < 64 * 2**20, "under the default max_submission_mb, so the host would read it"
 
-    outcome, _ = extract("student.ipynb", raw)
+    outcome, _ = extract_in_child("student.ipynb", raw)
 
     assert_net_and_loop_intact(outcome, "cell 2", "cell 4")
     assert outcome["notes"] == [
@@ -696,7 +779,7 @@ def test_a_huge_skipped_cell_does_not_cost_a_correct_cell() -> None:
     ]
     limits = ReadingLimits(timeout_s=6.0, memory_mb=2048, max_cell_chars=1024 * 1024)
 
-    outcome, _ = extract("student.ipynb", notebook_bytes(cells), limits=limits)
+    outcome, _ = extract_in_child("student.ipynb", notebook_bytes(cells), limits=limits)
 
     assert outcome["kind"] == "extracted", outcome
     assert {"source": net, "filename": "cell 4", "line": 1} in outcome["units"]
@@ -717,7 +800,7 @@ def test_deeply_nested_cell_magics_are_read_quickly_and_cost_nothing_else() -> N
     ]
     limits = ReadingLimits(timeout_s=3.0, memory_mb=2048, max_cell_chars=1024 * 1024)
 
-    outcome, seconds = extract("student.ipynb", notebook_bytes(cells), limits=limits)
+    outcome, seconds = extract_in_child("student.ipynb", notebook_bytes(cells), limits=limits)
 
     assert_net_and_loop_intact(outcome, "cell 2", "cell 4")
     assert outcome["notes"] == []

@@ -143,7 +143,7 @@ def row_points(report: pd.DataFrame, student: str) -> dict[str, float]:
 # ---------------------------------------------------------------- the config
 
 
-def test_second_assignment_is_config_only():
+def test_mnist_relu_is_described_by_its_config_and_reference_alone():
     assignment = load_assignment(FOLDER)
     assert (assignment.name, assignment.notebook, assignment.default) == ("mnist_relu", "digits_cnn.ipynb", False)
     assert (assignment.input_shape, assignment.num_classes) == ((1, 28, 28), 10)
