@@ -10,15 +10,18 @@ import copy
 import json
 import os
 
+import numpy as np
 import pytest
 import variants as v
 from conftest import FULL, ROOT, points
 
 from grader.compare.net_checks import check_net_trains
 from grader.errors import ReferenceSolutionError
+from grader.fingerprints import settings_fingerprint
 from grader.isolate.client import Worker
 from grader.reference import cache as expectations_cache
 from grader.reference.check import verified_reference_expectations
+from grader.reference.fixtures import load_fixtures
 
 
 def _check(result, name: str):
@@ -98,11 +101,12 @@ def test_a_damaged_cache_entry_is_observed_again(cifar2, tmp_path, monkeypatch):
     entry = expectations_cache.entry_path(cifar2, reference)
     assert entry is not None
     entry.parent.mkdir(parents=True)
-    entry.write_text(json.dumps({"format": expectations_cache.CACHE_FORMAT, "net": {"observations": [{"kind": "forward"}]}}))
-    assert expectations_cache.load(entry, reference) is None
+    damaged = {"format": expectations_cache.FORMAT, "settings_fingerprint": settings_fingerprint(cifar2), "net": [{"kind": "forward"}]}
+    entry.write_text(json.dumps(damaged))
+    assert expectations_cache.load(entry, cifar2, reference) is None
     with Worker() as worker:
         verified_reference_expectations(cifar2, worker, reference)
-    assert expectations_cache.load(entry, reference) is not None  # rewritten, sound
+    assert expectations_cache.load(entry, cifar2, reference) is not None  # rewritten, sound
 
 
 def test_the_cache_keeps_the_entries_used_most_recently(cifar2, reference_worker, tmp_path, monkeypatch):
@@ -118,9 +122,30 @@ def test_the_cache_keeps_the_entries_used_most_recently(cifar2, reference_worker
         path.write_text(entry.read_text())
         os.utime(path, (1_000_000 + age, 1_000_000 + age))  # long ago, other-4 the least long
     os.utime(entry, (0, 0))  # this one the longest ago, until it is used
-    assert expectations_cache.load(entry, reference) is not None
-    expectations_cache.store(folder / "new.json", *expectations_cache.load(entry, reference))
+    assert expectations_cache.load(entry, cifar2, reference) is not None
+    expectations_cache.store(folder / "new.json", cifar2, *expectations_cache.load(entry, cifar2, reference))
     assert sorted(p.name for p in folder.glob("*.json")) == sorted([entry.name, "new.json", "other-4.json", "other-3.json"])
+
+
+def test_the_fixtures_are_the_caches_format_with_only_what_students_may_see(cifar2, tmp_path, monkeypatch):
+    monkeypatch.setenv(expectations_cache.ENVIRONMENT_VARIABLE, str(tmp_path / "cache"))
+    reference = ROOT / "reference" / "cifar2.py"
+    with Worker() as worker:
+        verified_reference_expectations(cifar2, worker, reference)
+    entry = expectations_cache.entry_path(cifar2, reference)
+    assert entry is not None
+    cached = json.loads(entry.read_text())
+    fixtures = json.loads(cifar2.fixtures_path.read_text())
+    assert cached.keys() == fixtures.keys() and cached["format"] == fixtures["format"] == expectations_cache.FORMAT
+    assert cached["loop"] and fixtures["loop"] is None  # the reference loop's run stays on the instructor's machine
+    kinds = {o["kind"] for o in fixtures["net"]}
+    assert kinds == {"instantiate", "structure", "trace", "forward", "train", "operations"} < {o["kind"] for o in cached["net"]} | kinds
+    assert all(o["weights"] is None for o in cached["net"] + fixtures["net"] if o["kind"] == "forward")  # stored once
+    # Either file gives the same expectations to compare with.
+    from_cache, _ = expectations_cache.load(entry, cifar2, reference)
+    from_fixtures = load_fixtures(cifar2)
+    assert from_cache.layers == from_fixtures.layers
+    np.testing.assert_allclose(from_cache.forward_output, from_fixtures.forward_output, rtol=1e-5, atol=1e-6)
 
 
 def test_the_cache_can_be_turned_off(cifar2, monkeypatch):

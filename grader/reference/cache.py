@@ -27,13 +27,11 @@ from typing import Any
 
 from grader.assignment import Assignment
 from grader.compare.expectations import Expectations
-from grader.errors import ObservationError
 from grader.files import write_atomically
 from grader.fingerprints import grading_fingerprint
-from grader.observations import GroupObservations, parse_observation
-from grader.wire import decode_array, encode_array
+from grader.observations import GroupObservations
+from grader.reference.expectations_file import FORMAT, expectations_document, read_expectations
 
-CACHE_FORMAT = 1
 ENVIRONMENT_VARIABLE = "GRADER_CACHE_DIR"
 MAX_ENTRIES = 32  # of all assignments together
 
@@ -55,32 +53,21 @@ def entry_path(assignment: Assignment, reference_path: Path) -> Path | None:
         torch_version = metadata.version("torch")
     except metadata.PackageNotFoundError:
         torch_version = "unknown"
-    made_of = [CACHE_FORMAT, grading_fingerprint(assignment, reference_path), torch_version, platform.machine()]
+    made_of = [FORMAT, grading_fingerprint(assignment, reference_path), torch_version, platform.machine()]
     key = hashlib.sha256(json.dumps(made_of).encode()).hexdigest()[:32]
     return folder / "expectations" / f"{assignment.name}-{key}.json"
 
 
-def load(path: Path | None, reference_path: Path) -> tuple[Expectations, GroupObservations] | None:
+def load(path: Path | None, assignment: Assignment, reference_path: Path) -> tuple[Expectations, GroupObservations] | None:
     """The entry at `path`, or None when there is none or it is not entirely sound."""
     if path is None:
         return None
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        if document.get("format") != CACHE_FORMAT:
-            return None
-        net, loop = _group(document["net"]), _group(document["loop"])
-        if net is None or loop is None or net.get("forward") is None:
-            return None
-        expectations = Expectations(
-            origin=str(reference_path),
-            net=net,
-            forward_inputs=decode_array(document["forward_inputs"], what="cached inputs"),
-            weights=[decode_array(w, what="cached weights") for w in document["weights"]],
-            loop_model_spec=document["loop_model"],
-            reference_loop=loop.get("loop"),
-        )
+        expectations, loop = read_expectations(json.loads(path.read_text(encoding="utf-8")), assignment, origin=str(reference_path))
         expectations.behaviour  # noqa: B018  (raises on an entry without the reference's output)
     except Exception:  # any doubt: observe the reference again
+        return None
+    if loop is None:
         return None
     try:
         os.utime(path)  # used now: the last to be removed
@@ -91,24 +78,16 @@ def load(path: Path | None, reference_path: Path) -> tuple[Expectations, GroupOb
 
 def cached(assignment: Assignment, reference_path: Path) -> tuple[Expectations, GroupObservations] | None:
     """An earlier run's observations of this very reference, when they are here and sound."""
-    return load(entry_path(assignment, reference_path), reference_path) if reference_path.is_file() else None
+    return load(entry_path(assignment, reference_path), assignment, reference_path) if reference_path.is_file() else None
 
 
-def store(path: Path | None, expectations: Expectations, loop: GroupObservations) -> None:
+def store(path: Path | None, assignment: Assignment, expectations: Expectations, loop: GroupObservations) -> None:
     """Keep an entry for the next run; a cache that cannot be written only costs that."""
     if path is None:
         return
-    document = {
-        "format": CACHE_FORMAT,
-        "net": _plain(expectations.net),
-        "loop": _plain(loop),
-        "forward_inputs": encode_array(expectations.forward_inputs),
-        "weights": [encode_array(w) for w in expectations.weights],
-        "loop_model": expectations.loop_model_spec,
-    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, json.dumps(document))
+        write_atomically(path, json.dumps(expectations_document(expectations, assignment, loop=loop)))
     except OSError:
         return
     _remove_least_recently_used(path.parent)
@@ -129,19 +108,3 @@ def _remove_least_recently_used(folder: Path) -> None:
             entry.unlink()
         except OSError:
             pass
-
-
-def _plain(group: GroupObservations) -> dict[str, Any]:
-    return {"observations": group.observations()}
-
-
-def _group(document: dict[str, Any]) -> GroupObservations | None:
-    group = GroupObservations()
-    for raw in document["observations"]:
-        try:
-            observation = parse_observation(raw)
-        except ObservationError:
-            return None
-        if not group.add(observation):
-            return None
-    return group

@@ -31,7 +31,7 @@ def verified_reference_expectations(
     `rehearse`: see observe_reference. `known`: the cache's entry, already read by the caller
     (`expectations_cache.cached`), so that it cannot go missing in between."""
     entry = expectations_cache.entry_path(assignment, reference_path) if reference_path.is_file() else None
-    known = known or expectations_cache.load(entry, reference_path)
+    known = known or expectations_cache.load(entry, assignment, reference_path)
     expected, loop = observe_reference(assignment, worker, reference_path, known=known, rehearse=rehearse)
     groups = {"net": expected.net, "loop": loop}
     for name, check in CHECKS.items():
@@ -42,5 +42,5 @@ def verified_reference_expectations(
                 f"(adjust {assignment.config_path})"
             )
     if known is None:
-        expectations_cache.store(entry, expected, loop)
+        expectations_cache.store(entry, assignment, expected, loop)
     return expected
