@@ -47,7 +47,7 @@ DASK = str(Path(sys.executable).parent / "dask")
 TARGET_HOST_MS = 5.0
 TARGET_EFFICIENCY = 0.90
 TARGET_BIG_S = 120.0
-# The Dask workers are configured as README's Dask section advises for grading: Dask's profiler
+# The Dask workers are configured as docs/dask.md advises for grading: Dask's profiler
 # off (it samples every thread's stack 100 times a second, and the grading itself runs in
 # sandboxed children it cannot see).
 WORKER_CONFIG = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
@@ -281,7 +281,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"**Simulated cluster.** This machine has {m['cores']} cores: the Dask cluster is one real scheduler process and "
         f"{results.get('processes', 'several')} real Dask worker processes with N threads in all, whose check step is a fixed delay of {delay} s "
         "returning the observations recorded from a real worker for the same file (`bench/simulated_checks.py`). The Dask workers run with Dask's "
-        "profiler off, as README's Dask section advises for grading. The grading host is grader's own "
+        "profiler off, as docs/dask.md advises for grading. The grading host is grader's own "
         "`run()`, unchanged: discover, fingerprint, read each file's bytes, feed the cluster (batches of up to four "
         "submissions per task while many are left), store in the gradebook, write "
         "the CSV, feedback and class report. Each task compares and scores in the Dask worker process, as on a real cluster. "

@@ -96,7 +96,8 @@ def grade(
 ) -> SubmissionResult:
     """Stages 2-6 for one prepared submission: read, extract and observe it in `worker`'s
     children (reading in `reader`'s, when given), then compare and score. Never raises: every
-    submission gets its row."""
+    submission gets its row. Its halves are `observe` and `conclude`, which the local pool runs
+    in two threads (grader/executors/pool.py)."""
     if prepared.request is None:
         return prepared.result
     return conclude(prepared, observe(prepared, worker, assignment, reader=reader), assignment, expected)

@@ -22,7 +22,8 @@ from grader.executors import Graded, job_deadline_s
 from grader.gradebook import ResultDocument
 from grader.isolate.client import Worker
 from grader.load import Submission
-from grader.pipeline import grade, grading_failed, open_worker, prepare
+from grader.pipeline import PreparedSubmission, conclude, grading_failed, observe, open_worker, prepare
+from grader.protocol import Observed
 
 Job = TypeVar("Job")
 Outcome = TypeVar("Outcome")
@@ -235,7 +236,7 @@ class LocalExecutor:
             return open_worker(assignment, sandbox, n, wait=False)
 
         start = start or open_one
-        self.pool: WorkerPool[Submission, ResultDocument] = WorkerPool(size, start, threads)
+        self.pool: WorkerPool[Submission, tuple[PreparedSubmission, Observed | WorkerError | None]] = WorkerPool(size, start, threads)
         self.on_lost_worker = on_lost_worker
 
     @property
@@ -243,19 +244,23 @@ class LocalExecutor:
         return self.pool.primary
 
     def grade(self, work: Sequence[Submission], assignment: Assignment, expected: Expectations) -> Graded:
+        """`grade`'s two halves (grader/pipeline.py) in two threads: each worker's lane reads and
+        observes, and this thread concludes, so a worker starts its next submission while the
+        last one is compared and scored here."""
         self.pool.share_configuration()
 
-        def grade_on(worker: Worker, submission: Submission) -> ResultDocument:
+        def observe_on(worker: Worker, submission: Submission) -> tuple[PreparedSubmission, Observed | WorkerError | None]:
             # Annotated whatever --format says: a stored result serves every later run's formats.
             prepared = prepare(submission, assignment, annotate=True)
-            return ResultDocument.of(grade(prepared, assignment, expected, worker))
+            return prepared, (observe(prepared, worker, assignment) if prepared.request is not None else None)
 
-        jobs = self.pool.map_unordered(work, grade_on, job_timeout_s=job_deadline_s(assignment), on_lost_worker=self.on_lost_worker)
+        jobs = self.pool.map_unordered(work, observe_on, job_timeout_s=job_deadline_s(assignment), on_lost_worker=self.on_lost_worker)
         for submission, outcome in jobs:
             if isinstance(outcome, BaseException):  # the grader's own work on it failed
                 yield submission, ResultDocument.of(grading_failed(submission, assignment, outcome))
             else:
-                yield submission, outcome
+                prepared, observed = outcome  # nothing observed: the file was not readable, the result is final
+                yield submission, ResultDocument.of(prepared.result if observed is None else conclude(prepared, observed, assignment, expected))
 
     def kill(self) -> None:
         self.pool.kill()
