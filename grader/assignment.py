@@ -120,8 +120,11 @@ class Assignment:
         return (Path(self.data.root),) if self.data.root else ()
 
     def default_reference_path(self) -> Path:
-        """`reference/<name>.py` beside `assignments/`, where instructors keep solutions."""
-        return self.folder.parent.parent / "reference" / f"{self.name}.py"
+        """`reference.py` in the assignment folder when `grader assign` put it there (a folder
+        outside the `assignments/` layout), else `reference/<name>.py` beside `assignments/`,
+        where instructors keep solutions."""
+        inside = self.folder / "reference.py"
+        return inside if inside.is_file() else self.folder.parent.parent / "reference" / f"{self.name}.py"
 
     @property
     def max_total(self) -> float:

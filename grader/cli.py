@@ -196,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read SOLUTION (a notebook with the solution in regions marked ### BEGIN SOLUTION / ### END "
         "SOLUTION, # BEGIN SOLUTION / # END SOLUTION, or a line ending in # SOLUTION, and the content of "
         "assignment.toml in a raw cell) and write the student notebook, assignment.toml and fixtures.json into "
-        "the assignment folder, and reference/<name>.py beside assignments/. Cells tagged hidden are left out of "
+        "the assignment folder, and the reference module to reference/<name>.py beside assignments/ (or, for a "
+        "folder outside that layout, to reference.py inside it; --reference says where). Cells tagged hidden are left out of "
         "the student notebook. Nothing is written until the reference earns full marks against itself and the "
         "student notebook earns 0 with a reason for every check.",
     )
@@ -205,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, metavar="FOLDER",
         help="the assignment folder (default: assignments/<name> beside the reference/ folder that holds SOLUTION, "
         "else in the current folder; the name from the config, else the notebook's)",
+    )  # fmt: skip
+    assign.add_argument(
+        "--reference", type=Path, metavar="PATH",
+        help="where the reference module goes (default: reference/<name>.py beside assignments/, else reference.py in the folder)",
     )  # fmt: skip
     assign.add_argument(
         "--force", action="store_true", help="replace a student notebook that is already there and would change"
@@ -250,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "assign":
             from grader.commands.assign import assign
 
-            assign(args.solution, args.output, force=args.force, sandbox=args.sandbox, console=err)
+            assign(args.solution, args.output, force=args.force, sandbox=args.sandbox, console=err, reference_path=args.reference)
             return 0
         assignment = find_assignment(args.assignment, notebook=getattr(args, "notebook", None))
         if args.command == "run":

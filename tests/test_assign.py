@@ -28,7 +28,7 @@ from grader.assignment import available_assignments, load_assignment
 from grader.authoring.regions import RegionError, solution_text, student_text
 from grader.authoring.solution import read_solution
 from grader.commands.assign import assign
-from grader.errors import AuthoringError
+from grader.errors import AuthoringError, ReferenceSolutionError
 from grader.reference.fixtures import load_fixtures
 
 SHIPPED = {"cifar2": "cifar2_cnn.ipynb", "mnist_relu": "digits_cnn.ipynb", "cifar2_width": "cifar2_width.ipynb"}
@@ -255,8 +255,45 @@ def test_what_stops_grader_assign_is_named_and_nothing_is_written(tmp_path, conf
     folder = tmp_path / "assignments" / "sol"
     with pytest.raises(AuthoringError, match=re.escape(words)) as raised:
         assign(solution, folder, console=QUIET)
-    assert str(solution) in str(raised.value)
+    assert str(solution) in str(raised.value) and ".assign" not in str(raised.value)  # never the temporary folder
     assert not folder.exists()
+
+
+def test_a_folder_outside_the_assignments_layout_keeps_its_reference_inside_and_grader_run_finds_it(tmp_path):
+    solution = solution_notebook(tmp_path / "birds_solution.ipynb")
+    folder = tmp_path / "courses" / "week8" / "birds"
+    out = io.StringIO()
+    made = assign(solution, folder, console=Console(file=out, width=300))
+    assert made.reference == folder / "reference.py" and made.reference.is_file()
+    assert not (tmp_path / "courses" / "reference").exists()  # never a folder the instructor did not name
+    assert "birds/reference.py is the solution: leave it out of what students get" in out.getvalue()
+    assert load_assignment(folder).default_reference_path() == made.reference
+    elsewhere = tmp_path / "private" / "birds_reference.py"
+    again = assign(solution, tmp_path / "courses" / "week9" / "birds", console=QUIET, reference_path=elsewhere)
+    assert again.reference == elsewhere and elsewhere.is_file() and not (again.folder / "reference.py").exists()
+
+
+def test_a_refused_setting_is_shown_as_made_and_where_to_write_it(tmp_path):
+    solution = solution_notebook(tmp_path / "sol.ipynb", config={"model": {"input_shape": [3, 32, 32], "num_classes": 1}})
+    with pytest.raises(AuthoringError) as raised:
+        assign(solution, tmp_path / "assignments" / "sol", console=QUIET)
+    assert str(raised.value) == (
+        f"{solution}, notebook metadata 'grader': key 'model.num_classes': must be at least 2, got 1; the config made from "
+        "the notebook has num_classes = 1. Write the setting in the config under [model] as `num_classes = ...`"
+    )
+
+
+def test_a_reference_that_fails_its_own_check_names_the_solutions_config(tmp_path):
+    # A learning rate of 0: the reference's own training cannot lower the loss.
+    config = {"model": {"input_shape": [3, 32, 32], "num_classes": 2}, "training": {"learning_rate": 0.0}}
+    solution = solution_notebook(tmp_path / "sol.ipynb", config=config)
+    folder = tmp_path / "assignments" / "sol"
+    with pytest.raises(ReferenceSolutionError) as raised:
+        assign(solution, folder, console=QUIET)
+    message = str(raised.value)
+    assert message.startswith(f"the solution in {solution} fails its own check "), message
+    assert message.endswith(f"(adjust the settings in the config of {solution}, notebook metadata 'grader')"), message
+    assert ".assign" not in message and not folder.exists() and not (tmp_path / "reference").exists()
 
 
 def test_a_config_cell_and_its_comments_are_kept_and_a_second_config_is_refused(tmp_path):

@@ -117,12 +117,12 @@ def _parse_config(text: str, where: str) -> dict[str, Any]:
 def derive(solution: SolutionNotebook, default_name: str) -> Derived:
     """The config's names and the loop's parameters: as the config gives them, else from the
     solution's code; stops naming what is missing."""
-    raw = _parse_config(solution.config_text, _config_where(solution))
+    raw = _parse_config(solution.config_text, config_where(solution))
     head, model, loop = (raw.get(section, {}) for section in ("assignment", "model", "loop"))
     missing = [f"[model] {key}" for key in ("input_shape", "num_classes") if key not in model]
     if missing:
         raise AuthoringError(
-            f"{_config_where(solution)}: the config does not give {' and '.join(missing)}; the grader does not guess "
+            f"{config_where(solution)}: the config does not give {' and '.join(missing)}; the grader does not guess "
             "the data's shape (for example input_shape = [3, 32, 32] and num_classes = 2)"
         )
     trees = _parsed_cells(solution)
@@ -153,7 +153,7 @@ def derive(solution: SolutionNotebook, default_name: str) -> Derived:
 
 def config_text(solution: SolutionNotebook, derived: Derived) -> str:
     """assignment.toml: a header, the settings as written, then each derived key in its section."""
-    raw = _parse_config(solution.config_text, _config_where(solution))
+    raw = _parse_config(solution.config_text, config_where(solution))
     text = solution.config_text.strip("\n")
     if text.lstrip().startswith(CONFIG_MARK):
         text = text.lstrip()[len(CONFIG_MARK) :].lstrip("\n")
@@ -331,7 +331,8 @@ def _first_heading(solution: SolutionNotebook) -> str | None:
     return None
 
 
-def _config_where(solution: SolutionNotebook) -> str:
+def config_where(solution: SolutionNotebook) -> str:
+    """Where the solution's settings are edited: its config cell, or its metadata."""
     if solution.config_cell is None:
         return f"{solution.path}, notebook metadata 'grader'"
     return f"{solution.path}, cell {solution.config_cell + 1}"

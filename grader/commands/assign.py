@@ -10,19 +10,31 @@ replaced only with --force, unless it would stay the same.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from rich.console import Console
 from rich.table import Table
 
 from grader.assignment import Assignment, load_assignment
-from grader.authoring.solution import Derived, config_text, derive, read_solution, reference_source, student_notebook
+from grader.authoring.solution import (
+    Derived,
+    SolutionNotebook,
+    config_text,
+    config_where,
+    derive,
+    read_solution,
+    reference_source,
+    student_notebook,
+)
 from grader.commands.fixtures import write_verified_fixtures
-from grader.errors import AssignmentConfigError, AuthoringError
+from grader.errors import AssignmentConfigError, AuthoringError, ReferenceSolutionError
 from grader.load import Submission
 from grader.pipeline import grade_submission, open_worker
 from grader.reference.check import verified_reference_expectations
@@ -49,9 +61,11 @@ def assign(
     force: bool = False,
     sandbox: str = "auto",
     console: Console | None = None,
+    reference_path: Path | None = None,
 ) -> AssignedFiles:
     """Turn the solution notebook into an assignment; AuthoringError (or the reference's own error)
-    names what stops it, and then nothing is written."""
+    names what stops it, and then nothing is written. `reference_path`: where the reference module
+    goes (see `_reference_path` for where it goes by default)."""
     console = console or Console(stderr=True)
     solution = read_solution(solution_path)
     default_name = output.name if output else re.sub(r"[-_.]?solutions?$", "", solution_path.stem) or solution_path.stem
@@ -62,7 +76,7 @@ def assign(
         config=folder / "assignment.toml",
         notebook=folder / derived.notebook,
         fixtures=folder / "fixtures.json",
-        reference=folder.parent.parent / "reference" / f"{derived.name}.py",
+        reference=reference_path.resolve() if reference_path else _reference_path(folder, derived.name),
     )
     notebook = student_notebook(solution, derived)
     notebook_text = nbformat.writes(notebook) + "\n"
@@ -79,9 +93,11 @@ def assign(
         try:
             assignment = load_assignment(staging)
         except AssignmentConfigError as exc:
-            key = f"key '{exc.key}': " if exc.key else ""
-            raise AuthoringError(f"{solution_path}, config: {key}{exc.cause}") from None
-        reference, blank = _verify(assignment, staged, sandbox)
+            raise AuthoringError(_refused_setting(solution, staged.config, exc)) from None
+        try:
+            reference, blank = _verify(assignment, staged, sandbox, settings_at=f"the config of {config_where(solution)}")
+        except ReferenceSolutionError as exc:  # said of the solution, not of the temporary reference.py
+            raise ReferenceSolutionError(str(exc).replace(str(staged.reference), f"the solution in {solution_path}")) from None
         console.print(_table(assignment, reference, blank, derived))
         earned = [c for c in blank.checks if c.points > 0]
         if earned:
@@ -95,12 +111,23 @@ def assign(
         shutil.rmtree(staging, ignore_errors=True)
     for path in (final.notebook, final.config, final.fixtures, final.reference):
         console.print(f"Wrote {_shown(path)}")
+    if final.reference.parent == final.folder:
+        console.print(f"[yellow]note:[/yellow] {_shown(final.reference)} is the solution: leave it out of what students get.")
     workflow = final.folder / "github" / "grade.yml"
     if not workflow.exists():  # one already there may carry the course's settings (GRADER_REPO)
         workflow.parent.mkdir(exist_ok=True)
         workflow.write_text(WORKFLOW_TEMPLATE.read_text(encoding="utf-8").replace(WORKFLOW_PLACEHOLDER, derived.name), encoding="utf-8")
         console.print(f"Wrote {_shown(workflow)} (selfcheck on pull requests: see the README)")
     return final
+
+
+def _reference_path(folder: Path, name: str) -> Path:
+    """`reference/<name>.py` beside `assignments/` when the folder is in that layout (this
+    repository's, and grader run's default); else inside the assignment folder, never in a folder
+    the instructor did not name (grader/assignment.py `default_reference_path` finds it there)."""
+    if folder.parent.name == "assignments":
+        return folder.parent.parent / "reference" / f"{name}.py"
+    return folder / "reference.py"
 
 
 def _default_folder(solution_path: Path, name: str) -> Path:
@@ -111,12 +138,27 @@ def _default_folder(solution_path: Path, name: str) -> Path:
     return root / "assignments" / name
 
 
-def _verify(assignment: Assignment, staged: AssignedFiles, sandbox: str) -> tuple[SubmissionResult, SubmissionResult]:
+def _refused_setting(solution: SolutionNotebook, config: Path, error: AssignmentConfigError) -> str:
+    """Why the config made from the notebook is refused, said where the instructor fixes it: the
+    notebook's config cell (the config file is a temporary one), with the value it holds."""
+    where = config_where(solution)
+    if not error.key:
+        return f"{where}: {error.cause}"
+    section, _, name = error.key.rpartition(".")
+    value: Any = tomllib.loads(config.read_text(encoding="utf-8"))
+    for part in error.key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    made = f"; the config made from the notebook has {name} = {json.dumps(value)}" if value is not None else ""
+    table = f" under [{section}]" if section else ""
+    return f"{where}: key '{error.key}': {error.cause}{made}. Write the setting in the config{table} as `{name} = ...`"
+
+
+def _verify(assignment: Assignment, staged: AssignedFiles, sandbox: str, *, settings_at: str) -> tuple[SubmissionResult, SubmissionResult]:
     """The reference against itself (it must earn full marks, or ReferenceSolutionError says which
-    check fails), the fixtures proved by a selfcheck of the reference, and the untouched student
-    notebook graded as `grader run` would grade it."""
+    check fails and where the settings are changed), the fixtures proved by a selfcheck of the
+    reference, and the untouched student notebook graded as `grader run` would grade it."""
     with open_worker(assignment, sandbox) as worker:
-        expected = verified_reference_expectations(assignment, worker, staged.reference)
+        expected = verified_reference_expectations(assignment, worker, staged.reference, settings_at=settings_at)
         reference = grade_submission(Submission("reference", staged.reference), assignment, worker, expected)
         blank = grade_submission(Submission("student notebook", staged.notebook), assignment, worker, expected)
         write_verified_fixtures(assignment, worker, expected, staged.reference)

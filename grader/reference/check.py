@@ -25,11 +25,14 @@ def verified_reference_expectations(
     *,
     rehearse: bool = True,
     known: tuple[Expectations, GroupObservations] | None = None,
+    settings_at: str | None = None,
 ) -> Expectations:
     """The reference's expectations, from the cache when an earlier run observed this very
     reference (grader/reference/cache.py), and proof that it passes its own checks.
     `rehearse`: see observe_reference. `known`: the cache's entry, already read by the caller
-    (`expectations_cache.cached`), so that it cannot go missing in between."""
+    (`expectations_cache.cached`), so that it cannot go missing in between. `settings_at`: where
+    the instructor changes the settings when the reference fails (its assignment.toml unless
+    said: `grader assign` names the solution notebook's config cell)."""
     entry = expectations_cache.entry_path(assignment, reference_path) if reference_path.is_file() else None
     known = known or expectations_cache.load(entry, assignment, reference_path)
     expected, loop = observe_reference(assignment, worker, reference_path, known=known, rehearse=rehearse)
@@ -39,7 +42,7 @@ def verified_reference_expectations(
         if outcome.fraction < 1.0:
             raise ReferenceSolutionError(
                 f"{reference_path} fails its own check {name}: {'; '.join(outcome.reasons)} "
-                f"(adjust {assignment.config_path})"
+                f"(adjust the settings in {settings_at or assignment.config_path})"
             )
     if known is None:
         expectations_cache.store(entry, assignment, expected, loop)
