@@ -247,7 +247,7 @@ def _settings(ops: ForwardOperations, index: int) -> str:
     operation = ops.operations[index]
     layer = ops.layer_of(index)
     if layer is not None:
-        return describe_layer(layer["type"], layer["hyper"])
+        return describe_layer(layer["hyper"])
     args, kwargs = operation["args"], operation["kwargs"]
     shown = [_plain(a) for a in args if a is not None and not isinstance(a, bool)]
     if kind(operation) == "reshape":

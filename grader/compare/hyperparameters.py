@@ -32,7 +32,7 @@ def show(value: Any) -> str:
     return str(tuple(value)) if isinstance(value, list) else str(value)
 
 
-def describe_layer(layer_type: str, hyper: dict[str, Any]) -> str:
+def describe_layer(hyper: dict[str, Any]) -> str:
     """`3 → 16, kernel 3, padding 1` for a Conv2d, `512 → 32` for a Linear: what the picture of
     the network shows in its settings column."""
     found = normalized(hyper)
