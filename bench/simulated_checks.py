@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grader.executors import cluster as dask_executor
+from grader.executors import cluster
 
 # Each file's observations kept pickled: unpickling afresh per task is the cheapest deep copy.
 _RECORDED: dict[str, tuple[str, bytes]] = {
@@ -45,7 +45,7 @@ class RecordedChecks:
         return raw
 
 
-def _recorded_checks(settings: dask_executor.RemoteSettings) -> RecordedChecks:
+def _recorded_checks(settings: cluster.RemoteSettings) -> RecordedChecks:
     return RecordedChecks()
 
 
@@ -53,8 +53,8 @@ def _no_prestart(*args: Any, **kwargs: Any) -> int:
     return 0
 
 
-dask_executor.warm_worker = _recorded_checks
-dask_executor.prestart_workers = _no_prestart  # no grader worker is ever started here
+cluster.warm_worker = _recorded_checks
+cluster.prestart_workers = _no_prestart  # no grader worker is ever started here
 
 
 def dask_setup(worker: Any) -> None:  # the preload hook; the patch above is all it needs
