@@ -227,7 +227,8 @@ def _grade_into(
     # On a cluster the host's worker grades no one: it only observes the reference, so none is
     # started when an earlier run's observations of this reference are cached.
     known = expectations_cache.cached(assignment, reference_path) if dask else None
-    executor = _executor(assignment, console, pending=len(pending), sandbox=sandbox, workers=workers, threads=threads, dask=dask, known=known is not None)
+    size = max(1, min(workers, len(pending)))  # local workers: no more than there are submissions
+    executor = _executor(assignment, console, size=size, sandbox=sandbox, threads=threads, dask=dask, known=known is not None)
     with executor:
         # The class statistics at the end are computed with pandas: import it while the workers start
         # (about 0.3 s), not after the last submission. A later `import pandas` waits for this one.
@@ -236,12 +237,11 @@ def _grade_into(
             warn_if_unsandboxed(executor.reference_worker, console)
             console.print(f"Checking the reference solution for [bold]{assignment.name}[/bold] ...")
             # On a cluster the rehearsal is only passed on.
-            rehearse = dask is None
-            expected = verified_reference_expectations(assignment, executor.reference_worker, reference_path, rehearse=rehearse, known=known)
+            expected = verified_reference_expectations(assignment, executor.reference_worker, reference_path, rehearse=dask is None, known=known)
             keys = {id(submission): key for submission, key in pending}
             work = [submission for submission, _ in _longest_first(pending, gradebook)]
             with Progress(*_PROGRESS_COLUMNS, console=console, transient=False) as progress:
-                where = f"on Dask ({dask})" if dask else f"({min(workers, len(pending))} workers)"
+                where = f"on Dask ({dask})" if dask else f"({size} workers)"
                 task = progress.add_task(f"grading {where}", total=total, completed=total - len(pending))
                 for submission, document in executor.grade(work, assignment, expected):
                     gradebook.store(keys[id(submission)], document)
@@ -253,12 +253,11 @@ def _grade_into(
 
 
 def _executor(
-    assignment: Assignment, console: Console, *, pending: int, sandbox: str, workers: int, threads: int | None, dask: str | None, known: bool
+    assignment: Assignment, console: Console, *, size: int, sandbox: str, threads: int | None, dask: str | None, known: bool
 ) -> Executor:
-    """Warm workers on this machine, or the Dask cluster `dask` names."""
+    """`size` warm workers on this machine, or the Dask cluster `dask` names."""
     if dask:
         return ClusterExecutor(dask, assignment, sandbox=sandbox, threads=threads, known=known)
-    size = max(1, min(workers, pending))
     return LocalExecutor(assignment, size, sandbox=sandbox, threads=threads, on_lost_worker=lost_worker_warning(console))
 
 

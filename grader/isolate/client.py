@@ -84,8 +84,9 @@ def chosen_sandbox(sandbox: str) -> SandboxStatus:
     return status
 
 
-# The reply each request gets when it succeeds (any may get an "error" reply instead).
-_ANSWERS = {"configure": "configured", "observe": "observed", "grade": "graded", "read": "read", "shutdown": "shutdown"}
+# The reply each request gets when it succeeds (any may get an "error" reply instead); `shutdown`
+# gets none: the worker exits.
+_ANSWERS = {"configure": "configured", "observe": "observed", "grade": "graded", "read": "read"}
 
 # What a worker process is for, given on its command line: everything (the default), only the
 # checks of programs already extracted ("checks": no IPython import, about 0.8 s less to start),
