@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import AssignmentConfigError, AssignmentNotFoundError
+from grader.loop_roles import LECTURE_SIGNATURE, RolesError, assign_roles
 
 CONFIG_NAME = "assignment.toml"
 # How the student's training_loop is called: by keyword, as the lecture does, when every
@@ -31,6 +32,7 @@ DEFAULT_CHECKS: dict[str, float] = {
     "net.trains": 10,
     "loop.trains": 20,
 }
+LOOP_CHECKS = ("loop.trains",)  # graded when the config names a loop; the others when it names a network
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,11 @@ class Assignment:
     folder: Path
     notebook: str
     default: bool
-    model_class: str
+    model_class: str | None  # None: a loop-only assignment
     input_shape: tuple[int, ...]
     num_classes: int
-    loop_function: str
-    loop_signature: tuple[str, ...]
+    loop_function: str | None  # None: a network-only assignment
+    loop_signature: tuple[str, ...]  # the solution loop's parameters, in order
     loop_call: str  # "keyword": as the lecture calls it, when the names allow; "positional": in signature order
     shape_batch_sizes: tuple[int, ...]
     data: DataSettings
@@ -106,6 +108,17 @@ class Assignment:
     limits: Limits
     checks: dict[str, CheckSettings] = field(default_factory=dict)
     packages: tuple[str, ...] = DEFAULT_PACKAGES  # [environment] packages
+    loop_roles: dict[str, str] = field(default_factory=dict)  # each signature parameter's role (grader/loop_roles.py)
+
+    @property
+    def groups(self) -> list[str]:
+        """The probe groups this assignment runs: "net" for a network, "loop" for a training loop."""
+        return [group for group, graded in (("net", self.model_class), ("loop", self.loop_function)) if graded]
+
+    @property
+    def graded_names(self) -> list[str]:
+        """The names students' programs must define: the network's class and the loop's function."""
+        return [name for name in (self.model_class, self.loop_function) if name]
 
     @property
     def config_path(self) -> Path:
@@ -139,6 +152,7 @@ class Assignment:
             "loop_function": self.loop_function,
             "loop_signature": list(self.loop_signature),
             "loop_call": self.loop_call,
+            "loop_roles": dict(self.loop_roles),
             "shape_batch_sizes": list(self.shape_batch_sizes),
             "data": _plain(asdict(self.data)),
             "training": asdict(self.training),
@@ -230,24 +244,16 @@ def load_assignment(folder: Path | str) -> Assignment:
     default = head.get("default", bool, False)
     head.finish()
 
+    # What is graded is what the config names: a network ([model] class_name), a training loop
+    # (a [loop] section), or both. A config that names neither grades the lecture's pair.
+    lecture_pair = "loop" not in raw and "class_name" not in raw.get("model", {})
     model = _Section(path, raw, "model")
-    model_class = model.get("class_name", str, "Net")
+    model_class = model.get("class_name", str, "Net" if lecture_pair else None)  # None: a loop-only assignment
     input_shape = model.ints("input_shape")
     num_classes = model.get("num_classes", int, minimum=2)
     model.finish()
 
-    loop = _Section(path, raw, "loop")
-    loop_function = loop.get("function_name", str, "training_loop")
-    loop_signature = tuple(loop.get("signature", list, ["n_epochs", "optimizer", "model", "loss_fn", "train_loader"]))
-    loop_call = loop.get("call", str, "keyword")
-    loop.finish()
-    if loop_call not in LOOP_CALLS:
-        raise AssignmentConfigError(path, f"must be one of {', '.join(map(repr, LOOP_CALLS))}, got {loop_call!r}", key="loop.call")
-    allowed_args = {"n_epochs", "optimizer", "model", "loss_fn", "train_loader"}
-    if sorted(loop_signature) != sorted(allowed_args):
-        raise AssignmentConfigError(
-            path, f"must list each of {sorted(allowed_args)} once, in the order students write them", key="loop.signature"
-        )
+    loop_function, loop_signature, loop_call, loop_roles = _read_loop(path, {"loop": {}} if lecture_pair else raw)
 
     data = _read_data(path, raw)
 
@@ -311,9 +317,34 @@ def load_assignment(folder: Path | str) -> Assignment:
         training=training,
         forward=forward,
         limits=limits,
-        checks=_read_checks(path, raw),
+        checks=_read_checks(path, raw, network=model_class is not None, loop=loop_function is not None),
         packages=tuple(packages),
+        loop_roles=loop_roles,
     )
+
+
+def _read_loop(path: Path, raw: dict[str, Any]) -> tuple[str | None, tuple[str, ...], str, dict[str, str]]:
+    """The [loop] section: the function's name, its parameters in order, how students' loops are
+    called and each parameter's role. No section: a network-only assignment."""
+    if "loop" not in raw:
+        return None, (), "keyword", {}
+    loop = _Section(path, raw, "loop")
+    function = loop.get("function_name", str, "training_loop")
+    signature = tuple(loop.get("signature", list, list(LECTURE_SIGNATURE)))
+    call = loop.get("call", str, "keyword")
+    given = loop.get("roles", dict, {})
+    loop.finish()
+    if call not in LOOP_CALLS:
+        raise AssignmentConfigError(path, f"must be one of {', '.join(map(repr, LOOP_CALLS))}, got {call!r}", key="loop.call")
+    if not signature or not all(isinstance(name, str) and name.isidentifier() for name in signature):
+        raise AssignmentConfigError(path, f"must list the loop's parameter names in order, got {list(signature)!r}", key="loop.signature")
+    if not all(isinstance(name, str) for name in given.values()):
+        raise AssignmentConfigError(path, f"must map each role to a parameter's name, got {given!r}", key="loop.roles")
+    try:
+        roles = assign_roles(signature, given, function)
+    except RolesError as exc:
+        raise AssignmentConfigError(path, str(exc), key=exc.key) from None
+    return function, signature, call, roles
 
 
 def _read_data(path: Path, raw: dict[str, Any]) -> DataSettings:
@@ -344,17 +375,25 @@ def _read_data(path: Path, raw: dict[str, Any]) -> DataSettings:
     return data
 
 
-def _read_checks(path: Path, raw: dict[str, Any]) -> dict[str, CheckSettings]:
+def _read_checks(path: Path, raw: dict[str, Any], *, network: bool, loop: bool) -> dict[str, CheckSettings]:
+    """The checks that apply (the network's when it names one, the loop's when it names one),
+    with their points: those that cannot apply are neither counted nor shown."""
     table = raw.get("checks", {})
     if not isinstance(table, dict):
         raise AssignmentConfigError(path, "must be a table", key="checks")
+    applies = {name: (loop if name in LOOP_CHECKS else network) for name in DEFAULT_CHECKS}
     for name in table:
         if name not in DEFAULT_CHECKS:
             raise AssignmentConfigError(
                 path, f"is not a known check (known: {', '.join(DEFAULT_CHECKS)})", key=f"checks.{name}"
             )
+        if not applies[name]:
+            missing = "[loop] section" if name in LOOP_CHECKS else "[model] class_name"
+            raise AssignmentConfigError(path, f"cannot apply: the assignment has no {missing}", key=f"checks.{name}")
     checks: dict[str, CheckSettings] = {}
     for name, default_points in DEFAULT_CHECKS.items():
+        if not applies[name]:
+            continue
         section = _Section(path, table, name, label=f"checks.{name}")
         checks[name] = CheckSettings(
             points=section.get("points", float, float(default_points), minimum=0),

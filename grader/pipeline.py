@@ -30,8 +30,6 @@ from grader.report.annotated_notebook import attach_annotated_notebook
 from grader.results import GRADED, INVALID, Note, SubmissionResult
 from grader.score import score_outcomes, zero_scores
 
-GROUPS = ["net", "loop"]
-
 
 def open_worker(assignment: Assignment, sandbox: str = "auto", threads: int = 1, *, wait: bool = True, role: str = "all") -> Worker:
     """A worker for this assignment: its sandbox also shows the data folder the config names.
@@ -87,7 +85,7 @@ def prepare(submission: Submission, assignment: Assignment, *, annotate: bool = 
         raw = read_submission_bytes(submission.path, assignment.limits.max_submission_mb * 2**20)
     except SubmissionError as exc:
         return PreparedSubmission(submission, _invalid(result, exc.cause, assignment), None, started)
-    request = submission_request(submission.path.name, raw, [assignment.model_class, assignment.loop_function], annotate=annotate)
+    request = submission_request(submission.path.name, raw, assignment.graded_names, annotate=annotate)
     return PreparedSubmission(submission, result, request, started)
 
 
@@ -126,10 +124,10 @@ def observe(prepared: PreparedSubmission, worker: Worker, assignment: Assignment
     limits = worker_limits(assignment)
     try:
         if reader is None:
-            return worker.grade(prepared.request, GROUPS, limits)
+            return worker.grade(prepared.request, assignment.groups, limits)
         extraction = reader.read(prepared.request, limits)
         units = extraction.get("units") if extraction.get("kind") == "extracted" else None
-        groups = worker.observe(units, GROUPS, limits) if isinstance(units, list) else {}
+        groups = worker.observe(units, assignment.groups, limits) if isinstance(units, list) else {}
         return {"extraction": extraction, "groups": groups}  # `finish` checks the extraction's form
     except WorkerError as exc:
         return exc
@@ -183,7 +181,7 @@ def finish(prepared: PreparedSubmission, raw: Observed, assignment: Assignment, 
     if gpu_note:
         result.notes.append(Note(gpu_note))
 
-    outcomes = {name: check(groups, expected, assignment) for name, check in CHECKS.items()}
+    outcomes = {name: CHECKS[name](groups, expected, assignment) for name in assignment.checks}
     result.notes.extend(Note(note, check=name) for name, outcome in outcomes.items() for note in outcome.notes)
     result.checks = score_outcomes(outcomes, assignment)
     result.errors.extend(c.error for c in result.checks if c.error)

@@ -26,7 +26,7 @@ from test_html_report import _browse, needs_chromium
 
 from grader.isolate.reading import ReadingLimits, read_and_extract
 from grader.load import Submission
-from grader.pipeline import GROUPS, conclude, grade_submission, prepare
+from grader.pipeline import conclude, grade_submission, prepare
 from grader.protocol import MAX_NOTEBOOK_HTML_CHARS, worker_limits
 from grader.report.annotated_notebook import notebook_page
 from grader.report.context import ReportContext
@@ -261,7 +261,7 @@ def test_a_rendering_failure_keeps_the_points_and_says_why(
     started = time.monotonic()
     extraction = read_and_extract(prepared.request, replace(ReadingLimits.from_limits(limits), timeout_s=timeout_s))
     assert time.monotonic() - started < timeout_s + 5
-    groups = worker.observe(extraction["units"], GROUPS, limits)
+    groups = worker.observe(extraction["units"], cifar2.groups, limits)
     result = conclude(prepared, {"extraction": extraction, "groups": groups}, cifar2, expected)
     assert points(result) == {**FULL, "loop.trains": 16} and result.error == ""
     assert result.annotated_notebook == ""

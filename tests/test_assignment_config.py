@@ -99,6 +99,49 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert a.max_total == 100
 
 
+def test_a_config_naming_only_the_network_grades_only_the_network(tmp_path: Path) -> None:
+    write_config(tmp_path / "lenet", MINIMAL.replace("num_classes = 2", 'num_classes = 2\nclass_name = "LeNet"'))
+
+    a = load_assignment(tmp_path / "lenet")
+
+    assert (a.model_class, a.loop_function, a.groups) == ("LeNet", None, ["net"])
+    assert list(a.checks) == [name for name in DEFAULT_CHECKS if name != "loop.trains"]
+    assert a.max_total == 80  # loop.trains is neither counted nor shown
+
+
+def test_a_config_naming_only_the_loop_grades_only_the_loop(tmp_path: Path) -> None:
+    write_config(tmp_path / "loop", MINIMAL + '[loop]\nfunction_name = "fit"\n')
+
+    a = load_assignment(tmp_path / "loop")
+
+    assert (a.model_class, a.loop_function, a.groups) == (None, "fit", ["loop"])
+    assert list(a.checks) == ["loop.trains"] and a.max_total == 20
+
+
+@pytest.mark.parametrize(
+    ("loop", "roles"),
+    [
+        # the PyTorch tutorial's loop, roles from the names alone
+        ('signature = ["net", "trainloader", "criterion", "optimizer", "epochs"]',
+         {"net": "model", "trainloader": "train_loader", "criterion": "loss_fn", "optimizer": "optimizer", "epochs": "n_epochs"}),
+        # d2l's: the loop makes its own optimizer from the learning rate, and its own loss
+        ('signature = ["net", "train_iter", "test_iter", "num_epochs", "lr", "device"]',
+         {"net": "model", "train_iter": "train_loader", "test_iter": "val_loader", "num_epochs": "n_epochs", "lr": "learning_rate", "device": "device"}),
+        # names of the course's own, given roles in the config
+        ('signature = ["m", "batches", "rounds", "opt"]\nroles = { model = "m", train_loader = "batches", n_epochs = "rounds" }',
+         {"m": "model", "batches": "train_loader", "rounds": "n_epochs", "opt": "optimizer"}),
+    ],
+    ids=["tutorial", "d2l", "given-in-config"],
+)
+def test_loop_parameters_get_their_roles_from_names_or_the_config(tmp_path: Path, loop: str, roles: dict[str, str]) -> None:
+    write_config(tmp_path / "a", MINIMAL + f'[loop]\nfunction_name = "train"\n{loop}\n')
+
+    a = load_assignment(tmp_path / "a")
+
+    assert a.loop_roles == roles
+    assert a.probe_settings()["loop_roles"] == roles
+
+
 def test_check_points_and_visibility_can_be_set(tmp_path: Path) -> None:
     write_config(tmp_path / "a", MINIMAL + '[checks."net.forward"]\npoints = 50\npublic = false\n')
 
@@ -137,10 +180,21 @@ def test_relative_data_root_is_resolved_against_the_config_folder(tmp_path: Path
         (MINIMAL + '[checks."net.layers"]\npoints = -5\n', "checks.net.layers.points", "at least 0"),
         (MINIMAL + "[training]\nmin_loss_drop = 1.0\n", "training.min_loss_drop", "below 1"),
         (MINIMAL + "[training]\nmin_loss_drop = 1.5\n", "training.min_loss_drop", "below 1"),
-        (MINIMAL + '[loop]\nsignature = ["model", "optimizer"]\n', "loop.signature", "once"),
-        (MINIMAL + '[loop]\nsignature = ["n_epochs", "optimizer", "model", "loss_fn", "loader"]\n', "loop.signature", "once"),
+        (MINIMAL + '[loop]\nsignature = ["model", "optimizer"]\n', "loop.signature",
+         "takes no parameter for the training data or the number of epochs"),
+        (MINIMAL + '[loop]\nsignature = ["n_epochs", "optimizer", "model", "loss_fn", "batches"]\n', "loop.roles",
+         "training_loop's parameter 'batches' has no role: say what the grader passes there in the config, as "
+         '[loop] roles = { <role> = "batches" }'),
         (MINIMAL + '[loop]\nsignature = ["n_epochs", "optimizer", "model", "loss_fn", "train_loader", "model"]\n',
-         "loop.signature", "once"),
+         "loop.signature", "names a parameter twice"),
+        (MINIMAL + '[loop]\nsignature = ["net", "loader", "epochs"]\nroles = { model = "net", data = "loader" }\n', "loop.roles",
+         "'data' is not a role (roles: model, optimizer, loss_fn, train_loader, n_epochs, learning_rate, device, val_loader)"),
+        (MINIMAL + '[loop]\nsignature = ["net", "loader", "epochs"]\nroles = { model = "network" }\n', "loop.roles",
+         "gives model to 'network', which is not one of training_loop's parameters ['net', 'loader', 'epochs']"),
+        (MINIMAL + '[loop]\nsignature = ["net", "loader", "model", "epochs"]\n', "loop.roles",
+         "training_loop's parameter 'model' would be the model, which 'net' already is"),
+        (MINIMAL.replace("num_classes = 2", 'num_classes = 2\nclass_name = "Net"') + '[checks."loop.trains"]\npoints = 10\n', "checks.loop.trains",
+         "cannot apply: the assignment has no [loop] section"),
         (MINIMAL + '[loop]\nsignature = "n_epochs, optimizer"\n', "loop.signature", "must be list"),
         (MINIMAL + '[data]\nkind = "imagefolder"\n', "data.root", "required when data.kind = 'imagefolder'"),
         (MINIMAL + '[data]\nkind = "webdataset"\n', "data.kind", "synthetic, imagefolder or cifar10"),
@@ -163,9 +217,13 @@ def test_relative_data_root_is_resolved_against_the_config_folder(tmp_path: Path
         "negative-points",
         "min-loss-drop-one",
         "min-loss-drop-above-one",
-        "signature-too-short",
-        "signature-wrong-name",
+        "signature-without-data-or-epochs",
+        "signature-parameter-without-role",
         "signature-duplicate",
+        "roles-unknown-role",
+        "roles-unknown-parameter",
+        "two-parameters-one-role",
+        "loop-check-without-loop",
         "signature-not-list",
         "imagefolder-without-root",
         "unknown-data-kind",

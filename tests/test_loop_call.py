@@ -12,7 +12,7 @@ import variants as v
 from conftest import FULL, ROOT, points
 
 from grader.assignment import Assignment
-from grader.child.observe.loop_probe import plan_call
+from grader.child.observe.loop_call import plan_call
 from grader.commands.selfcheck import check_submission
 from grader.isolate.client import Worker
 from grader.load import Submission

@@ -171,7 +171,7 @@ def _verify(assignment: Assignment, staged: AssignedFiles, sandbox: str, *, sett
 
 
 def _table(assignment: Assignment, reference: SubmissionResult, blank: SubmissionResult, derived: Derived) -> Table:
-    table = Table(title=f"{assignment.name}: {derived.class_name} and {derived.function_name}, verified", title_justify="left")
+    table = Table(title=f"{assignment.name}: {derived.graded.replace('`', '')}, verified", title_justify="left")
     table.add_column("check")
     table.add_column("reference", justify="right")
     table.add_column("student notebook as handed out", justify="right")

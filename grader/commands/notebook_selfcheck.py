@@ -213,12 +213,15 @@ def _kernel_notebook(shell: Any) -> Path | None:
     return notebooks[0] if len(notebooks) == 1 else None
 
 
-def definition_cells(value: Any, name: str, *, is_class: bool) -> list[str]:
+def definition_cells(value: Any, name: str | None, *, is_class: bool) -> list[str]:
     """Cells that make `name` mean `value`: its module's source, or its own source, or (for a
     class defined in a notebook cell, which `inspect` cannot find) the definition the kernel's
     cells already hold; then `name = value.__name__` when it was defined under another name."""
     if value is None:
         return []
+    if name is None:
+        what = "network" if is_class else "training loop"
+        raise TypeError(f"this assignment grades no {what}: call selfcheck() without it")
     if is_class and not inspect.isclass(value):
         raise TypeError(f"selfcheck({name}=...) takes the class itself, e.g. selfcheck({name}={type(value).__name__}), not an instance")
     if not is_class and not inspect.isfunction(value):

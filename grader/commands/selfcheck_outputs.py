@@ -100,8 +100,8 @@ def check_lines(notebook: Path, assignment: Assignment, check_names: list[str]) 
     lines = {}
     for name in check_names:
         group = name.split(".", 1)[0]
-        if group in definitions:
-            keyword, defined = definitions[group]
+        keyword, defined = definitions.get(group, ("", None))
+        if defined:
             line = definition_line(text, keyword, defined, notebook=notebook.suffix == ".ipynb")
             if line:
                 lines[name] = line

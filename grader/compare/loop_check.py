@@ -35,6 +35,7 @@ CRITERIA = {
 def check_loop_trains(student: dict[str, GroupObservations], expected: Expectations, assignment: Assignment) -> Outcome:
     group = student["loop"]
     name = assignment.loop_function
+    assert name is not None, "loop.trains applies only to an assignment with a loop"
     seen = group.get("loop")
     if seen is None:
         cause = group.failure or "; ".join(group.problems) or "no observation was reported"
@@ -63,7 +64,7 @@ def check_loop_trains(student: dict[str, GroupObservations], expected: Expectati
         )
         return Outcome.failed(reason, error=f"{name} requires {missing}, which the assignment does not give")
     training = _training(seen)
-    failures = _criteria_failures(seen, training, name, assignment.training.min_loss_drop, assignment.training.batch_size)
+    failures = _criteria_failures(seen, training, name, assignment)
     passed = [c for c in CRITERIA if c not in failures]
     error = f"{name} raised {seen['error']}" if seen["error"] else None
     counts = {
@@ -123,8 +124,15 @@ def _training(seen: LoopRun) -> _Training:
     )
 
 
-def _criteria_failures(seen: LoopRun, training: _Training, name: str, min_drop: float, batch_size: int) -> dict[str, list[str]]:
+def _parameter(assignment: Assignment, role: str) -> str:
+    """The solution loop's name for a role ("train_loader", "trainloader", "train_iter"), so the
+    reasons speak of the parameters students wrote."""
+    return next((name for name, held in assignment.loop_roles.items() if held == role), role)
+
+
+def _criteria_failures(seen: LoopRun, training: _Training, name: str, assignment: Assignment) -> dict[str, list[str]]:
     """The reasons each failed criterion lost its points, by criterion."""
+    min_drop, batch_size, loader = assignment.training.min_loss_drop, assignment.training.batch_size, _parameter(assignment, "train_loader")
     failures: dict[str, list[str]] = {}
     batches = training.batches
     backward = len(seen["backward_cleared"])
@@ -135,7 +143,7 @@ def _criteria_failures(seen: LoopRun, training: _Training, name: str, min_drop: 
         raised_how = f"an error. {meaning} (the error: {error})" if meaning else error
         failures["runs"] = [f"{name} raised {raised_how}"]
     if batches == 0:
-        never = [f"{name} never took a batch from train_loader"]
+        never = [f"{name} never took a batch from {loader}"]
         return {**failures, **{c: never for c in CRITERIA if c != "runs"}}
     if raised and batches == 1:
         first = [f"{name} failed on its first batch, so this could not be checked"]
@@ -165,7 +173,7 @@ def _criteria_failures(seen: LoopRun, training: _Training, name: str, min_drop: 
         failures["step per batch"] = [
             f"optimizer.step() ran {seen['steps']} times for {batches} batches: call it once per batch"
         ]
-    if coverage := _coverage_problems(training, seen["n_epochs"], seen["batches_per_epoch"], raised):
+    if coverage := _coverage_problems(training, seen["n_epochs"], seen["batches_per_epoch"], raised, _parameter(assignment, "n_epochs"), loader):
         failures["every batch of every epoch"] = coverage
     if raised:
         failures["loss goes down"] = [f"{name} did not finish, so the loss could not be judged"]
@@ -176,20 +184,20 @@ def _criteria_failures(seen: LoopRun, training: _Training, name: str, min_drop: 
     return failures
 
 
-def _coverage_problems(training: _Training, n_epochs: int, per_epoch: int, raised: bool) -> list[str]:
+def _coverage_problems(training: _Training, n_epochs: int, per_epoch: int, raised: bool, epochs_name: str, loader: str) -> list[str]:
     """Why the loop did not train on every batch of n_epochs epochs. A loop that raised is judged
     on what it did before: more epochs than n_epochs, or an epoch it finished short."""
     problems = []
     if training.epochs > n_epochs or (training.epochs < n_epochs and not raised):
         problems.append(
-            f"ran {_plural(training.epochs, 'epoch', 'epochs')} where n_epochs was {n_epochs}: "
-            f"train for exactly n_epochs epochs (for epoch in range(1, n_epochs + 1):)"
+            f"ran {_plural(training.epochs, 'epoch', 'epochs')} where {epochs_name} was {n_epochs}: "
+            f"train for exactly {epochs_name} epochs (for epoch in range(1, {epochs_name} + 1):)"
         )
     finished = training.per_epoch[:-1] if raised else training.per_epoch
     if any(count < per_epoch for count in finished):
         problems.append(
-            f"took {_batches_per_epoch(finished, per_epoch)}: train on every batch of train_loader "
-            f"in each epoch (for imgs, labels in train_loader:, with no break)"
+            f"took {_batches_per_epoch(finished, per_epoch)}: train on every batch of {loader} "
+            f"in each epoch (for imgs, labels in {loader}:, with no break)"
         )
     return problems
 

@@ -361,7 +361,9 @@ def _trains_like_reference(group: GroupObservations, expected: Expectations, ass
     a Net takes the very steps the reference takes, so the reference's own training run, which
     lowered the loss, stands for it."""
     forward, reference = group.get("forward"), expected.net.get("train")
-    theirs = expected.behaviour["gradients"]
+    behaviour = expected.behaviour
+    assert behaviour is not None, "the Net checks run only with a reference Net"
+    theirs = behaviour["gradients"]
     problem = None
     if reference is None or reference["equivalent"] or reference["error"]:
         problem = f"{expected.origin} holds no training run of the reference to compare with; regenerate it"

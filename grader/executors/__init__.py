@@ -16,7 +16,6 @@ from grader.compare.expectations import Expectations
 from grader.gradebook import ResultDocument
 from grader.isolate.client import ConfigurationRecorder, grading_deadline_s
 from grader.load import Submission
-from grader.pipeline import GROUPS
 from grader.protocol import worker_limits
 
 Graded = Iterator[tuple[Submission, ResultDocument]]
@@ -53,4 +52,4 @@ class Executor(Protocol):
 
 def job_deadline_s(assignment: Assignment) -> float:
     """How long one submission may go unanswered before the watchdog fails it."""
-    return grading_deadline_s(worker_limits(assignment), GROUPS) + WATCHDOG_MARGIN_S
+    return grading_deadline_s(worker_limits(assignment), assignment.groups) + WATCHDOG_MARGIN_S

@@ -37,8 +37,8 @@ def verified_reference_expectations(
     known = known or expectations_cache.load(entry, assignment, reference_path)
     expected, loop = observe_reference(assignment, worker, reference_path, known=known, rehearse=rehearse)
     groups = {"net": expected.net, "loop": loop}
-    for name, check in CHECKS.items():
-        outcome = check(groups, expected, assignment)
+    for name in assignment.checks:
+        outcome = CHECKS[name](groups, expected, assignment)
         if outcome.fraction < 1.0:
             raise ReferenceSolutionError(
                 f"{reference_path} fails its own check {name}: {'; '.join(outcome.reasons)} "

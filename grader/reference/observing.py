@@ -23,8 +23,10 @@ from grader.wire import decode_array, encode_array
 
 
 def forward_inputs(assignment: Assignment) -> np.ndarray:
+    """The batch net.forward feeds the reference's and every student's Net (none without a Net)."""
     rng = np.random.default_rng(assignment.forward.seed)
-    return rng.standard_normal((assignment.forward.batch_size, *assignment.input_shape), dtype=np.float32)
+    batch = assignment.forward.batch_size if assignment.model_class else 0
+    return rng.standard_normal((batch, *assignment.input_shape), dtype=np.float32)
 
 
 def stand_in_loop_model(assignment: Assignment) -> list[dict[str, Any]]:
@@ -50,7 +52,7 @@ def reference_helpers(cells: list[SourceCell], assignment: Assignment) -> dict[s
     only the reference's training_loop (to train the student's Net); the loop check trains a
     stand-in model and gets nothing. A student's Net therefore never shares a process with the
     reference Net it could otherwise find in memory and pass off as its own."""
-    return {"net": extract_definitions(cells, [assignment.loop_function]).to_json(), "loop": []}
+    return {"net": extract_definitions(cells, [assignment.loop_function]).to_json() if assignment.loop_function else [], "loop": []}
 
 
 def observe_reference(
@@ -75,7 +77,7 @@ def observe_reference(
         cells = read_cells(reference_path)
     except Exception as exc:
         raise ReferenceSolutionError(f"{reference_path}: {exc}") from None
-    program = extract_definitions(cells, [assignment.model_class, assignment.loop_function])
+    program = extract_definitions(cells, assignment.graded_names)
     if program.notes:
         raise ReferenceSolutionError(f"{reference_path}: " + "; ".join(program.notes))
     inputs = forward_inputs(assignment)
@@ -108,8 +110,7 @@ def observe_reference(
 def _observed_reference(
     assignment: Assignment, worker: Worker, reference_path: Path, units: list[Unit], inputs: np.ndarray, loop_model_spec: list[dict[str, Any]]
 ) -> tuple[Expectations, GroupObservations]:
-    groups = read_observed(worker.observe(units, ["net", "loop"], worker_limits(assignment)), assignment)
-    net = groups["net"]
+    groups = read_observed(worker.observe(units, assignment.groups, worker_limits(assignment)), assignment)
     for group in groups.values():
         failed = group.get("reference_failed")
         if failed:
@@ -117,20 +118,23 @@ def _observed_reference(
         problem = group.failure or (group.program_notes and "; ".join(group.program_notes))
         if problem:
             raise ReferenceSolutionError(f"{reference_path}: {problem}\n{group.stderr[-2000:]}")
-    forward = net.get("forward")
-    if forward is None or forward["output"] is None or not forward["weights"]:
-        error = forward and forward["error"]
-        raise ReferenceSolutionError(f"{reference_path}: the reference Net did not produce an output ({error})")
-    weights = [decode_array(w, what="reference weights") for w in forward["weights"]]
+    net, loop = groups.get("net", GroupObservations()), groups.get("loop", GroupObservations())  # one of them when only one is graded
+    weights: list[np.ndarray] = []
+    if "net" in groups:
+        forward = net.get("forward")
+        if forward is None or forward["output"] is None or not forward["weights"]:
+            error = forward and forward["error"]
+            raise ReferenceSolutionError(f"{reference_path}: the reference Net did not produce an output ({error})")
+        weights = [decode_array(w, what="reference weights") for w in forward["weights"]]
     expectations = Expectations(
         origin=str(reference_path),
         net=net,
         forward_inputs=inputs,
         weights=weights,
         loop_model_spec=loop_model_spec,
-        reference_loop=groups["loop"].get("loop"),
+        reference_loop=loop.get("loop"),
     )
-    return expectations, groups["loop"]
+    return expectations, loop
 
 
 def configure_for_selfcheck(worker: Worker, assignment: Assignment, expectations: Expectations, *, wait: bool = True) -> None:

@@ -40,7 +40,8 @@ _GROUP_OF_NAME = ("net", "model_class"), ("loop", "loop_function")
 
 def graded_names(assignment: Assignment) -> dict[str, str]:
     """Check group -> the graded name its checks judge: {"net": "Net", "loop": "training_loop"}."""
-    return {group: getattr(assignment, attribute) for group, attribute in _GROUP_OF_NAME}
+    named = {group: getattr(assignment, attribute) for group, attribute in _GROUP_OF_NAME}
+    return {group: name for group, name in named.items() if name}  # a network-only assignment has no loop
 
 
 # ---------------------------------------------------------------- in the pipeline, after scoring

@@ -171,7 +171,7 @@ def loss_charts(result: SubmissionResult, assignment: Assignment, *, whose: str)
     """The training checks' loss curves as SVG: `whose` is "your" on a feedback page."""
     net, loop = assignment.model_class, assignment.loop_function
     titles = (
-        (f"{whose} {net}, trained by the reference {loop}", f"{whose} {net}", f"reference {net}"),
+        (f"{whose} {net}, trained by {f'the reference {loop}' if loop else 'a standard training loop'}", f"{whose} {net}", f"reference {net}"),
         (f"{whose} {loop}, training a stand-in linear model", f"{whose} {loop}", f"reference {loop}"),
     )
     wanted = dict(zip(_TRAINING_CHECKS, titles, strict=True))

@@ -17,9 +17,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
-from grader.child.observe.context import ProbeContext, RecordingCrossEntropy, finite_or_none, mean_loss, seed_everything
-from grader.protocol import MAX_ALTERNATIVES, MAX_CALL_NAMES, MAX_LOADER_PASSES, LoaderPass, LoopCall, LoopRun
+from grader.child.observe.context import LossHistory, ProbeContext, RecordingCrossEntropy, finite_or_none, mean_loss, seed_everything
+from grader.child.observe.loop_call import call_loop, makes_own, plan_call, role_values, watching_own_parts
+from grader.protocol import MAX_ALTERNATIVES, MAX_CALL_NAMES, MAX_LOADER_PASSES, LoaderPass, LoopRun
 
 
 class _Counts:
@@ -121,25 +123,6 @@ def _loop_model(ctx: ProbeContext) -> nn.Module:
     return nn.Sequential(*(getattr(nn, layer["type"])(**layer.get("args", {})) for layer in ctx.loop_model_spec))
 
 
-def plan_call(function: Any, signature: list[str], mode: str) -> LoopCall:
-    """How to call the student's loop: by keyword, as the lecture does, when every parameter it
-    requires has one of the assignment's names; else by position in the assignment's order.
-    Also its own parameter names, and those it requires that neither way can give."""
-    try:
-        parameters = list(inspect.signature(function).parameters.values())
-    except (TypeError, ValueError):  # no signature to read (a builtin, a C function): as the caller wrote it
-        return {"by": "position", "parameters": [], "unfilled": []}
-    named = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    required = [p for p in parameters if p.kind in named and p.default is inspect.Parameter.empty]
-    by_name = all(p.name in signature and p.kind is not inspect.Parameter.POSITIONAL_ONLY for p in required)
-    names = [p.name for p in parameters if p.kind in named][:MAX_CALL_NAMES]  # the observation's schema caps them
-    if mode == "keyword" and by_name:
-        return {"by": "keyword", "parameters": names, "unfilled": []}
-    positional = [p for p in parameters if p.kind in named[:2]]
-    unfilled = [p.name for p in required if p.kind is inspect.Parameter.KEYWORD_ONLY or positional.index(p) >= len(signature)]
-    return {"by": "position", "parameters": names, "unfilled": unfilled[:MAX_CALL_NAMES]}
-
-
 def _other_loops(namespace: dict[str, Any], signature: list[str]) -> list[str]:
     """Functions the student's program defines that take the loop's arguments, as
     `train(n_epochs, optimizer, model, loss_fn, train_loader)`: a loop under another name."""
@@ -171,24 +154,38 @@ def observe_loop(ctx: ProbeContext) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     _watch_gradients(params, counts)
     loader = _CountingLoader(ctx.loader(training["seed"]), counts)
+    # The grader's optimizer and loss, for a loop that takes them; one that makes its own is
+    # watched instead (loop_call.watching_own_parts), counted the same way.
     loss_fn = _CountingLoss(counts)
-    arguments = {
-        "n_epochs": training["epochs"],
-        "optimizer": _counting_sgd(params, training["learning_rate"], counts),
-        "model": model,
-        "loss_fn": loss_fn,
-        "train_loader": loader,
-    }
+    own_losses = LossHistory()
+    parts = {"optimizer": _counting_sgd(params, training["learning_rate"], counts), "loss_fn": loss_fn}
+    values = role_values(settings, model, loader, DataLoader(ctx.dataset, batch_size=training["batch_size"]), **parts)
     initial_loss = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
     error = None
     call = plan_call(function, settings["loop_signature"], settings["loop_call"])
+
+    def count_step() -> None:
+        counts.steps += 1
+
+    def count_zero_grad() -> None:
+        counts.zero_grad_calls += 1
+
+    def record_loss(loss: torch.Tensor) -> None:
+        counts.loss_calls += 1
+        own_losses.add(loss)
+
     try:
         if call["unfilled"]:
             raise TypeError(f"missing required argument{'s' if len(call['unfilled']) > 1 else ''} {', '.join(map(repr, call['unfilled']))}")
-        if call["by"] == "keyword":
-            function(**arguments)
-        else:
-            function(*(arguments[name] for name in settings["loop_signature"]))
+        with watching_own_parts(
+            model,
+            optimizer=makes_own(settings, "optimizer"),
+            loss=makes_own(settings, "loss_fn"),
+            on_step=count_step,
+            on_zero_grad=count_zero_grad,
+            on_loss=record_loss,
+        ):
+            call_loop(function, call, settings, values)
     except BaseException as exc:
         error = ctx.describe(exc)
     try:
@@ -196,7 +193,7 @@ def observe_loop(ctx: ProbeContext) -> None:
     except BaseException as exc:  # the student's loop may have left the model unusable
         final_loss = None
         error = error or ctx.describe(exc)
-    curve = loss_fn.history.observation()
+    curve = (own_losses if makes_own(settings, "loss_fn") else loss_fn.history).observation()
     seen: LoopRun = {
         "kind": "loop",
         "defined": defined,

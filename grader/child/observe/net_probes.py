@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from grader.child.observe.context import (
+    LossHistory,
     ProbeContext,
     RecordingCrossEntropy,
     encode_tensor,
@@ -23,6 +25,7 @@ from grader.child.observe.context import (
     seed_everything,
     shape_of,
 )
+from grader.child.observe.loop_call import call_loop, makes_own, plan_call, role_values, watching_own_parts
 from grader.child.observe.operations import digest, record_operations
 from grader.observations import DIGEST_RTOL, digests_agree
 from grader.protocol import (
@@ -271,20 +274,35 @@ def _train(ctx: ProbeContext, net_class: Callable[[], Any], *, equivalent: bool)
     if equivalent:
         return seen
     loss_fn = RecordingCrossEntropy()
-    trainer = standard_training_loop
-    if ctx.reference is not None and callable(ctx.reference.get(ctx.settings["loop_function"])):
-        trainer = ctx.reference[ctx.settings["loop_function"]]
+    loop_name = ctx.settings["loop_function"]
+    reference_loop = ctx.reference.get(loop_name) if ctx.reference is not None and loop_name else None
+    own_losses = LossHistory()
     started = time.perf_counter()
     try:
         seed_everything(training["seed"])
         model = net_class()
         seen["initial_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
         optimizer = torch.optim.SGD(model.parameters(), lr=training["learning_rate"])
-        trainer(training["epochs"], optimizer, model, loss_fn, ctx.loader(training["seed"]))
+        loader = ctx.loader(training["seed"])
+        if callable(reference_loop):  # called as it is written, through the assignment's roles
+            values = role_values(ctx.settings, model, loader, DataLoader(ctx.dataset, batch_size=training["batch_size"]), optimizer=optimizer, loss_fn=loss_fn)
+            call = plan_call(reference_loop, ctx.settings["loop_signature"], "keyword")
+            with watching_own_parts(
+                model, optimizer=False, loss=makes_own(ctx.settings, "loss_fn"), on_step=_ignore, on_zero_grad=_ignore, on_loss=own_losses.add
+            ):
+                call_loop(reference_loop, call, ctx.settings, values)
+        else:
+            standard_training_loop(training["epochs"], optimizer, model, loss_fn, loader)
         seen["final_loss"] = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
     except BaseException as exc:
         seen["error"] = ctx.describe(exc)
     seen["seconds"] = time.perf_counter() - started
-    curve = loss_fn.history.observation()
+    history = own_losses if callable(reference_loop) and makes_own(ctx.settings, "loss_fn") else loss_fn.history
+    curve = history.observation()
     seen["losses"], seen["loss_stride"] = curve["losses"], curve["loss_stride"]
     return seen
+
+
+def _ignore() -> None:
+    """What net.trains does with the steps of a reference loop's own optimizer: nothing (it
+    judges the Net by its loss, not the loop by its steps)."""

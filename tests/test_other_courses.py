@@ -1,0 +1,169 @@
+"""Assignments other courses write, authored from one solution notebook with `grader assign` and
+graded with `grader run` as an instructor does: a loop with the course's own parameter names
+(the PyTorch tutorial's), a loop that makes its own optimizer and loss (d2l's), a network graded
+alone and a loop graded alone. Every correct student earns full marks, however the loop's
+parameters are named; every one-mistake student loses exactly what the mistake costs, in words
+that use the course's own names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import courses as c
+import pandas as pd
+import pytest
+
+from grader.commands.assign import assign
+
+TUTORIAL_RENAMED_LOOP = c.TUTORIAL_LOOP.replace("def train(net, trainloader, criterion, optimizer, epochs):", "def train(model, loader, loss_fn, opt, n_epochs):").replace(
+    "range(epochs)", "range(n_epochs)").replace("enumerate(trainloader, 0)", "enumerate(loader, 0)").replace("len(trainloader)", "len(loader)").replace(
+    "optimizer.", "opt.").replace("outputs = net(inputs)", "outputs = model(inputs)").replace("criterion(outputs", "loss_fn(outputs")  # fmt: skip
+TUTORIAL_SEQUENTIAL_NET = """\
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2, 2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+"""
+D2L_FUNCTIONAL_LOOP = """\
+import torch.nn.functional as F
+
+def train_epochs(net, train_iter, num_epochs, lr):
+    optimizer = torch.optim.SGD(net.parameters(), lr)
+    for epoch in range(num_epochs):
+        for X, y in train_iter:
+            loss = F.cross_entropy(net(X), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        print(f"epoch {epoch + 1} done")
+"""
+
+
+def _grade_class(tmp_path: Path, course: c.Course, students: dict[str, list[str]]) -> tuple[pd.DataFrame, Path]:
+    """Author `course`'s assignment from its solution notebook, then grade `students` (name ->
+    code cells) with `grader run`; the report and its folder (beside the assignment's folder,
+    named after the course, and the submissions)."""
+    folder = tmp_path / course.name
+    assign(course.solution(tmp_path / "solutions"), folder)
+    submissions = tmp_path / "submissions"
+    for student, cells in students.items():
+        c.student_notebook(submissions / f"{student}.ipynb", cells)
+    csv = tmp_path / "out" / "grades.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "run", str(submissions), "-o", str(csv), "--assignment", str(folder)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return pd.read_csv(csv, keep_default_na=False).set_index("student"), csv.parent
+
+
+def _points(report: pd.DataFrame, student: str, checks: list[str]) -> dict[str, float]:
+    return {name: float(report.loc[student, name]) for name in checks}
+
+
+NET_CHECKS = {"net.instantiate": 5, "net.layers": 15, "net.shapes": 15, "net.params": 15, "net.forward": 20, "net.trains": 10}
+FULL = {**NET_CHECKS, "loop.trains": 20}
+
+
+@pytest.fixture(scope="module")
+def tutorial(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    head = [c.TUTORIAL_IMPORTS, c.TUTORIAL_DATA]
+    return _grade_class(tmp_path_factory.mktemp("tutorial"), c.TUTORIAL, {
+        "as_solved": [*head, c.TUTORIAL_NET, c.TUTORIAL_LOOP, c.TUTORIAL_TRAIN],
+        "renamed_loop": [*head, c.TUTORIAL_NET, TUTORIAL_RENAMED_LOOP, "net = Net()\ntrain(net, trainloader, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.001), 2)\n"],
+        "sequential_net": [*head, TUTORIAL_SEQUENTIAL_NET, c.TUTORIAL_LOOP, c.TUTORIAL_TRAIN],
+        "no_zero_grad": [*head, c.TUTORIAL_NET, c.TUTORIAL_LOOP.replace("            optimizer.zero_grad()\n", ""), c.TUTORIAL_TRAIN],
+        "one_epoch_short": [*head, c.TUTORIAL_NET, c.TUTORIAL_LOOP.replace("range(epochs)", "range(epochs - 1)"), c.TUTORIAL_TRAIN],
+    })  # fmt: skip
+
+
+def test_a_loop_with_the_courses_own_parameter_names_is_authored_and_graded(tutorial):
+    report, out = tutorial
+    assert _points(report, "as_solved", list(FULL)) == FULL
+    assert _points(report, "sequential_net", list(FULL)) == FULL
+    # Names unlike the solution's, in its order: called by position, graded on what it does.
+    assert _points(report, "renamed_loop", list(FULL)) == FULL
+    assert "it was called with the assignment's arguments by position, in the order (net, trainloader, criterion, optimizer, epochs)" in (
+        out / "feedback" / "renamed_loop.md"
+    ).read_text()
+
+
+def test_a_mistake_in_the_courses_loop_is_named_with_the_courses_names(tutorial):
+    report, out = tutorial
+    assert _points(report, "no_zero_grad", list(FULL)) == {**FULL, "loop.trains": 16}
+    assert "gradients were never cleared" in (out / "feedback" / "no_zero_grad.md").read_text()
+    assert _points(report, "one_epoch_short", list(FULL)) == {**FULL, "loop.trains": 16}
+    assert "ran 3 epochs where epochs was 4: train for exactly epochs epochs (for epoch in range(1, epochs + 1):)" in (
+        out / "feedback" / "one_epoch_short.md"
+    ).read_text()
+
+
+@pytest.fixture(scope="module")
+def d2l(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    head = [c.D2L_IMPORTS, c.LENET]
+    return _grade_class(tmp_path_factory.mktemp("d2l"), c.D2L, {
+        "as_solved": [*head, c.D2L_LOOP, c.D2L_TRAIN],
+        "functional_loss": [*head, D2L_FUNCTIONAL_LOOP, c.D2L_TRAIN],
+        "no_zero_grad": [*head, c.D2L_LOOP.replace("            trainer.zero_grad()\n", ""), c.D2L_TRAIN],
+        "no_step": [*head, c.D2L_LOOP.replace("            trainer.step()\n", ""), c.D2L_TRAIN],
+        "first_batch_only": [*head, c.D2L_LOOP.replace("            trainer.step()\n", "            trainer.step()\n            break\n"), c.D2L_TRAIN],
+    })  # fmt: skip
+
+
+def test_a_loop_that_makes_its_own_optimizer_and_loss_is_observed_like_any_other(d2l):
+    report, out = d2l
+    assert _points(report, "as_solved", list(FULL)) == FULL
+    assert _points(report, "functional_loss", list(FULL)) == FULL  # F.cross_entropy, positional lr: the same loop
+    # Gradients never cleared (4 of 20); no step: step per batch (2) and the loss (6); one batch
+    # an epoch: every batch of every epoch (4).
+    assert _points(report, "no_zero_grad", list(FULL)) == {**FULL, "loop.trains": 16}
+    assert _points(report, "no_step", list(FULL)) == {**FULL, "loop.trains": 12}
+    assert _points(report, "first_batch_only", list(FULL)) == {**FULL, "loop.trains": 16}
+    no_step = (out / "feedback" / "no_step.md").read_text()
+    assert "optimizer.step() ran 0 times for 40 batches" in no_step
+    assert "took 1 of 10 batches in each epoch: train on every batch of train_iter in each epoch" in (out / "feedback" / "first_batch_only.md").read_text()
+
+
+def test_a_network_alone_is_graded_without_a_loop(tmp_path):
+    report, out = _grade_class(tmp_path, c.LENET_ONLY, {
+        "as_solved": [c.D2L_IMPORTS, c.LENET],
+        "max_pool": [c.D2L_IMPORTS, c.LENET.replace("nn.AvgPool2d", "nn.MaxPool2d")],
+    })  # fmt: skip
+    assert "loop.trains" not in report.columns
+    assert _points(report, "as_solved", list(NET_CHECKS)) == NET_CHECKS
+    assert float(report.loc["as_solved", "total"]) == 80
+    assert _points(report, "max_pool", list(NET_CHECKS)) == {**NET_CHECKS, "net.forward": 0}
+    feedback = (out / "feedback" / "as_solved.md").read_text()
+    assert "loop.trains" not in feedback and "training loop" not in feedback.lower()
+
+
+def test_a_loop_alone_is_graded_without_a_network(tmp_path):
+    report, out = _grade_class(tmp_path, c.LOOP_ONLY, {
+        "as_solved": [c.TUTORIAL_IMPORTS, c.TUTORIAL_LOOP],
+        "no_backward": [c.TUTORIAL_IMPORTS, c.TUTORIAL_LOOP.replace("            loss.backward()\n", "")],
+    })  # fmt: skip
+    assert [name for name in FULL if name in report.columns] == ["loop.trains"]
+    assert float(report.loc["as_solved", "loop.trains"]) == 20 and float(report.loc["as_solved", "total"]) == 20
+    assert float(report.loc["no_backward", "loop.trains"]) == 12  # backward per batch (2) and the loss (6)
+    assert "Net" not in (out / "feedback" / "as_solved.md").read_text()
+
+
+def test_selfcheck_grades_a_loop_that_makes_its_own_optimizer(d2l):
+    _, out = d2l
+    student = out.parent / "submissions" / "no_zero_grad.ipynb"
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "selfcheck", str(student), "--assignment", str(out.parent / c.D2L.name)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "gradients were never cleared" in done.stdout and "96 / 100" in done.stdout, done.stdout + done.stderr
