@@ -18,15 +18,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from conftest import FULL, points
 
 from grader.assignment import Assignment, load_assignment
+from grader.compare.sharing import Sharing, conflicting_loads, load_conflict, repeated_in, span
 from grader.isolate.client import Worker
 from grader.load import Submission
 from grader.pipeline import grade_submission
 from grader.reference.check import verified_reference_expectations
-from grader.report.network_picture import network_of, network_table_markdown
+from grader.report.network_picture import checked_network, network_of, network_table_markdown
 from grader.results import SubmissionResult
 
 CONFIG = """\
@@ -264,3 +266,31 @@ def test_a_skip_connection_missing_from_separate_blocks_against_the_book(book_re
         "no add after relu: the reference applies one there (in each of the 10 blocks, resblocks.0 … resblocks.9)"
     )
     assert _notes(result) == [SEPARATE_WHERE_BOOK_SHARES]
+
+
+# ---------------------------------------------------------------- the words, without a worker
+
+
+def test_shared_paths_are_named_by_their_first_and_last():
+    assert span(["conv_a", "conv_b"], 2) == "conv_a and conv_b"
+    assert span([f"blocks.{i}" for i in range(3)], 3) == "blocks.0 … blocks.2"
+    assert span([f"blocks.{i}" for i in range(64)], 100) == "blocks.0 … (100 paths in all)"
+    assert repeated_in(["resblocks.0.act", "resblocks.1.act", "resblocks.2.act"]) == "resblocks.0 … resblocks.2"
+    assert repeated_in(["resblocks.0", "resblocks.0"]) is None  # one block run twice: not "each block"
+    assert repeated_in(["conv1", "conv2"]) is None
+
+
+def test_a_layer_run_twice_where_the_reference_has_two_is_named():
+    order = [{"name": "conv.weight", "shape": [2]}, {"name": "conv.weight", "shape": [2]}]
+    assert conflicting_loads(order, [np.ones(2), np.ones(2)]) == []  # the same weights twice: a shared reference
+    assert conflicting_loads(order, [np.zeros(2), np.ones(2)]) == ["conv.weight"]
+    assert load_conflict(["conv.weight"], order, Sharing()) == (
+        "your forward runs conv 2 times where the reference runs 2 separate layers with their own weights: give each its own layer"
+    )
+
+
+@pytest.mark.parametrize("shared", [1, True, "10", -2])
+def test_a_malformed_shared_mark_is_not_drawn(shared):
+    side = {"layer": "conv (Conv2d)", "settings": "", "output_shape": [1, 8], "parameters": 576, "shared": shared}
+    with pytest.raises(ValueError, match="shared must be a count of runs"):
+        checked_network({"rows": [{"reference": side, "student": side, "differs": []}]})
