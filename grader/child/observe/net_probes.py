@@ -28,6 +28,7 @@ from grader.child.observe.operations import digest, record_operations
 from grader.observations import DIGEST_RTOL, digests_agree
 from grader.protocol import (
     MAX_ALTERNATIVES,
+    MAX_GRADIENTS,
     MAX_SHARED,
     MAX_SHARED_PATHS,
     Digest,
@@ -218,6 +219,8 @@ def _forward_order(model: nn.Module, traces: dict[int, TraceObservation], batch:
             full = f"{call['path']}.{pname}" if call["path"] else pname
             if full in named:
                 order.append(full)
+    if len(order) > MAX_GRADIENTS:  # a layer run in a long loop: each parameter once, as it first runs
+        order = list(dict.fromkeys(order))
     used = set(order)
     order += [n for n in named if n not in used]
     return [(n, named[n]) for n in order]
