@@ -294,6 +294,8 @@ MAX_CALL_NAMES = 64  # parameter names of the student's training_loop reported
 MAX_ALTERNATIVES = 16  # other classes or functions named when the graded one is missing
 MAX_OPERATIONS = 256  # tensor operations of one forward pass recorded; a longer forward is cut short
 MAX_GRADIENTS = 4096  # parameters whose gradient digest the forward probe reports
+MAX_SHARED = 16  # modules reported as reachable under several paths
+MAX_SHARED_PATHS = 64  # paths reported for each of them
 
 FiniteOrNull = Annotated[float | None, Finite()]
 # Three numbers summarising a tensor (grader/child/observe/operations.py); [] when not comparable.
@@ -347,11 +349,23 @@ class Parameter(TypedDict):
     trainable: NotRequired[bool]  # whether it requires grad (the structure probe says)
 
 
+class SharedModule(TypedDict):
+    """One module object with parameters that the Net holds under several paths, so they share
+    its weights: `nn.Sequential(*(n * [ResBlock(c)]))` repeats one ResBlock, not n of them."""
+
+    paths: Annotated[list[str], MaxLen(MAX_SHARED_PATHS)]  # "resblocks.0", "resblocks.1", ...
+    count: int  # how many paths reach it (more than `paths` lists when cut short)
+    type: str  # its class name: "ResBlock"
+    trainable: int  # its trainable parameters, counted once
+
+
 class StructureObservation(TypedDict):
     kind: Literal["structure"]
-    layers: list[Layer]  # in the order __init__ creates them
-    parameters: list[Parameter]
-    total_trainable: int
+    layers: list[Layer]  # in the order __init__ creates them (a shared module once)
+    parameters: list[Parameter]  # a shared parameter once
+    total_trainable: int  # a shared parameter counted once
+    # the outermost modules held under several paths; absent in reports made before it existed
+    shared: NotRequired[Annotated[list[SharedModule], MaxLen(MAX_SHARED)]]
 
 
 class LayerCall(Layer):
@@ -375,12 +389,15 @@ class ForwardObservation(TypedDict):
     """The forward pass on the grader's inputs, with the reference weights when they fit."""
 
     kind: Literal["forward"]
-    order: list[Parameter]  # the Net's parameters in the order forward uses them
+    # the Net's parameters in the order forward uses them, once per call of their layer: a
+    # shared block's parameters as often as forward runs it, so a Net that gives each run its own
+    # block takes the reference's shared weights, one copy each
+    order: list[Parameter]
     loaded: bool  # the reference weights fitted and were loaded
     output: EncodedArray | None
     weights: list[Any] | None  # encoded arrays: the reference's own, while observing it
     error: str | None
-    # one digest per parameter, in forward order, of the gradients of the cross-entropy on the
+    # one digest per entry of `order`, of the gradients of the cross-entropy on the
     # forward inputs (labels 0, 1, 2, ...) with the weights used: [] when not computed
     gradients: Annotated[list[Digest], MaxLen(MAX_GRADIENTS)]
 

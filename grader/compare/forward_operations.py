@@ -12,12 +12,13 @@ from __future__ import annotations
 import difflib
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from grader.compare.hyperparameters import describe_layer
+from grader.compare.sharing import repeated_in
 from grader.observations import digests_agree
-from grader.protocol import Layer, Operation, OperationsObservation, StructureObservation
+from grader.protocol import Layer, Operation, OperationsObservation, StructureObservation, TraceObservation
 
 # One kind for the ways of flattening, so `view`, `reshape`, `flatten` and nn.Flatten align.
 _RESHAPES = {"view", "reshape", "flatten"}
@@ -64,22 +65,36 @@ class ForwardOperations:
     error: str | None = None
     truncated: bool = False
     digests: bool = False
+    # how many times forward runs each layer that runs more than once (a block object repeated)
+    runs: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, observation: OperationsObservation | None, structure: StructureObservation | None) -> ForwardOperations | None:
+    def of(
+        cls, observation: OperationsObservation | None, structure: StructureObservation | None, trace: TraceObservation | None = None
+    ) -> ForwardOperations | None:
         if observation is None:
             return None
         layers = {layer["path"]: layer for layer in structure["layers"]} if structure else {}
-        return cls(observation["operations"], layers, observation["error"], observation["truncated"], observation["digests"])
+        runs = Counter(call["path"] for call in trace["calls"]) if trace else Counter()
+        repeated = {path: count for path, count in runs.items() if count > 1}
+        return cls(observation["operations"], layers, observation["error"], observation["truncated"], observation["digests"], repeated)
 
     def layer_of(self, index: int) -> Layer | None:
-        """The parametrized layer whose own computation this operation is (its first operation)."""
+        """The parametrized layer whose own computation this operation is (its first operation;
+        for a layer that runs several times, the first of each run)."""
         operation = self.operations[index]
         layer = self.layers.get(operation["module"]) if operation["module"] else None
         if layer is None:
             return None
+        if operation["module"] in self.runs:
+            return None if index and self.operations[index - 1]["module"] == operation["module"] else layer
         earlier = [o for o in self.operations[:index] if o["module"] == operation["module"]]
         return None if earlier else layer
+
+    def run_of(self, index: int) -> int:
+        """Which run of its layer a layer's operation belongs to: 0 for the first."""
+        module = self.operations[index]["module"]
+        return sum(1 for k in range(index) if self.operations[k]["module"] == module and self.layer_of(k) is not None)
 
     def label(self, index: int) -> str:
         """`conv1 (Conv2d)`, `tanh`, `tanh (act1)`: how the student recognises this operation."""
@@ -130,8 +145,9 @@ def _pairs(keys: tuple[list[str], list[str]], finer: tuple[list[str], list[str]]
 
 
 def differences(reference: ForwardOperations, student: ForwardOperations, pairs: list[Pair]) -> list[str]:
-    """Sentences naming each way the student's sequence of operations differs from the reference's."""
-    findings: list[str] = []
+    """Sentences naming each way the student's sequence of operations differs from the reference's;
+    a mistake repeated in every block is said once, with where it repeats."""
+    findings: list[tuple[str, str]] = []  # each with the module it happens in, to say a repeat once
     missing = [(n, i) for n, (i, j) in enumerate(pairs) if j is None and i is not None]
     if student.error:
         # After the step that raised, nothing ran: the reference's later steps are not missing.
@@ -151,13 +167,14 @@ def differences(reference: ForwardOperations, student: ForwardOperations, pairs:
         between = [pairs[k][1] for k in range(min(n_missing, moved[0]) + 1, max(n_missing, moved[0]))]
         others = [student.operations[j]["op"] for j in between if j is not None]
         name = reference.operations[i]["op"]
+        where = student.operations[moved[1]]["module"]
         if others:
             first, then = (name, others[0]) if moved[0] < n_missing else (others[0], name)
             findings.append(
-                f"your forward applies {first} before {then}; the reference applies {then} first, then {first}"
+                (f"your forward applies {first} before {then}; the reference applies {then} first, then {first}", where)
             )
         else:
-            findings.append(f"your forward applies {name} at a different place than the reference")
+            findings.append((f"your forward applies {name} at a different place than the reference", where))
     substitutions = Counter(
         (reference.operations[i]["op"], student.operations[j]["op"])
         for i, j in pairs
@@ -165,29 +182,65 @@ def differences(reference: ForwardOperations, student: ForwardOperations, pairs:
     )
     for (theirs, mine), count in substitutions.items():
         times = "" if count == 1 else f" {count} times"
-        findings.append(f"your forward calls {mine}{times} where the reference calls {theirs}")
+        findings.append((f"your forward calls {mine}{times} where the reference calls {theirs}", ""))
     for run in _runs(missing):
         names = " and ".join(reference.operations[i]["op"] for _, i in run)
-        findings.append(f"no {names} {_context(pairs, run[0][0], student)}: the reference applies {'one' if len(run) == 1 else 'them'} there")
+        before = _neighbour(pairs, run[0][0])
+        where = student.operations[before]["module"] if before is not None else ""
+        findings.append(
+            (f"no {names} {_context(pairs, run[0][0], student)}: the reference applies {'one' if len(run) == 1 else 'them'} there", where)
+        )
     for run in _runs(extra):
         last = run[-1][1]
         if student.operations[last]["op"] in _FINAL_SOFTMAX and last == len(student.operations) - 1:
             findings.append(
-                f"your forward ends with {student.operations[last]['op']}: nn.CrossEntropyLoss applies log-softmax itself, "
-                "so forward should return the last layer's raw scores (logits)"
-            )
+                (f"your forward ends with {student.operations[last]['op']}: nn.CrossEntropyLoss applies log-softmax itself, "
+                 "so forward should return the last layer's raw scores (logits)", "")
+            )  # fmt: skip
             run = run[:-1]
         if run:
             names = " and ".join(student.label(j) for _, j in run)
-            findings.append(f"an extra {names} {_context(pairs, run[-1][0], student, after=False)}: the reference has none there")
+            where = student.operations[run[-1][1]]["module"]
+            findings.append((f"an extra {names} {_context(pairs, run[-1][0], student, after=False)}: the reference has none there", where))
     for j, operation in enumerate(student.operations):
         if operation["op"] in _DROPOUTS and operation["kwargs"].get("training") is True:
             findings.append(
-                f"{student.label(j)} stays active when the network is evaluated: F.{operation['op']}(x, p) defaults to "
-                "training=True; use an nn.Dropout layer, or pass training=self.training"
-            )
+                (f"{student.label(j)} stays active when the network is evaluated: F.{operation['op']}(x, p) defaults to "
+                 "training=True; use an nn.Dropout layer, or pass training=self.training", "")
+            )  # fmt: skip
             break
-    return findings[:MAX_FINDINGS]
+    return _said_once(findings)[:MAX_FINDINGS]
+
+
+def _said_once(findings: list[tuple[str, str]]) -> list[str]:
+    """Each sentence once, in the order first found: a skip connection missing from each of 10
+    residual blocks is one mistake made 10 times, "(in each of the 10 blocks resblocks.0 …
+    resblocks.9)", not 10 findings that crowd out the rest."""
+    places: dict[str, list[str]] = {}
+    for sentence, where in findings:
+        places.setdefault(sentence, []).append(where)
+    return [sentence + _repeats(where) for sentence, where in places.items()]
+
+
+def _repeats(places: list[str]) -> str:
+    count = len(places)
+    if count == 1:
+        return ""
+    blocks = repeated_in(places)
+    if blocks:
+        return f" (in each of the {count} blocks, {blocks})"
+    if len(set(places)) == 1 and places[0]:
+        return f" (in each of the {count} runs of {places[0]})"
+    return f" ({count} times)"
+
+
+def _neighbour(pairs: list[Pair], n: int) -> int | None:
+    """The student's operation nearest before position n of the alignment that both sides have."""
+    for k in range(n - 1, -1, -1):
+        i, j = pairs[k]
+        if i is not None and j is not None:
+            return j
+    return None
 
 
 def _runs(positions: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
@@ -276,12 +329,20 @@ def _plain(value: Any) -> str:
 def _side(ops: ForwardOperations, index: int) -> dict[str, Any]:
     operation = ops.operations[index]
     layer = ops.layer_of(index)
-    return {
+    side = {
         "layer": ops.label(index),
         "settings": _settings(ops, index),
         "output_shape": operation["output_shape"],
         "parameters": layer["trainable"] if layer is not None else None,
     }
+    runs = ops.runs.get(operation["module"]) if layer is not None else None
+    if runs:
+        # One layer object run several times (a repeated block): its parameters are counted on
+        # its first run only, and every run is marked as sharing them.
+        side["shared"] = runs
+        if ops.run_of(index):
+            side["parameters"] = None
+    return side
 
 
 def network_picture(reference: ForwardOperations, student: ForwardOperations, pairs: list[Pair], *, layers_only: bool) -> dict[str, Any]:
@@ -313,4 +374,6 @@ def _layer_differs(reference: ForwardOperations, i: int, student: ForwardOperati
 def _differs(field: str, theirs: dict[str, Any], mine: dict[str, Any], operation: Operation) -> bool:
     if field == "settings" and kind(operation) == "reshape":
         return False  # view(-1, 512) and flatten(1) do the same: the output shape tells
+    if field == "parameters":
+        return (theirs["parameters"], bool(theirs.get("shared"))) != (mine["parameters"], bool(mine.get("shared")))
     return theirs[field] != mine[field]

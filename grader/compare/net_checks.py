@@ -18,6 +18,7 @@ from grader.compare.forward_operations import ForwardOperations, align, differen
 from grader.compare.hyperparameters import normalized as _normalized
 from grader.compare.hyperparameters import show as _show
 from grader.compare.outcome import Outcome
+from grader.compare.sharing import Sharing, compare_sharing, conflicting_loads, load_conflict
 from grader.errors import ObservationError
 from grader.observations import GroupObservations, digests_agree
 from grader.protocol import ForwardObservation, Layer, LossCurve, Parameter, TraceObservation
@@ -45,14 +46,26 @@ def _unavailable(group: GroupObservations, kind: Literal["instantiate", "structu
     return Outcome.failed(f"could not be checked: {problem}", error=problem)
 
 
+def _full_trace(group: GroupObservations) -> TraceObservation | None:
+    """A trace of a whole forward pass (the largest batch that ran through): how often each layer runs."""
+    return next((trace for _, trace in sorted(group.traces.items(), reverse=True) if trace["ok"]), None)
+
+
 def _operations(group: GroupObservations, expected: Expectations) -> tuple[ForwardOperations, ForwardOperations, list] | None:
     """Both forwards operation by operation, aligned; None when either was not recorded (an old
     fixtures file, or a Net that never ran)."""
-    theirs = ForwardOperations.of(expected.net.get("operations"), expected.net.get("structure"))
-    mine = ForwardOperations.of(group.get("operations"), group.get("structure"))
+    theirs = ForwardOperations.of(expected.net.get("operations"), expected.net.get("structure"), _full_trace(expected.net))
+    mine = ForwardOperations.of(group.get("operations"), group.get("structure"), _full_trace(group))
     if theirs is None or mine is None:
         return None
     return theirs, mine, align(theirs, mine)
+
+
+def _sharing(group: GroupObservations, expected: Expectations, assignment: Assignment) -> Sharing:
+    """How the blocks the student's Net shares (one object under several paths) differ from the
+    reference's (grader/compare/sharing.py)."""
+    mine, _ = _student_layers(group, assignment)
+    return compare_sharing(expected.net.get("structure"), group.get("structure"), expected.layers, mine)
 
 
 def check_net_instantiate(student: dict[str, GroupObservations], expected: Expectations, assignment: Assignment) -> Outcome:
@@ -173,6 +186,8 @@ def check_net_layers(student: dict[str, GroupObservations], expected: Expectatio
     total = max(len(mine), len(theirs), 1)
     if reasons and note:
         reasons[-1] += note
+    if reasons:
+        reasons += _sharing(group, expected, assignment).mistakes()
     details: dict[str, Any] = {"matched": matched, "layers": total}
     operations = _operations(group, expected)
     if operations:
@@ -244,7 +259,14 @@ def check_net_params(student: dict[str, GroupObservations], expected: Expectatio
     want_total = reference["total_trainable"]
     got_total = structure["total_trainable"]
     reasons: list[str] = []
+    notes: list[str] = []
+    sharing = _sharing(group, expected, assignment)
     total_ok = want_total == got_total
+    if not total_ok and sharing.unshared and got_total == want_total + sharing.extra_parameters():
+        # Separate blocks where the reference repeats one: each holds what the reference's one
+        # block holds, so the total is larger by the copies, and nothing is wrong.
+        total_ok = True
+        notes += [f"{note} (no points lost: each of your blocks can hold the reference's shared weights)" for note in sharing.notes()]
     if not total_ok:
         reasons.append(f"total trainable parameters: expected {want_total}, got {got_total}")
     mine, _ = _student_layers(group, assignment)
@@ -261,9 +283,11 @@ def check_net_params(student: dict[str, GroupObservations], expected: Expectatio
 
     matched, layer_reasons = _compare_aligned(theirs, mine, count_mismatch)
     reasons += layer_reasons
+    if reasons:
+        reasons += sharing.mistakes()
     per_layer = matched / max(len(theirs), len(mine), 1)
     # A third of the points for the total, two thirds for the per-layer counts.
-    return Outcome((1.0 if total_ok else 0.0) / 3 + 2 * per_layer / 3, reasons, details={"total": got_total})
+    return Outcome((1.0 if total_ok else 0.0) / 3 + 2 * per_layer / 3, reasons, details={"total": got_total}, notes=notes)
 
 
 # ---------------------------------------------------------------- forward with reference weights
@@ -276,14 +300,21 @@ def check_net_forward(student: dict[str, GroupObservations], expected: Expectati
         return missing
     seen = group.get("forward")
     assert seen is not None
-    outcome = _forward_outcome(seen, expected, assignment)
+    conflicts = conflicting_loads(seen["order"], expected.weights) if seen["loaded"] else []
+    if conflicts:
+        # One block object where the reference has several: only the last block's weights stayed.
+        problem = load_conflict(conflicts, seen["order"], _sharing(group, expected, assignment))
+        outcome = Outcome.failed(f"could not load the reference weights into your Net: {problem}")
+    else:
+        outcome = _forward_outcome(seen, expected, assignment)
     operations = _operations(group, expected)
     if operations:
         # Name the steps that differ: as the reasons when points are lost, else as notes, so an
         # extra dropout that changes nothing in eval mode is still mentioned.
         found = differences(*operations)
         if outcome.fraction < 1:
-            divergence = first_divergence(*operations)
+            # Outputs compared step by step only mean something when every weight loaded.
+            divergence = None if conflicts else first_divergence(*operations)
             named = found + ([divergence] if divergence and not found else [])
             if named and "max_difference" in outcome.details:
                 # The general hint gives way to the named steps; the size of the difference stays.
@@ -367,7 +398,7 @@ def _trains_like_reference(group: GroupObservations, expected: Expectations, ass
     problem = None
     if reference is None or reference["equivalent"] or reference["error"]:
         problem = f"{expected.origin} holds no training run of the reference to compare with; regenerate it"
-    elif forward is None or _forward_outcome(forward, expected, assignment).fraction < 1:
+    elif forward is None or _forward_outcome(forward, expected, assignment).fraction < 1 or conflicting_loads(forward["order"], expected.weights):
         problem = "the Net was not trained although its output differs from the reference's"
     elif len(forward["gradients"]) != len(theirs) or not all(digests_agree(a, b) for a, b in zip(forward["gradients"], theirs)):
         problem = "the Net was not trained although its gradients differ from the reference's"

@@ -75,7 +75,13 @@ def _side(value: object) -> dict[str, Any] | None:
         raise ValueError("output_shape must be a list of integers")
     if parameters is not None and not (_is_int(parameters) and parameters >= 0):
         raise ValueError("parameters must be a count")
-    return {"layer": layer, "settings": settings, "output_shape": shape, "parameters": parameters}
+    checked = {"layer": layer, "settings": settings, "output_shape": shape, "parameters": parameters}
+    shared = value.get("shared")
+    if shared is not None:
+        if not (_is_int(shared) and shared > 1):
+            raise ValueError("shared must be a count of runs")
+        checked["shared"] = shared  # one layer object, run this many times: its parameters counted once
+    return checked
 
 
 class CheckedNetwork(dict):
@@ -135,6 +141,8 @@ def _text(side: dict[str, Any], field: str) -> str:
             return ""
         return "×".join(str(n) for n in value) if value else "scalar"
     if field == "parameters":
+        if side.get("shared"):
+            return "shared" if value is None else f"{value:,} (shared by {side['shared']} runs)"
         return "" if value is None else f"{value:,}"
     return _clip(value, _MAX_TEXT[field])
 
@@ -156,7 +164,14 @@ def _el(tag: str, classes: list[str], inline: bool, content: str = "", **attribu
     return _open(tag, classes, inline, **attributes) + content + f"</{tag}>"
 
 
-def _caption(inline: bool) -> str:
+SHARED_LEGEND = "shared: one layer object that forward runs several times (a repeated block), its parameters counted on its first run."
+
+
+def _has_shared(network: dict[str, Any]) -> bool:
+    return any(side is not None and side.get("shared") for row in network["rows"] for side in (row["reference"], row["student"]))
+
+
+def _caption(inline: bool, shared: bool) -> str:
     def swatch(look: str, text: str) -> str:
         return _el("span", [look, "nw-swatch"], inline, text)
 
@@ -167,7 +182,7 @@ def _caption(inline: bool) -> str:
         "One row per operation, in the order forward runs them. "
         f"{swatch('nw-differs', '≠ highlighted')}: differs from the reference; "
         f"{swatch('nw-missing', '— missing')}: the reference runs it, your Net does not; "
-        f"{swatch('nw-extra', 'extra')}: your Net runs it, the reference does not.",
+        f"{swatch('nw-extra', 'extra')}: your Net runs it, the reference does not." + (f" {SHARED_LEGEND}" if shared else ""),
     )
 
 
@@ -221,7 +236,7 @@ def network_table_html(network: dict[str, Any], *, inline_styles: bool = True) -
     Raises ValueError if `network` is malformed; `network_of` gives a checked one."""
     network = network if isinstance(network, CheckedNetwork) else checked_network(network)
     inline = inline_styles
-    parts = [_open("table", ["grader-network"], inline), _caption(inline)]
+    parts = [_open("table", ["grader-network"], inline), _caption(inline, _has_shared(network))]
     parts.append("<colgroup><col></colgroup>" + '<colgroup span="4"></colgroup>' * len(SIDES))
     parts += [_head(inline), "<tbody>"]
     for number, row in enumerate(network["rows"], 1):
@@ -277,7 +292,8 @@ def network_table_markdown(network: dict[str, Any]) -> str:
     columns = ["#"] + [f"{title} {HEADINGS['layer']}" if i == 0 else HEADINGS[f] for _, title in SIDES for i, f in enumerate(FIELDS)]
     lines = [
         "One row per operation, in the order forward runs them. **Bold**: differs from the reference; "
-        "(missing): the reference runs it, your Net does not; (extra): your Net runs it, the reference does not.",
+        "(missing): the reference runs it, your Net does not; (extra): your Net runs it, the reference does not."
+        + (f" {SHARED_LEGEND}" if _has_shared(network) else ""),
         "",
         "| " + " | ".join(columns) + " |",
         "|---:|" + "---|---|---|---:|" * len(SIDES),

@@ -5,6 +5,7 @@ Each observation is emitted as soon as it is made, so a later hang or crash does
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from functools import partial
@@ -30,11 +31,15 @@ from grader.child.observe.operations import digest, record_operations
 from grader.observations import DIGEST_RTOL, digests_agree
 from grader.protocol import (
     MAX_ALTERNATIVES,
+    MAX_GRADIENTS,
+    MAX_SHARED,
+    MAX_SHARED_PATHS,
     Digest,
     ForwardObservation,
     InstantiateObservation,
     Layer,
     LayerCall,
+    SharedModule,
     StructureObservation,
     TraceObservation,
     TrainObservation,
@@ -139,7 +144,42 @@ def _structure(model: nn.Module) -> StructureObservation:
         "layers": [_layer(path, m) for path, m in _parametrized(model)],
         "parameters": [{"name": n, "shape": list(p.shape), "trainable": p.requires_grad} for n, p in model.named_parameters()],
         "total_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "shared": _shared_modules(model),
     }
+
+
+# Paths walked looking for shared modules: a module shared at every level of a deep tree has
+# exponentially many; the first ones found are enough to name it.
+_MAX_PATHS_WALKED = 20_000
+
+
+def _shared_modules(model: nn.Module) -> list[SharedModule]:
+    """The modules with parameters that `model` holds under more than one path: one object
+    repeated (`nn.Sequential(*(n * [ResBlock(c)]))`), or one layer given two names. Only the
+    outermost: the parts of a shared block are shared as well, and say nothing more."""
+    paths: dict[int, list[str]] = {}
+    modules: dict[int, nn.Module] = {}
+    for path, module in itertools.islice(model.named_modules(remove_duplicate=False), _MAX_PATHS_WALKED):
+        paths.setdefault(id(module), []).append(path)
+        modules[id(module)] = module
+    found: list[SharedModule] = []
+    outer: list[str] = []
+    for key, where in paths.items():  # parents first: named_modules walks the tree top down
+        module = modules[key]
+        if len(where) < 2 or not any(True for _ in module.parameters()):
+            continue
+        if all(any(path.startswith(f"{o}.") for o in outer) for path in where):
+            continue
+        outer += where
+        found.append(
+            {
+                "paths": [path[:200] for path in where[:MAX_SHARED_PATHS]],
+                "count": len(where),
+                "type": type(module).__name__[:80],
+                "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
+            }
+        )
+    return found[:MAX_SHARED]
 
 
 def _trace(ctx: ProbeContext, model: nn.Module, sample: torch.Tensor) -> TraceObservation:
@@ -168,7 +208,11 @@ def _trace(ctx: ProbeContext, model: nn.Module, sample: torch.Tensor) -> TraceOb
 
 
 def _forward_order(model: nn.Module, traces: dict[int, TraceObservation], batch: int) -> list[tuple[str, nn.Parameter]]:
-    """Parameters in the order the forward pass first uses their layers, then any others."""
+    """Parameters in the order the forward pass uses their layers, once per call, then any
+    others. A layer that runs twice (one block object repeated in an nn.Sequential) lists its
+    parameters twice: the reference's shared block then lends each of a student's separate
+    blocks a copy of its weights, and a student's shared block meets each of the reference's
+    separate blocks (where the host can tell that they differ)."""
     preferred = [traces[batch]] + [t for b, t in sorted(traces.items()) if b != batch]
     best = max(preferred, key=lambda t: (t["ok"], len(t["calls"])))
     named = dict(model.named_parameters())
@@ -176,9 +220,12 @@ def _forward_order(model: nn.Module, traces: dict[int, TraceObservation], batch:
     for call in best["calls"]:
         for pname in call["params"]:
             full = f"{call['path']}.{pname}" if call["path"] else pname
-            if full in named and full not in order:
+            if full in named:
                 order.append(full)
-    order += [n for n in named if n not in order]
+    if len(order) > MAX_GRADIENTS:  # a layer run in a long loop: each parameter once, as it first runs
+        order = list(dict.fromkeys(order))
+    used = set(order)
+    order += [n for n in named if n not in used]
     return [(n, named[n]) for n in order]
 
 
