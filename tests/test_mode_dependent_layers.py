@@ -259,3 +259,26 @@ def test_a_net_that_matches_only_in_eval_mode_is_trained_for_real(graded):
 @pytest.mark.parametrize("student", SELFCHECKED["net_batchnorm"])
 def test_selfcheck_fixtures_carry_the_batchnorm_statistics(graded, student):
     assert points(graded["selfcheck"][student]) == points(graded["run"][student])
+
+
+def test_dropout_masks_are_the_same_on_every_machine():
+    # torch draws dropout masks with MKL on Intel CPUs and with its own generator elsewhere, so the
+    # fixtures' masks would differ from a student's; the probe draws them itself, in integer
+    # arithmetic. Pinned values: a change here changes every fixtures file's training-mode output.
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from grader.child.observe.portable_dropout import PortableDropout
+
+    with PortableDropout(1234):
+        channels = F.dropout2d(torch.ones(2, 4, 1, 1), 0.5)
+        elements = F.dropout(torch.ones(2, 6), 0.25)
+    assert channels.flatten().tolist() == [0.0, 0.0, 2.0, 0.0, 2.0, 2.0, 2.0, 2.0]
+    assert (elements > 0).tolist() == [[False, True, True, True, True, True], [True, False, True, False, True, True]]
+    assert torch.allclose(elements[elements > 0], torch.tensor(4 / 3))
+    with PortableDropout(1234):
+        module = nn.Dropout2d(0.5)(torch.ones(2, 4, 3, 3))  # an nn.Dropout2d draws what F.dropout2d draws
+        same_call_again = F.dropout2d(torch.ones(2, 4, 3, 3), 0.5)  # the second call draws anew
+    assert module[:, :, 0, 0].flatten().tolist() == channels.flatten().tolist()
+    assert bool((module == module[:, :, :1, :1]).all()) and not torch.equal(module, same_call_again)

@@ -24,6 +24,7 @@ from grader.child.observe.context import (
     shape_of,
 )
 from grader.child.observe.operations import digest, record_operations
+from grader.child.observe.portable_dropout import PortableDropout
 from grader.observations import DIGEST_RTOL, digests_agree
 from grader.protocol import (
     MAX_ALTERNATIVES,
@@ -306,15 +307,16 @@ def _described(state: list[tuple[str, torch.Tensor]], n_parameters: int) -> list
 
 def _train_mode_output(model: nn.Module, inputs: torch.Tensor, seed: int) -> torch.Tensor:
     """The output in training mode (dropout on, BatchNorm on the batch's statistics), with the
-    random generator seeded: the same dropout calls, in the same order on the same shapes, draw
-    the same masks in the reference and the student's Net. BatchNorm updates its running
-    statistics in training mode: every buffer is put back after, and the Net back in eval mode,
-    so the probes that follow see the weights they were given."""
+    dropout masks drawn from `seed` the same way on every machine (portable_dropout.py): the
+    same dropout calls, in the same order on the same shapes, draw the same masks in the
+    reference and the student's Net. BatchNorm updates its running statistics in training mode:
+    every buffer is put back after, and the Net back in eval mode, so the probes that follow see
+    the weights they were given."""
     saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
     model.train()
     try:
-        torch.manual_seed(seed)
-        with torch.no_grad():
+        torch.manual_seed(seed)  # for any other randomness the forward draws
+        with torch.no_grad(), PortableDropout(seed):
             output = model(inputs)
     finally:
         with torch.no_grad():
