@@ -100,7 +100,11 @@ class _Config:
         self.forward_inputs = torch.from_numpy(decode_array(raw["forward_inputs"]).copy())
         self.reference_weights = [torch.from_numpy(decode_array(w).copy()) for w in raw["reference_weights"]]
         behaviour = raw["reference_behaviour"]
-        self.reference_behaviour = {"output": decode_array(behaviour["output"]), "gradients": behaviour["gradients"]}
+        self.reference_behaviour = {
+            "output": decode_array(behaviour["output"]),
+            "gradients": behaviour["gradients"],
+            "train_output": None if behaviour["train_output"] is None else decode_array(behaviour["train_output"]),
+        }
         self.reference_helpers = raw["reference_helpers"]
         self.loop_model_spec = raw["loop_model_spec"]
 

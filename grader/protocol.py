@@ -65,6 +65,7 @@ class ReferenceBehaviour(TypedDict):
 
     output: dict[str, Any]  # an encoded array (grader/wire.py)
     gradients: list[Any]  # a digest per parameter (grader/observations.py digests_agree)
+    train_output: dict[str, Any] | None  # the output in training mode, seeded; None when it failed
 
 
 class Configuration(TypedDict, total=False):
@@ -75,7 +76,7 @@ class Configuration(TypedDict, total=False):
     reference_helpers: dict[str, list[Unit]]  # per check group: what it may use of the reference
     loop_model_spec: list[dict[str, Any]]  # the stand-in model the loop check trains
     forward_inputs: dict[str, Any]  # an encoded array
-    reference_weights: list[dict[str, Any]] | None  # encoded arrays, in forward order
+    reference_weights: list[dict[str, Any]] | None  # encoded arrays: parameters then float buffers, in forward order
     reference_behaviour: ReferenceBehaviour | None
     rehearsal: list[Unit]  # a trusted program run once in the worker to warm torch up
 
@@ -347,6 +348,7 @@ class Parameter(TypedDict):
     name: str  # "conv1.weight"
     shape: list[int]
     trainable: NotRequired[bool]  # whether it requires grad (the structure probe says)
+    buffer: NotRequired[bool]  # a buffer (BatchNorm's running mean or variance), not a parameter
 
 
 class SharedModule(TypedDict):
@@ -386,20 +388,27 @@ class TraceObservation(TypedDict):
 
 
 class ForwardObservation(TypedDict):
-    """The forward pass on the grader's inputs, with the reference weights when they fit."""
+    """The forward pass on the grader's inputs, with the reference weights when they fit: in
+    eval mode, then in training mode (dropout on, BatchNorm on the batch's statistics) with the
+    random generator seeded, so that the same dropout calls draw the same masks."""
 
     kind: Literal["forward"]
-    # the Net's parameters in the order forward uses them, once per call of their layer: a
+    # the Net's parameters in the order forward uses them, once per call of their layer (a
     # shared block's parameters as often as forward runs it, so a Net that gives each run its own
-    # block takes the reference's shared weights, one copy each
+    # block takes the reference's shared weights, one copy each), then its floating-point buffers
+    # (BatchNorm's running statistics) in the same order: what the reference weights load into
     order: list[Parameter]
     loaded: bool  # the reference weights fitted and were loaded
     output: EncodedArray | None
-    weights: list[Any] | None  # encoded arrays: the reference's own, while observing it
+    # encoded arrays, like `order`: the reference's own while observing it, its norm layers drawn
+    # away from their initial values (weight 1, bias 0, mean 0, variance 1) so that they matter
+    weights: list[Any] | None
     error: str | None
     # one digest per entry of `order`, of the gradients of the cross-entropy on the
     # forward inputs (labels 0, 1, 2, ...) with the weights used: [] when not computed
     gradients: Annotated[list[Digest], MaxLen(MAX_GRADIENTS)]
+    train_output: EncodedArray | None  # in training mode, seeded; None when it was not run or failed
+    train_error: str | None  # why forward failed in training mode
 
 
 class Operation(TypedDict):

@@ -50,6 +50,8 @@ OLD_SCHEMA: dict[str, dict[str, Any]] = {
         "weights": (list, type(None)),
         "error": _OPT_STR,
         "gradients": ("list", ("list", _FINITE_OR_NONE, 3), 4096),
+        "train_output": (dict, type(None)),
+        "train_error": _OPT_STR,
     },
     "operations": {"operations": ("list", _OPERATION, 256), "truncated": bool, "error": _OPT_STR, "digests": bool},
     "train": {"initial_loss": _OPT_NUM, "final_loss": _OPT_NUM, "error": _OPT_STR, "equivalent": bool, **_LOSS_CURVE},
@@ -140,7 +142,8 @@ OTHER_KINDS = [
     {**LOOP_RUN, "error": "RuntimeError: boom", "final_loss": None, "losses": [0.9, None], "loss_stride": 2},
     {"kind": "train", "initial_loss": None, "final_loss": None, "error": None, "seconds": None, "equivalent": True, "losses": [], "loss_stride": 1},
     {"kind": "forward", "order": [{"name": "fc.weight", "shape": [2, 4]}], "loaded": True, "error": None, "gradients": [],
-     "output": {"dtype": "float32", "shape": [1, 2], "data": "AAAAAAAAAAA="}, "weights": [{"dtype": "float32", "shape": [2], "data": "AAAAAAAAAAA="}]},
+     "output": {"dtype": "float32", "shape": [1, 2], "data": "AAAAAAAAAAA="}, "weights": [{"dtype": "float32", "shape": [2], "data": "AAAAAAAAAAA="}],
+     "train_output": None, "train_error": "RuntimeError: boom"},
 ]  # fmt: skip
 VALID = [*OTHER_KINDS, *(o for a in ("cifar2", "cifar2_width", "mnist_relu") for o in _fixtures_observations(a))]
 
@@ -151,7 +154,7 @@ LENGTHS = [3, 4, 8, 9, 16, 17, 64, 65, 256, 257]
 
 # Fields the old schema ignored that the TypedDicts declare, as the probes send them: the only
 # values on which the verdicts differ, where the new validator checks their type.
-NEWLY_DECLARED = {("seconds",), ("parameters", "*", "trainable"), ("order", "*", "trainable"), ("shared",)}
+NEWLY_DECLARED = {("seconds",), ("parameters", "*", "trainable"), ("order", "*", "trainable"), ("order", "*", "buffer"), ("shared",)}
 
 
 def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:

@@ -78,6 +78,7 @@ NET_NARROW_FC = NET.replace("nn.Linear(16 * 7 * 7, 64)", "nn.Linear(16 * 7 * 7, 
 )
 NET_NO_BATCHNORM = NET.replace("        self.bn1 = nn.BatchNorm2d(8)\n", "").replace("self.bn1(self.conv1(x))", "self.conv1(x)")
 LOOP_NO_STEP = LOOP.replace("            optimizer.step()\n", "")
+NET_BATCHNORM_AFTER_RELU = NET.replace("F.relu(self.bn1(self.conv1(x)))", "self.bn1(F.relu(self.conv1(x)))")
 
 # student: (Net cell, loop cell, points per check that differ from full marks)
 WRONG = {
@@ -88,6 +89,9 @@ WRONG = {
     # Layers are aligned, so the missing BatchNorm2d costs only itself: 4 of 5 layers and 4 of 5
     # parameter counts match; the total is 16 short.
     "no_batchnorm": (NET_NO_BATCHNORM, LOOP, {"net.layers": 12, "net.shapes": 0, "net.params": 8, "net.forward": 0}),
+    # Same layers; the reference's BatchNorm statistics are drawn away from 0 and 1, so applying
+    # it after ReLU changes the output (with fresh statistics it earned full marks).
+    "batchnorm_after_relu": (NET_BATCHNORM_AFTER_RELU, LOOP, {"net.forward": 0}),
     # Runs, clears and back-propagates every batch, but never steps: 3 of 5 criteria.
     "loop_without_step": (NET, LOOP_NO_STEP, {"loop.trains": 12}),
 }
@@ -178,6 +182,12 @@ def test_wrong_variant_loses_exact_points(graded, student):
     report, _ = graded
     assert row_points(report, student) == {**FULL, **WRONG[student][2]}, report.loc[student].to_dict()
     assert report.loc[student, "total"] == sum({**FULL, **WRONG[student][2]}.values())
+
+
+def test_batchnorm_after_relu_is_named_in_the_feedback(graded):
+    _, submissions = graded
+    feedback = (submissions.parent / "out" / "feedback" / "batchnorm_after_relu.md").read_text()
+    assert "your forward applies relu before batch_norm; the reference applies batch_norm first, then relu" in feedback
 
 
 def test_starter_notebook_as_handed_out_earns_nothing_and_says_it_is_not_implemented_yet(graded):

@@ -4,7 +4,9 @@ Both forwards were recorded by the same probe on the same input (grader/child/ob
 the operations in order, the layer that ran each, and, when the reference weights loaded into the
 student's Net, a digest of each output. Aligning the two sequences names the mistake in the
 lecture's words: "your forward calls relu 2 times where the reference calls tanh", "no tanh after
-fc1", "an extra dropout before fc2", "max_pool2d before tanh". Never imports torch or student code.
+fc1", "an extra dropout before fc2", "max_pool2d before tanh", "dropout2d after max_pool2d has
+p=0.5, the reference's p=0.4". Dropout calls are recorded even in eval mode, where they change
+nothing, so a missing or misplaced one is named here. Never imports torch or student code.
 """
 
 from __future__ import annotations
@@ -202,6 +204,15 @@ def differences(reference: ForwardOperations, student: ForwardOperations, pairs:
             names = " and ".join(student.label(j) for _, j in run)
             where = student.operations[run[-1][1]]["module"]
             findings.append((f"an extra {names} {_context(pairs, run[-1][0], student, after=False)}: the reference has none there", where))
+    for position, (theirs_at, mine_at) in enumerate(pairs):
+        if theirs_at is None or mine_at is None:
+            continue
+        my_step, their_step = student.operations[mine_at], reference.operations[theirs_at]
+        if my_step["op"] not in _DROPOUTS or kind(my_step) != kind(their_step):
+            continue
+        p_mine, p_theirs = dropout_p(my_step), dropout_p(their_step)
+        if p_mine is not None and p_theirs is not None and p_mine != p_theirs:
+            findings.append((f"{student.label(mine_at)} {_context(pairs, position, student)} has p={p_mine}, the reference's p={p_theirs}", my_step["module"]))
     for j, operation in enumerate(student.operations):
         if operation["op"] in _DROPOUTS and operation["kwargs"].get("training") is True:
             findings.append(
@@ -231,7 +242,7 @@ def _repeats(places: list[str]) -> str:
         return f" (in each of the {count} blocks, {blocks})"
     if len(set(places)) == 1 and places[0]:
         return f" (in each of the {count} runs of {places[0]})"
-    return f" ({count} times)"
+    return f" ({count} places)"
 
 
 def _neighbour(pairs: list[Pair], n: int) -> int | None:
@@ -241,6 +252,14 @@ def _neighbour(pairs: list[Pair], n: int) -> int | None:
         if i is not None and j is not None:
             return j
     return None
+
+
+def dropout_p(operation: Operation) -> float | None:
+    """A dropout call's p, as F.dropout(x, p=0.5, training=True, inplace=False) takes it (0.5
+    when not given); None when it cannot be read."""
+    args, kwargs = operation["args"], operation["kwargs"]
+    p = kwargs.get("p", args[0] if args else 0.5)
+    return float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) else None
 
 
 def _runs(positions: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:

@@ -316,7 +316,7 @@ def check_net_forward(student: dict[str, GroupObservations], expected: Expectati
             # Outputs compared step by step only mean something when every weight loaded.
             divergence = None if conflicts else first_divergence(*operations)
             named = found + ([divergence] if divergence and not found else [])
-            if named and "max_difference" in outcome.details:
+            if named and outcome.fraction == 0 and "max_difference" in outcome.details:
                 # The general hint gives way to the named steps; the size of the difference stays.
                 outcome.reasons = [f"after loading the reference weights the output differs by up to {outcome.details['max_difference']:.3g}"]
             outcome.reasons = named + outcome.reasons
@@ -351,15 +351,57 @@ def _forward_outcome(seen: ForwardObservation, expected: Expectations, assignmen
             "activation functions, pooling, and the order of operations in forward",
             max_difference=difference,
         )
-    return Outcome.passed(max_difference=difference)
+    training = _training_mode_problem(seen, expected, assignment)
+    if training is None:
+        return Outcome.passed(max_difference=difference)
+    reason, training_difference = training
+    details = {"max_difference": difference, "training_mode_max_difference": training_difference}
+    return Outcome(TRAINING_MODE_SHARE, [reason], details={k: v for k, v in details.items() if v is not None})
+
+
+# The share of net.forward a Net keeps when its output matches the reference's in eval mode but
+# not in training mode: everything but its dropout (or BatchNorm on batch statistics) is right.
+TRAINING_MODE_SHARE = 0.5
+_TRAINING_MODE = "in training mode (dropout on, BatchNorm on the batch's statistics)"
+
+
+def _training_mode_problem(seen: ForwardObservation, expected: Expectations, assignment: Assignment) -> tuple[str, float | None] | None:
+    """Why the output in training mode, with the reference weights and the same random seed,
+    differs from the reference's, and by how much; None when it matches. Only where the
+    reference's own output depends on the mode (it applies dropout or BatchNorm): otherwise an
+    extra dropout costs nothing, and the operation diff mentions it as a note."""
+    want = expected.train_output
+    tolerance = assignment.forward
+    if want is None or (want.shape == expected.forward_output.shape and np.allclose(want, expected.forward_output, atol=tolerance.atol, rtol=tolerance.rtol)):
+        return None
+    if seen["train_error"] or seen["train_output"] is None:
+        error = seen["train_error"] or "no output"
+        return f"{_TRAINING_MODE}, with the reference weights loaded, forward failed: {error}", None
+    try:
+        output = decode_array(seen["train_output"], what="training-mode output")
+    except ObservationError as exc:
+        return f"{_TRAINING_MODE} your output could not be checked: {exc}", None
+    if output.shape == want.shape and np.allclose(output, want, atol=tolerance.atol, rtol=tolerance.rtol):
+        return None
+    difference = float(np.max(np.abs(output.astype(np.float64) - want))) if output.shape == want.shape else None
+    by = f" by up to {difference:.3g}" if difference is not None and np.isfinite(difference) else ""
+    return (
+        f"{_TRAINING_MODE}, with the reference weights and the same random seed, your output differs from the "
+        f"reference's{by} (in eval mode it matches): check that each dropout the reference applies is there, in the same "
+        "place, of the same kind and with the same p, and that BatchNorm comes where the reference applies it",
+        difference,
+    )
 
 
 def _load_problem(order: list[Parameter], weights: list[np.ndarray]) -> str:
     prefix = "could not load the reference weights into your Net"
     for i, (mine, want) in enumerate(zip(order, weights)):
         if list(want.shape) != mine["shape"]:
-            return f"{prefix}: parameter {i + 1} in forward order ({mine['name']}) has shape {mine['shape']}, the reference's has {list(want.shape)}"
-    return f"{prefix}: it has {len(order)} parameter tensors, the reference has {len(weights)}"
+            what = "buffer" if mine.get("buffer") else "parameter"
+            return f"{prefix}: {what} {i + 1} in forward order ({mine['name']}) has shape {mine['shape']}, the reference's has {list(want.shape)}"
+    buffers = sum(1 for mine in order if mine.get("buffer"))
+    counted = f"{len(order) - buffers} parameter tensors and {buffers} buffers" if buffers else f"{len(order)} parameter tensors"
+    return f"{prefix}: it has {counted}, the reference has {len(weights)}"
 
 
 # ---------------------------------------------------------------- trains
@@ -402,6 +444,8 @@ def _trains_like_reference(group: GroupObservations, expected: Expectations, ass
         problem = "the Net was not trained although its output differs from the reference's"
     elif len(forward["gradients"]) != len(theirs) or not all(digests_agree(a, b) for a, b in zip(forward["gradients"], theirs)):
         problem = "the Net was not trained although its gradients differ from the reference's"
+    elif not _same_training_mode_output(forward, expected, assignment):
+        problem = "the Net was not trained although its output in training mode differs from the reference's"
     if problem:
         return Outcome.failed(f"could not be checked: {problem}", error=problem)
     assert reference is not None
@@ -414,6 +458,20 @@ def _trains_like_reference(group: GroupObservations, expected: Expectations, ass
     if loss_drop_problem(reference["initial_loss"], reference["final_loss"], assignment.training.min_loss_drop):
         return Outcome.failed("could not be checked: the reference itself does not lower the loss enough", **details)
     return Outcome.passed(**details)
+
+
+def _same_training_mode_output(forward: ForwardObservation, expected: Expectations, assignment: Assignment) -> bool:
+    """Whether the Net's output in training mode is the reference's, even where the reference's
+    does not depend on the mode: a dropout the reference lacks changes how the Net trains."""
+    want, mine = expected.train_output, forward["train_output"]
+    if want is None or mine is None:
+        return want is None and mine is None
+    try:
+        output = decode_array(mine, what="training-mode output")
+    except ObservationError:
+        return False
+    tolerance = assignment.forward
+    return output.shape == want.shape and bool(np.allclose(output, want, atol=tolerance.atol, rtol=tolerance.rtol))
 
 
 def check_net_trains(student: dict[str, GroupObservations], expected: Expectations, assignment: Assignment) -> Outcome:

@@ -86,6 +86,7 @@ class _State:
             self.reference_behaviour = None if behaviour is None else {
                 "output": decode_array(behaviour["output"], what="reference output"),
                 "gradients": behaviour["gradients"],
+                "train_output": None if behaviour["train_output"] is None else decode_array(behaviour["train_output"], what="reference output"),
             }
         if "rehearsal" in message:
             _rehearse(self, message["rehearsal"])

@@ -2,12 +2,14 @@
 (grader/reference/fixtures.py: what students get, committed beside the assignment) and by the
 cache of an earlier run's observations (grader/reference/cache.py: the instructor's machine).
 
-    {"format": 3, "assignment": NAME, "settings_fingerprint": ..., "generated_by": "grader X",
+    {"format": 4, "assignment": NAME, "settings_fingerprint": ..., "generated_by": "grader X",
      "net": [observation, ...],           # the reference Net's, as the probes reported them
      "loop": [observation, ...] | null,   # the reference loop's run; null in the fixtures
      "forward_inputs": ARRAY, "weights": [ARRAY, ...], "loop_model": [layer, ...]}
 
-The forward observation keeps no weights: they are stored once, under "weights". Read back,
+"weights" are the reference's parameters, then its floating-point buffers (BatchNorm's running
+statistics, drawn away from their initial values by the probe), in forward order: what the probes
+load into a student's Net. The forward observation keeps no weights: they are stored once, there. Read back,
 every observation is validated like a child's report, so a damaged file is refused, never
 believed. What students may see is chosen here (`for_students`): the Net's observations that
 selfcheck compares with, without the reference's step-by-step forward while `net.forward` is
@@ -26,7 +28,9 @@ from grader.observations import GroupObservations, parse_observation
 from grader.version import __version__
 from grader.wire import decode_array, encode_array
 
-FORMAT = 3  # 3: one format for the fixtures and the cache, observations as the probes report them
+# 3: one format for the fixtures and the cache, observations as the probes report them;
+# 4: "weights" carry the norm layers' buffers, the forward observation its training-mode output
+FORMAT = 4
 
 # The Net observations selfcheck compares a student's with.
 _FOR_STUDENTS = ("instantiate", "structure", "trace", "forward", "train", "operations")

@@ -34,8 +34,9 @@ class ProbeContext:
     student_files: set[str]
     reference: dict[str, Any] | None  # namespace of the reference program (instructor runs only)
     forward_inputs: torch.Tensor
-    reference_weights: list[torch.Tensor] | None  # forward-ordered; None while observing the reference
-    # What the reference does with those weights: {"output": array, "gradients": [digest, ...]};
+    reference_weights: list[torch.Tensor] | None  # parameters then float buffers, forward-ordered; None while observing the reference
+    # What the reference does with those weights: {"output": array, "gradients": [digest, ...],
+    # "train_output": array or None (in training mode, seeded)};
     # None while observing the reference
     reference_behaviour: dict[str, Any] | None
     loop_model_spec: list[dict[str, Any]] | None

@@ -28,6 +28,7 @@ from grader.child.observe.context import (
 )
 from grader.child.observe.loop_call import call_loop, makes_own, plan_call, role_values, watching_own_parts
 from grader.child.observe.operations import digest, record_operations
+from grader.child.observe.portable_dropout import PortableDropout
 from grader.observations import DIGEST_RTOL, digests_agree
 from grader.protocol import (
     MAX_ALTERNATIVES,
@@ -39,6 +40,7 @@ from grader.protocol import (
     InstantiateObservation,
     Layer,
     LayerCall,
+    Parameter,
     SharedModule,
     StructureObservation,
     TraceObservation,
@@ -231,25 +233,31 @@ def _forward_order(model: nn.Module, traces: dict[int, TraceObservation], batch:
 
 def _forward(ctx: ProbeContext, model: nn.Module, traces: dict[int, TraceObservation]) -> ForwardObservation:
     batch = ctx.settings["forward"]["batch_size"]
-    order = _forward_order(model, traces, batch)
+    parameters = _forward_order(model, traces, batch)
+    state = _with_buffers(model, parameters)
     seen: ForwardObservation = {
         "kind": "forward",
-        "order": [{"name": n, "shape": list(p.shape)} for n, p in order],
+        "order": _described(state, len(parameters)),
         "loaded": False,
         "output": None,
         "weights": None,
         "error": None,
         "gradients": [],
+        "train_output": None,
+        "train_error": None,
     }
     weights = ctx.reference_weights
     if weights is None:
-        seen["weights"] = [encode_tensor(p) for _, p in order]
+        _draw_norm_layers(model, ctx.settings["forward"]["seed"])
+        seen["weights"] = [encode_tensor(t) for _, t in state]
     else:
-        if len(weights) != len(order) or any(tuple(w.shape) != tuple(p.shape) for w, (_, p) in zip(weights, order)):
+        loadable = _loadable(weights, state, len(parameters))
+        if loadable is None:
             return seen
+        seen["order"] = _described(loadable, len(parameters))
         with torch.no_grad():
-            for w, (_, p) in zip(weights, order):
-                p.copy_(w)
+            for w, (_, t) in zip(weights, loadable):
+                t.copy_(w)
     seen["loaded"] = True
     model.eval()
     try:
@@ -262,10 +270,130 @@ def _forward(ctx: ProbeContext, model: nn.Module, traces: dict[int, TraceObserva
         seen["error"] = ctx.describe(exc)
         return seen
     try:
-        seen["gradients"] = _gradients(model, ctx.forward_inputs.clone(), [p for _, p in order])
+        seen["gradients"] = _gradients(model, ctx.forward_inputs.clone(), [p for _, p in parameters])
     except BaseException:  # no gradients to compare: the Net is simply trained (see _train)
         seen["gradients"] = []
+    try:
+        seen["train_output"] = encode_tensor(_train_mode_output(model, ctx.forward_inputs.clone(), ctx.settings["forward"]["seed"]))
+    except BaseException as exc:
+        seen["train_error"] = ctx.describe(exc)
     return seen
+
+
+# Layers whose parameters and running statistics start where they change almost nothing (weight 1,
+# bias 0, running mean 0, running variance 1): drawn away from there in the reference (below).
+_NORM_LAYERS = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+    nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm,
+)  # fmt: skip
+
+
+def _draw_norm_layers(model: nn.Module, seed: int) -> None:
+    """Give the reference's norm layers weights and running statistics that matter. Freshly
+    built, a BatchNorm in eval mode is nearly the identity, so one applied in the wrong place
+    (after tanh instead of before) would still give the reference's output; with these values it
+    does not. Seeded, so the same reference always gets the same values; conv and linear weights
+    are random already and stay as they are."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(tensor: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(tensor.shape, generator=generator)
+
+    def normal(tensor: torch.Tensor, std: float) -> torch.Tensor:
+        return std * torch.randn(tensor.shape, generator=generator)
+
+    draws = {
+        "weight": lambda t: uniform(t, 0.5, 1.5),
+        "bias": lambda t: normal(t, 0.5),
+        "running_mean": lambda t: normal(t, 0.5),
+        "running_var": lambda t: uniform(t, 0.5, 2.0),
+    }
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, _NORM_LAYERS):
+                continue
+            for name, draw in draws.items():
+                tensor = getattr(module, name, None)
+                if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                    tensor.copy_(draw(tensor))
+
+
+def _with_buffers(model: nn.Module, parameters: list[tuple[str, nn.Parameter]]) -> list[tuple[str, torch.Tensor]]:
+    """`parameters` (in forward order), then the floating-point buffers (BatchNorm's running
+    mean and variance) of their layers in the same order, then any other layer's: what the
+    reference's weights load into. Integer buffers (num_batches_tracked) are left out."""
+    modules = dict(model.named_modules())
+    runs = _layer_runs(parameters)
+    buffers: list[tuple[str, torch.Tensor]] = []
+    seen: set[int] = set()
+    # Once per run, like the parameters (a shared block's statistics as often as it runs, so a
+    # Net with separate blocks takes a copy each); then the layers that did not run, once.
+    ran = set(runs)
+    for path in [*runs, *(path for path in modules if path not in ran)]:
+        module = modules.get(path)
+        for name, buffer in module.named_buffers(recurse=False) if module is not None else ():
+            if buffer is not None and buffer.is_floating_point() and (path in ran or id(buffer) not in seen):
+                seen.add(id(buffer))
+                buffers.append((f"{path}.{name}" if path else name, buffer))
+    return [*parameters, *buffers]
+
+
+def _layer_runs(parameters: list[tuple[str, nn.Parameter]]) -> list[str]:
+    """The layers' paths, once per run, from the parameters in forward order (which list a
+    layer's parameters once per run, _forward_order): a new run begins where the path changes or
+    a parameter comes again."""
+    runs: list[str] = []
+    names_in_run: set[str] = set()
+    for name, _ in parameters:
+        path, _, own = name.rpartition(".")
+        if not runs or runs[-1] != path or own in names_in_run:
+            runs.append(path)
+            names_in_run = set()
+        names_in_run.add(own)
+    return runs
+
+
+def _loadable(weights: list[torch.Tensor], state: list[tuple[str, torch.Tensor]], n_parameters: int) -> list[tuple[str, torch.Tensor]] | None:
+    """The tensors the reference's weights load into, one for one with the same shapes: the
+    parameters and buffers; or the parameters alone, when the reference has no buffers and the
+    Net has some of its own. None when they do not fit."""
+    for candidate in (state, state[:n_parameters]):
+        if len(weights) == len(candidate) and all(tuple(w.shape) == tuple(t.shape) for w, (_, t) in zip(weights, candidate)):
+            return candidate
+    return None
+
+
+def _described(state: list[tuple[str, torch.Tensor]], n_parameters: int) -> list[Parameter]:
+    described: list[Parameter] = []
+    for i, (name, tensor) in enumerate(state):
+        entry: Parameter = {"name": name, "shape": list(tensor.shape)}
+        if i >= n_parameters:
+            entry["buffer"] = True
+        described.append(entry)
+    return described
+
+
+def _train_mode_output(model: nn.Module, inputs: torch.Tensor, seed: int) -> torch.Tensor:
+    """The output in training mode (dropout on, BatchNorm on the batch's statistics), with the
+    dropout masks drawn from `seed` the same way on every machine (portable_dropout.py): the
+    same dropout calls, in the same order on the same shapes, draw the same masks in the
+    reference and the student's Net. BatchNorm updates its running statistics in training mode:
+    every buffer is put back after, and the Net back in eval mode, so the probes that follow see
+    the weights they were given."""
+    saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+    model.train()
+    try:
+        torch.manual_seed(seed)  # for any other randomness the forward draws
+        with torch.no_grad(), PortableDropout(seed):
+            output = model(inputs)
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+        model.eval()
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"forward returned {type(output).__name__}, not a tensor")
+    return output
 
 
 def _gradients(model: nn.Module, inputs: torch.Tensor, parameters: list[nn.Parameter]) -> list[Digest]:
@@ -281,16 +409,25 @@ def _gradients(model: nn.Module, inputs: torch.Tensor, parameters: list[nn.Param
 
 
 def _behaves_like_reference(ctx: ProbeContext, forward: ForwardObservation) -> bool:
-    """True when, with the reference weights, the Net's output and every gradient equal the
-    reference's: it then trains exactly as the reference does from the same weights, and net.trains
+    """True when, with the reference weights, the Net's output (in eval and in training mode) and
+    every gradient equal the reference's: it then trains exactly as the reference does from the same weights, and net.trains
     need not spend a training run on it. Decided with half the tolerance grader/compare uses, so
     that the grader's own check of the same numbers always agrees."""
     behaviour = ctx.reference_behaviour
     if behaviour is None or not forward["loaded"] or forward["output"] is None or not forward["gradients"]:
         return False
     tolerance = ctx.settings["forward"]
-    output = decode_array(forward["output"], what="forward output")
-    if output.shape != behaviour["output"].shape or not np.allclose(output, behaviour["output"], atol=tolerance["atol"] / 2, rtol=tolerance["rtol"] / 2):
+
+    def matches(mine: Any, want: Any, what: str) -> bool:
+        if mine is None or want is None:
+            return mine is None and want is None
+        output = decode_array(mine, what=what)
+        return output.shape == want.shape and bool(np.allclose(output, want, atol=tolerance["atol"] / 2, rtol=tolerance["rtol"] / 2))
+
+    # In training mode too: a dropout the reference lacks, or one it has, changes how the Net trains.
+    if not matches(forward["output"], behaviour["output"], "forward output") or not matches(
+        forward["train_output"], behaviour.get("train_output"), "training-mode output"
+    ):
         return False
     theirs = behaviour["gradients"]
     return len(theirs) == len(forward["gradients"]) and all(
