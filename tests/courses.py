@@ -168,6 +168,68 @@ min_loss_drop = 0.25
 """
 
 
+# The chapter's networks ("Deep Learning with PyTorch", chapter 8).
+# The book's NetDropout, applying F.dropout2d.
+NET_DROPOUT_REFERENCE = """\
+class NetDropout(nn.Module):
+    def __init__(self, n_chans1=32):
+        super().__init__()
+        self.n_chans1 = n_chans1
+        self.conv1 = nn.Conv2d(3, n_chans1, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(n_chans1, n_chans1 // 2, kernel_size=3, padding=1)
+        self.fc1 = nn.Linear(8 * 8 * n_chans1 // 2, 32)
+        self.fc2 = nn.Linear(32, 2)
+
+    def forward(self, x):
+        out = F.max_pool2d(torch.tanh(self.conv1(x)), 2)
+        out = F.dropout2d(out, p=0.4, training=self.training)
+        out = F.max_pool2d(torch.tanh(self.conv2(out)), 2)
+        out = F.dropout2d(out, p=0.4, training=self.training)
+        out = out.view(-1, 8 * 8 * self.n_chans1 // 2)
+        out = torch.tanh(self.fc1(out))
+        out = self.fc2(out)
+        return out
+"""
+
+RESBLOCK = """\
+class ResBlock(nn.Module):
+    def __init__(self, n_chans):
+        super().__init__()
+        self.conv = nn.Conv2d(n_chans, n_chans, kernel_size=3, padding=1, bias=False)
+        self.batch_norm = nn.BatchNorm2d(num_features=n_chans)
+        torch.nn.init.kaiming_normal_(self.conv.weight, nonlinearity='relu')
+        torch.nn.init.constant_(self.batch_norm.weight, 0.5)
+        torch.nn.init.zeros_(self.batch_norm.bias)
+
+    def forward(self, x):
+        out = self.conv(x)
+        out = self.batch_norm(out)
+        out = torch.relu(out)
+        return out + x
+"""
+
+# The book's NetResDeep (one ResBlock object repeated), with 8 channels instead of 32 to stay quick.
+BOOK_NET = """\
+class NetResDeep(nn.Module):
+    def __init__(self, n_chans1=8, n_blocks=10):
+        super().__init__()
+        self.n_chans1 = n_chans1
+        self.conv1 = nn.Conv2d(3, n_chans1, kernel_size=3, padding=1)
+        self.resblocks = nn.Sequential(*(n_blocks * [ResBlock(n_chans=n_chans1)]))
+        self.fc1 = nn.Linear(8 * 8 * n_chans1, 32)
+        self.fc2 = nn.Linear(32, 2)
+
+    def forward(self, x):
+        out = F.max_pool2d(torch.relu(self.conv1(x)), 2)
+        out = self.resblocks(out)
+        out = F.max_pool2d(out, 2)
+        out = out.view(-1, 8 * 8 * self.n_chans1)
+        out = torch.relu(self.fc1(out))
+        out = self.fc2(out)
+        return out
+"""
+
+
 @dataclass(frozen=True)
 class Course:
     """One course's assignment: its solution notebook's cells."""

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import variants as v
 from conftest import FULL, points
+from courses import NET_DROPOUT_REFERENCE
 
 from grader.assignment import Assignment, load_assignment
 from grader.load import Submission
@@ -58,27 +59,7 @@ NET_BATCHNORM_AFTER_TANH = NET_BATCHNORM.replace(
     "out = self.conv2_batchnorm(torch.tanh(self.conv2(out)))\n        out = F.max_pool2d(out, 2)",
 )
 
-# The reference applies F.dropout2d; the book's own NetDropout holds nn.Dropout2d modules.
-NET_DROPOUT_REFERENCE = """\
-class NetDropout(nn.Module):
-    def __init__(self, n_chans1=32):
-        super().__init__()
-        self.n_chans1 = n_chans1
-        self.conv1 = nn.Conv2d(3, n_chans1, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(n_chans1, n_chans1 // 2, kernel_size=3, padding=1)
-        self.fc1 = nn.Linear(8 * 8 * n_chans1 // 2, 32)
-        self.fc2 = nn.Linear(32, 2)
-
-    def forward(self, x):
-        out = F.max_pool2d(torch.tanh(self.conv1(x)), 2)
-        out = F.dropout2d(out, p=0.4, training=self.training)
-        out = F.max_pool2d(torch.tanh(self.conv2(out)), 2)
-        out = F.dropout2d(out, p=0.4, training=self.training)
-        out = out.view(-1, 8 * 8 * self.n_chans1 // 2)
-        out = torch.tanh(self.fc1(out))
-        out = self.fc2(out)
-        return out
-"""
+# The reference applies F.dropout2d (courses.NET_DROPOUT_REFERENCE); the book's own NetDropout holds nn.Dropout2d modules.
 
 NET_DROPOUT = """\
 class NetDropout(nn.Module):

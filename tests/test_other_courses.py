@@ -17,9 +17,26 @@ import pytest
 
 from grader.commands.assign import assign
 
-TUTORIAL_RENAMED_LOOP = c.TUTORIAL_LOOP.replace("def train(net, trainloader, criterion, optimizer, epochs):", "def train(model, loader, loss_fn, opt, n_epochs):").replace(
-    "range(epochs)", "range(n_epochs)").replace("enumerate(trainloader, 0)", "enumerate(loader, 0)").replace("len(trainloader)", "len(loader)").replace(
-    "optimizer.", "opt.").replace("outputs = net(inputs)", "outputs = model(inputs)").replace("criterion(outputs", "loss_fn(outputs")  # fmt: skip
+
+def _renamed(source: str, *pairs: tuple[str, str]) -> str:
+    for old, new in pairs:
+        source = source.replace(old, new)
+    return source
+
+
+# The tutorial's loop with the student's own names, in the solution's order.
+TUTORIAL_RENAMED_LOOP = _renamed(
+    c.TUTORIAL_LOOP,
+    ("def train(net, trainloader, criterion, optimizer, epochs):", "def train(model, loader, loss_fn, opt, n_epochs):"),
+    ("range(epochs)", "range(n_epochs)"), ("trainloader", "loader"), ("optimizer.", "opt."), ("net(inputs)", "model(inputs)"), ("criterion(", "loss_fn("),
+)
+# The lecture's loop, written like the tutorial's.
+LECTURE_LOOP = _renamed(
+    c.TUTORIAL_LOOP,
+    ("def train(net, trainloader, criterion, optimizer, epochs):", "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):"),
+    ("range(epochs)", "range(n_epochs)"), ("trainloader", "train_loader"), ("net(inputs)", "model(inputs)"), ("criterion(", "loss_fn("),
+)
+RENAMED_TRAIN = "net = Net()\ntrain(net, trainloader, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.001), 2)\n"
 TUTORIAL_SEQUENTIAL_NET = """\
 class Net(nn.Module):
     def __init__(self):
@@ -61,7 +78,7 @@ def _grade_class(tmp_path: Path, course: c.Course, students: dict[str, list[str]
         c.student_notebook(submissions / f"{student}.ipynb", cells)
     csv = tmp_path / "out" / "grades.csv"
     done = subprocess.run(
-        [sys.executable, "-m", "grader", "run", str(submissions), "-o", str(csv), "--assignment", str(folder)],
+        [sys.executable, "-m", "grader", "run", str(submissions), "-o", str(csv), "--assignment", str(folder), "--workers", "1"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -81,7 +98,7 @@ def tutorial(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Pa
     head = [c.TUTORIAL_IMPORTS, c.TUTORIAL_DATA]
     return _grade_class(tmp_path_factory.mktemp("tutorial"), c.TUTORIAL, {
         "as_solved": [*head, c.TUTORIAL_NET, c.TUTORIAL_LOOP, c.TUTORIAL_TRAIN],
-        "renamed_loop": [*head, c.TUTORIAL_NET, TUTORIAL_RENAMED_LOOP, "net = Net()\ntrain(net, trainloader, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.001), 2)\n"],
+        "renamed_loop": [*head, c.TUTORIAL_NET, TUTORIAL_RENAMED_LOOP, RENAMED_TRAIN],
         "sequential_net": [*head, TUTORIAL_SEQUENTIAL_NET, c.TUTORIAL_LOOP, c.TUTORIAL_TRAIN],
         "no_zero_grad": [*head, c.TUTORIAL_NET, c.TUTORIAL_LOOP.replace("            optimizer.zero_grad()\n", ""), c.TUTORIAL_TRAIN],
         "one_epoch_short": [*head, c.TUTORIAL_NET, c.TUTORIAL_LOOP.replace("range(epochs)", "range(epochs - 1)"), c.TUTORIAL_TRAIN],
@@ -167,3 +184,34 @@ def test_selfcheck_grades_a_loop_that_makes_its_own_optimizer(d2l):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert "gradients were never cleared" in done.stdout and "96 / 100" in done.stdout, done.stdout + done.stderr
+
+
+def _solution_regions(cls: str) -> str:
+    """The class as an instructor hands it out: each method's body (after super().__init__())
+    inside a solution region."""
+    lines, out, indent = cls.splitlines(), [], None
+    for line in lines:
+        body = line.startswith("        ") and "super().__init__()" not in line
+        if body and indent is None:
+            out.append("        ### BEGIN SOLUTION")
+            indent = True
+        if not body and indent and line.strip():
+            out.append("        ### END SOLUTION")
+            indent = None
+        out.append(line)
+    if indent:
+        out.append("        ### END SOLUTION")
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("net", ["NetResDeep", "NetDropout"])
+def test_the_books_networks_are_authored_from_the_input_shape_and_class_count(tmp_path, net):
+    """The chapter's NetResDeep (one ResBlock object repeated, with BatchNorm) and NetDropout: a
+    solution notebook whose config gives only the input shape and class count becomes an
+    assignment (grader assign verifies that the reference earns full marks against itself and
+    the fixtures, and that the handed-out notebook earns 0 with a reason for every check)."""
+    cells = [c.RESBLOCK, _solution_regions(c.BOOK_NET)] if net == "NetResDeep" else [_solution_regions(c.NET_DROPOUT_REFERENCE)]
+    course = c.Course(net, "# ASSIGNMENT CONFIG\n[model]\ninput_shape = [3, 32, 32]\nnum_classes = 2\n", (c.TUTORIAL_IMPORTS, *cells, LECTURE_LOOP))
+    files = assign(course.solution(tmp_path), tmp_path / net.lower())
+    config = files.config.read_text()
+    assert f'class_name = "{net}"' in config and 'function_name = "training_loop"' in config

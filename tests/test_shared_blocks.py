@@ -21,6 +21,7 @@ import nbformat
 import numpy as np
 import pytest
 from conftest import FULL, points
+from courses import BOOK_NET, RESBLOCK
 
 from grader.assignment import Assignment, load_assignment
 from grader.compare.sharing import Sharing, conflicting_loads, load_conflict, repeated_in, span
@@ -84,43 +85,7 @@ points = 20
 
 IMPORTS = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
 
-RESBLOCK = """\
-class ResBlock(nn.Module):
-    def __init__(self, n_chans):
-        super().__init__()
-        self.conv = nn.Conv2d(n_chans, n_chans, kernel_size=3, padding=1, bias=False)
-        self.batch_norm = nn.BatchNorm2d(num_features=n_chans)
-        torch.nn.init.kaiming_normal_(self.conv.weight, nonlinearity='relu')
-        torch.nn.init.constant_(self.batch_norm.weight, 0.5)
-        torch.nn.init.zeros_(self.batch_norm.bias)
 
-    def forward(self, x):
-        out = self.conv(x)
-        out = self.batch_norm(out)
-        out = torch.relu(out)
-        return out + x
-"""
-
-# The book's, with 8 channels instead of 32 to stay quick.
-BOOK_NET = """\
-class NetResDeep(nn.Module):
-    def __init__(self, n_chans1=8, n_blocks=10):
-        super().__init__()
-        self.n_chans1 = n_chans1
-        self.conv1 = nn.Conv2d(3, n_chans1, kernel_size=3, padding=1)
-        self.resblocks = nn.Sequential(*(n_blocks * [ResBlock(n_chans=n_chans1)]))
-        self.fc1 = nn.Linear(8 * 8 * n_chans1, 32)
-        self.fc2 = nn.Linear(32, 2)
-
-    def forward(self, x):
-        out = F.max_pool2d(torch.relu(self.conv1(x)), 2)
-        out = self.resblocks(out)
-        out = F.max_pool2d(out, 2)
-        out = out.view(-1, 8 * 8 * self.n_chans1)
-        out = torch.relu(self.fc1(out))
-        out = self.fc2(out)
-        return out
-"""
 SEPARATE_NET = BOOK_NET.replace(
     "nn.Sequential(*(n_blocks * [ResBlock(n_chans=n_chans1)]))", "nn.Sequential(*[ResBlock(n_chans=n_chans1) for _ in range(n_blocks)])"
 )
