@@ -501,6 +501,9 @@ class LoopRun(_LoopFound, LossCurve):
     steps: int
     zero_grad_calls: int
     loss_calls: int
+    # steps of an optimizer the loop made itself although it was given one (absent in reports
+    # made before it existed)
+    foreign_steps: NotRequired[int]
     call: LoopCall
 
 

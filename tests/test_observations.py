@@ -154,7 +154,7 @@ LENGTHS = [3, 4, 8, 9, 16, 17, 64, 65, 256, 257]
 
 # Fields the old schema ignored that the TypedDicts declare, as the probes send them: the only
 # values on which the verdicts differ, where the new validator checks their type.
-NEWLY_DECLARED = {("seconds",), ("parameters", "*", "trainable"), ("order", "*", "trainable"), ("order", "*", "buffer"), ("shared",)}
+NEWLY_DECLARED = {("seconds",), ("parameters", "*", "trainable"), ("order", "*", "trainable"), ("order", "*", "buffer"), ("shared",), ("foreign_steps",)}
 
 
 def _paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -252,8 +252,8 @@ def test_a_loop_that_was_called_must_say_what_it_did():
 
 def test_a_misspelt_field_is_rejected_with_its_kind_named():
     for observation in VALID:
-        # (optional fields, absent from reports made before them, may go missing: "shared")
-        for key in set(observation) - {"kind", "seconds", "shared"}:
+        # (optional fields, absent from reports made before them, may go missing: "shared", "foreign_steps")
+        for key in set(observation) - {"kind", "seconds", "shared", "foreign_steps"}:
             typo = key[:-1]  # "gradient"
             misspelt = {(typo if k == key else k): v for k, v in observation.items()}
             assert validate(misspelt) == f"malformed '{observation['kind']}' observation", (observation["kind"], key)

@@ -36,6 +36,12 @@ LECTURE_LOOP = _renamed(
     ("def train(net, trainloader, criterion, optimizer, epochs):", "def training_loop(n_epochs, optimizer, model, loss_fn, train_loader):"),
     ("range(epochs)", "range(n_epochs)"), ("trainloader", "train_loader"), ("net(inputs)", "model(inputs)"), ("criterion(", "loss_fn("),
 )
+# Given an optimizer, the loop makes its own and steps that one instead.
+OWN_OPTIMIZER_LOOP = _renamed(
+    c.TUTORIAL_LOOP,
+    ("    for epoch in range(epochs):", "    own = optim.SGD(net.parameters(), lr=0.05)\n    for epoch in range(epochs):"),
+    ("optimizer.zero_grad()", "own.zero_grad()"), ("optimizer.step()", "own.step()"),
+)
 RENAMED_TRAIN = "net = Net()\ntrain(net, trainloader, nn.CrossEntropyLoss(), optim.SGD(net.parameters(), lr=0.001), 2)\n"
 TUTORIAL_SEQUENTIAL_NET = """\
 class Net(nn.Module):
@@ -102,6 +108,7 @@ def tutorial(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Pa
         "sequential_net": [*head, TUTORIAL_SEQUENTIAL_NET, c.TUTORIAL_LOOP, c.TUTORIAL_TRAIN],
         "no_zero_grad": [*head, c.TUTORIAL_NET, c.TUTORIAL_LOOP.replace("            optimizer.zero_grad()\n", ""), c.TUTORIAL_TRAIN],
         "one_epoch_short": [*head, c.TUTORIAL_NET, c.TUTORIAL_LOOP.replace("range(epochs)", "range(epochs - 1)"), c.TUTORIAL_TRAIN],
+        "own_optimizer": [*head, c.TUTORIAL_NET, OWN_OPTIMIZER_LOOP, c.TUTORIAL_TRAIN],
     })  # fmt: skip
 
 
@@ -121,6 +128,9 @@ def test_a_mistake_in_the_courses_loop_is_named_with_the_courses_names(tutorial)
     assert _points(report, "no_zero_grad", list(FULL)) == {**FULL, "loop.trains": 16}
     assert "gradients were never cleared" in (out / "feedback" / "no_zero_grad.md").read_text()
     assert _points(report, "one_epoch_short", list(FULL)) == {**FULL, "loop.trains": 16}
+    # Its own optimizer trains the model, but the one the assignment hands it never steps (2 of 20).
+    assert _points(report, "own_optimizer", list(FULL)) == {**FULL, "loop.trains": 18}
+    assert "train steps an optimizer it makes itself, not the optimizer it is given" in (out / "feedback" / "own_optimizer.md").read_text()
     assert "ran 3 epochs where epochs was 4: train for exactly epochs epochs (for epoch in range(1, epochs + 1):)" in (
         out / "feedback" / "one_epoch_short.md"
     ).read_text()

@@ -173,6 +173,12 @@ def _criteria_failures(seen: LoopRun, training: _Training, name: str, assignment
         failures["step per batch"] = [
             f"optimizer.step() ran {seen['steps']} times for {batches} batches: call it once per batch"
         ]
+        if seen.get("foreign_steps") and not seen["steps"]:
+            given = _parameter(assignment, "optimizer")
+            failures["step per batch"] = [
+                f"{name} steps an optimizer it makes itself, not the {given} it is given, so the optimizer the "
+                f"assignment chooses is never used: call {given}.step() (and {given}.zero_grad()) on the {given} parameter"
+            ]
     if coverage := _coverage_problems(training, seen["n_epochs"], seen["batches_per_epoch"], raised, _parameter(assignment, "n_epochs"), loader):
         failures["every batch of every epoch"] = coverage
     if raised:

@@ -75,40 +75,45 @@ def makes_own(settings: dict[str, Any], role: str) -> bool:
 def watching_own_parts(
     model: nn.Module,
     *,
-    optimizer: bool,
-    loss: bool,
-    on_step: Callable[[], None],
-    on_zero_grad: Callable[[], None],
-    on_loss: Callable[[torch.Tensor], None],
+    on_step: Callable[[], None] | None = None,
+    on_zero_grad: Callable[[], None] | None = None,
+    on_loss: Callable[[torch.Tensor], None] | None = None,
+    besides: torch.optim.Optimizer | None = None,
 ) -> Iterator[None]:
-    """While the loop runs, observe the optimizer (`optimizer`) and the loss modules (`loss`) it
-    makes itself: any optimizer over `model`'s parameters, any torch loss module. Restored after,
+    """While the loop runs, observe the parts it makes itself: each step (`on_step`) and
+    zero_grad (`on_zero_grad`) of any optimizer over `model`'s parameters but `besides` (the
+    grader's own), and each loss a torch loss module computes (`on_loss`). Restored after,
     whatever the loop did."""
     ours = {id(p) for p in model.parameters()}
 
-    def owns_model(opt: torch.optim.Optimizer) -> bool:
-        return any(id(p) in ours for group in opt.param_groups for p in group["params"])
+    def made_by_loop(opt: torch.optim.Optimizer) -> bool:
+        return opt is not besides and any(id(p) in ours for group in opt.param_groups for p in group["params"])
 
     handles = []
     original_zero_grad = torch.optim.Optimizer.zero_grad
-    if optimizer:
+    if on_step is not None:
+        step = on_step
 
         def after_step(opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
-            if owns_model(opt):
-                on_step()
-
-        def zero_grad(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
-            if owns_model(self):
-                on_zero_grad()
-            return original_zero_grad(self, *args, **kwargs)
+            if made_by_loop(opt):
+                step()
 
         handles.append(register_optimizer_step_post_hook(after_step))
+    if on_zero_grad is not None:
+        zero_grad_seen = on_zero_grad
+
+        def zero_grad(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+            if made_by_loop(self):
+                zero_grad_seen()
+            return original_zero_grad(self, *args, **kwargs)
+
         torch.optim.Optimizer.zero_grad = zero_grad  # type: ignore[method-assign]  # restored below
-    if loss:
+    if on_loss is not None:
+        loss_seen = on_loss
 
         def after_forward(module: nn.Module, _inputs: Any, output: Any) -> None:
             if isinstance(module, nn.modules.loss._Loss) and isinstance(output, torch.Tensor):
-                on_loss(output)
+                loss_seen(output)
 
         handles.append(register_module_forward_hook(after_forward))
     try:

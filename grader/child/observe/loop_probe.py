@@ -158,14 +158,19 @@ def observe_loop(ctx: ProbeContext) -> None:
     # watched instead (loop_call.watching_own_parts), counted the same way.
     loss_fn = _CountingLoss(counts)
     own_losses = LossHistory()
-    parts = {"optimizer": _counting_sgd(params, training["learning_rate"], counts), "loss_fn": loss_fn}
-    values = role_values(settings, model, loader, DataLoader(ctx.dataset, batch_size=training["batch_size"]), **parts)
+    optimizer = _counting_sgd(params, training["learning_rate"], counts)
+    values = role_values(settings, model, loader, DataLoader(ctx.dataset, batch_size=training["batch_size"]), optimizer=optimizer, loss_fn=loss_fn)
     initial_loss = finite_or_none(mean_loss(model, ctx.dataset, training["batch_size"]))
     error = None
     call = plan_call(function, settings["loop_signature"], settings["loop_call"])
+    own_optimizer = makes_own(settings, "optimizer")
+    foreign_steps = [0]  # steps of an optimizer the loop made although it was given one
 
     def count_step() -> None:
-        counts.steps += 1
+        if own_optimizer:
+            counts.steps += 1
+        else:
+            foreign_steps[0] += 1
 
     def count_zero_grad() -> None:
         counts.zero_grad_calls += 1
@@ -179,11 +184,10 @@ def observe_loop(ctx: ProbeContext) -> None:
             raise TypeError(f"missing required argument{'s' if len(call['unfilled']) > 1 else ''} {', '.join(map(repr, call['unfilled']))}")
         with watching_own_parts(
             model,
-            optimizer=makes_own(settings, "optimizer"),
-            loss=makes_own(settings, "loss_fn"),
             on_step=count_step,
-            on_zero_grad=count_zero_grad,
-            on_loss=record_loss,
+            on_zero_grad=count_zero_grad if own_optimizer else None,
+            on_loss=record_loss if makes_own(settings, "loss_fn") else None,
+            besides=optimizer,
         ):
             call_loop(function, call, settings, values)
     except BaseException as exc:
@@ -212,6 +216,7 @@ def observe_loop(ctx: ProbeContext) -> None:
         "steps": counts.steps,
         "zero_grad_calls": counts.zero_grad_calls,
         "loss_calls": counts.loss_calls,
+        "foreign_steps": foreign_steps[0],
         "losses": curve["losses"],
         "loss_stride": curve["loss_stride"],
     }

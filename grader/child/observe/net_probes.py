@@ -471,9 +471,7 @@ def _train(ctx: ProbeContext, net_class: Callable[[], Any], *, equivalent: bool)
         if callable(reference_loop):  # called as it is written, through the assignment's roles
             values = role_values(ctx.settings, model, loader, DataLoader(ctx.dataset, batch_size=training["batch_size"]), optimizer=optimizer, loss_fn=loss_fn)
             call = plan_call(reference_loop, ctx.settings["loop_signature"], "keyword")
-            with watching_own_parts(
-                model, optimizer=False, loss=makes_own(ctx.settings, "loss_fn"), on_step=_ignore, on_zero_grad=_ignore, on_loss=own_losses.add
-            ):
+            with watching_own_parts(model, on_loss=own_losses.add if makes_own(ctx.settings, "loss_fn") else None):
                 call_loop(reference_loop, call, ctx.settings, values)
         else:
             standard_training_loop(training["epochs"], optimizer, model, loss_fn, loader)
@@ -486,7 +484,3 @@ def _train(ctx: ProbeContext, net_class: Callable[[], Any], *, equivalent: bool)
     seen["losses"], seen["loss_stride"] = curve["losses"], curve["loss_stride"]
     return seen
 
-
-def _ignore() -> None:
-    """What net.trains does with the steps of a reference loop's own optimizer: nothing (it
-    judges the Net by its loss, not the loop by its steps)."""
