@@ -14,8 +14,15 @@ from pathlib import Path
 import courses as c
 import pandas as pd
 import pytest
+from conftest import points
 
+from grader.assignment import load_assignment
 from grader.commands.assign import assign
+from grader.isolate.client import Worker
+from grader.load import Submission
+from grader.pipeline import grade_submission
+from grader.reference.check import verified_reference_expectations
+from grader.results import SubmissionResult
 
 
 def _renamed(source: str, *pairs: tuple[str, str]) -> str:
@@ -91,6 +98,31 @@ def _grade_class(tmp_path: Path, course: c.Course, students: dict[str, list[str]
     return pd.read_csv(csv, keep_default_na=False).set_index("student"), csv.parent
 
 
+@pytest.fixture(scope="module")
+def worker():
+    """One warm worker for the courses graded in this process, configured for each in turn."""
+    with Worker() as warm:
+        yield warm
+
+
+def _grade_here(tmp_path: Path, course: c.Course, students: dict[str, list[str]], worker: Worker) -> tuple[dict[str, SubmissionResult], Path]:
+    """Author `course`'s assignment, then grade `students` through the whole pipeline in this
+    process, as `grader run` does on one worker; the results and the assignment's folder."""
+    folder = tmp_path / course.name
+    files = assign(course.solution(tmp_path / "solutions"), folder)
+    assignment = load_assignment(folder)
+    expected = verified_reference_expectations(assignment, worker, files.reference)
+    graded = {}
+    for student, cells in students.items():
+        path = c.student_notebook(tmp_path / "submissions" / f"{student}.ipynb", cells)
+        graded[student] = grade_submission(Submission(student, path), assignment, worker, expected)
+    return graded, folder
+
+
+def _reasons(result: SubmissionResult) -> str:
+    return " | ".join([reason for check in result.checks for reason in check.reasons] + [str(note) for note in result.notes])
+
+
 def _points(report: pd.DataFrame, student: str, checks: list[str]) -> dict[str, float]:
     return {name: float(report.loc[student, name]) for name in checks}
 
@@ -137,60 +169,56 @@ def test_a_mistake_in_the_courses_loop_is_named_with_the_courses_names(tutorial)
 
 
 @pytest.fixture(scope="module")
-def d2l(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+def d2l(tmp_path_factory: pytest.TempPathFactory, worker: Worker) -> tuple[dict[str, SubmissionResult], Path]:
     head = [c.D2L_IMPORTS, c.LENET]
-    return _grade_class(tmp_path_factory.mktemp("d2l"), c.D2L, {
+    return _grade_here(tmp_path_factory.mktemp("d2l"), c.D2L, {
         "as_solved": [*head, c.D2L_LOOP, c.D2L_TRAIN],
         "functional_loss": [*head, D2L_FUNCTIONAL_LOOP, c.D2L_TRAIN],
         "no_zero_grad": [*head, c.D2L_LOOP.replace("            trainer.zero_grad()\n", ""), c.D2L_TRAIN],
         "no_step": [*head, c.D2L_LOOP.replace("            trainer.step()\n", ""), c.D2L_TRAIN],
         "first_batch_only": [*head, c.D2L_LOOP.replace("            trainer.step()\n", "            trainer.step()\n            break\n"), c.D2L_TRAIN],
-    })  # fmt: skip
+    }, worker)  # fmt: skip
 
 
 def test_a_loop_that_makes_its_own_optimizer_and_loss_is_observed_like_any_other(d2l):
-    report, out = d2l
-    assert _points(report, "as_solved", list(FULL)) == FULL
-    assert _points(report, "functional_loss", list(FULL)) == FULL  # F.cross_entropy, positional lr: the same loop
+    graded, _ = d2l
+    assert points(graded["as_solved"]) == FULL
+    assert points(graded["functional_loss"]) == FULL  # F.cross_entropy, positional lr: the same loop
     # Gradients never cleared (4 of 20); no step: step per batch (2) and the loss (6); one batch
     # an epoch: every batch of every epoch (4).
-    assert _points(report, "no_zero_grad", list(FULL)) == {**FULL, "loop.trains": 16}
-    assert _points(report, "no_step", list(FULL)) == {**FULL, "loop.trains": 12}
-    assert _points(report, "first_batch_only", list(FULL)) == {**FULL, "loop.trains": 16}
-    no_step = (out / "feedback" / "no_step.md").read_text()
-    assert "optimizer.step() ran 0 times for 40 batches" in no_step
-    assert "took 1 of 10 batches in each epoch: train on every batch of train_iter in each epoch" in (out / "feedback" / "first_batch_only.md").read_text()
+    assert points(graded["no_zero_grad"]) == {**FULL, "loop.trains": 16}
+    assert points(graded["no_step"]) == {**FULL, "loop.trains": 12}
+    assert points(graded["first_batch_only"]) == {**FULL, "loop.trains": 16}
+    assert "optimizer.step() ran 0 times for 40 batches" in _reasons(graded["no_step"])
+    assert "took 1 of 10 batches in each epoch: train on every batch of train_iter in each epoch" in _reasons(graded["first_batch_only"])
 
 
-def test_a_network_alone_is_graded_without_a_loop(tmp_path):
-    report, out = _grade_class(tmp_path, c.LENET_ONLY, {
+def test_a_network_alone_is_graded_without_a_loop(tmp_path, worker):
+    graded, _ = _grade_here(tmp_path, c.LENET_ONLY, {
         "as_solved": [c.D2L_IMPORTS, c.LENET],
         "max_pool": [c.D2L_IMPORTS, c.LENET.replace("nn.AvgPool2d", "nn.MaxPool2d")],
-    })  # fmt: skip
-    assert "loop.trains" not in report.columns
-    assert _points(report, "as_solved", list(NET_CHECKS)) == NET_CHECKS
-    assert float(report.loc["as_solved", "total"]) == 80
-    assert _points(report, "max_pool", list(NET_CHECKS)) == {**NET_CHECKS, "net.forward": 0}
-    feedback = (out / "feedback" / "as_solved.md").read_text()
-    assert "loop.trains" not in feedback and "training loop" not in feedback.lower()
+    }, worker)  # fmt: skip
+    assert points(graded["as_solved"]) == NET_CHECKS and graded["as_solved"].total == 80  # no loop.trains, in any output
+    assert points(graded["max_pool"]) == {**NET_CHECKS, "net.forward": 0}
+    assert "your forward calls max_pool2d 2 times where the reference calls avg_pool2d" in _reasons(graded["max_pool"])
+    assert "training_loop" not in _reasons(graded["as_solved"]) + _reasons(graded["max_pool"])
 
 
-def test_a_loop_alone_is_graded_without_a_network(tmp_path):
-    report, out = _grade_class(tmp_path, c.LOOP_ONLY, {
+def test_a_loop_alone_is_graded_without_a_network(tmp_path, worker):
+    graded, _ = _grade_here(tmp_path, c.LOOP_ONLY, {
         "as_solved": [c.TUTORIAL_IMPORTS, c.TUTORIAL_LOOP],
         "no_backward": [c.TUTORIAL_IMPORTS, c.TUTORIAL_LOOP.replace("            loss.backward()\n", "")],
-    })  # fmt: skip
-    assert [name for name in FULL if name in report.columns] == ["loop.trains"]
-    assert float(report.loc["as_solved", "loop.trains"]) == 20 and float(report.loc["as_solved", "total"]) == 20
-    assert float(report.loc["no_backward", "loop.trains"]) == 12  # backward per batch (2) and the loss (6)
-    assert "Net" not in (out / "feedback" / "as_solved.md").read_text()
+    }, worker)  # fmt: skip
+    assert points(graded["as_solved"]) == {"loop.trains": 20} and graded["as_solved"].total == 20
+    assert points(graded["no_backward"]) == {"loop.trains": 12}  # backward per batch (2) and the loss (6)
+    assert "Net" not in _reasons(graded["as_solved"]) + _reasons(graded["no_backward"])
 
 
 def test_selfcheck_grades_a_loop_that_makes_its_own_optimizer(d2l):
-    _, out = d2l
-    student = out.parent / "submissions" / "no_zero_grad.ipynb"
+    _, folder = d2l
+    student = folder.parent / "submissions" / "no_zero_grad.ipynb"
     done = subprocess.run(
-        [sys.executable, "-m", "grader", "selfcheck", str(student), "--assignment", str(out.parent / c.D2L.name)],
+        [sys.executable, "-m", "grader", "selfcheck", str(student), "--assignment", str(folder)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert "gradients were never cleared" in done.stdout and "96 / 100" in done.stdout, done.stdout + done.stderr
