@@ -15,8 +15,10 @@ from conftest import FULL, ROOT, points
 
 from grader.assignment import Limits
 from grader.isolate.bubblewrap import bwrap_command, sandbox_status
+from grader.isolate.client import Worker
 from grader.load import Submission
 from grader.pipeline import grade_submission
+from grader.reference.check import verified_reference_expectations
 
 NET_ZERO = {n: 0 for n in FULL if n.startswith("net.") and n != "net.instantiate"}
 # Layers and parameter counts are still judged from __init__ when forward never finishes.
@@ -91,6 +93,70 @@ def test_processes_started_by_student_code_do_not_outlive_the_check(grade_fast):
     time.sleep(0.2)
     survivors = subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout
     assert survivors.strip() == ""
+
+
+# A child that detaches a grandchild the way a daemon does (fork, setsid, fork, parent exits),
+# run by a process that is a subreaper, as every worker is, or is not.
+DETACHING_CHILD = """\
+import os, sys, time
+from grader.isolate.sandbox import ChildLimits, become_subreaper, run_in_child
+
+if sys.argv[1] == "subreaper":
+    assert become_subreaper()
+
+def body(emit):
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execvp("sleep", ["sleep", sys.argv[2]])
+        os._exit(0)
+    time.sleep(0.3)
+
+run_in_child(body, ChildLimits(timeout_s=10, memory_mb=1024))
+"""
+
+
+def _survivors(marker: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True, text=True).stdout.split()
+
+
+@pytest.mark.parametrize(("worker", "survives"), [("subreaper", False), ("plain", True)])
+def test_a_process_that_detaches_from_the_child_dies_with_it_only_under_a_subreaper(tmp_path, worker, survives):
+    """Outside bubblewrap, a grandchild in its own session escapes the child's process group; the
+    worker, a subreaper, inherits it and kills it when the child's run ends. The same child run by
+    a process that is not a subreaper leaves it running: the attack works without the layer."""
+    marker = f"27.{len(worker)}1828"
+    script = tmp_path / "detach.py"
+    script.write_text(DETACHING_CHILD)
+    try:
+        done = subprocess.run([sys.executable, str(script), worker, marker], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        time.sleep(0.2)
+        assert bool(_survivors(marker)) is survives
+    finally:
+        for pid in _survivors(marker):
+            subprocess.run(["kill", "-9", pid], check=False)
+
+
+def test_detached_processes_do_not_outlive_the_check_without_the_sandbox(cifar2, tmp_path):
+    """Graded with --sandbox none: the loop starts sleepers in sessions of their own."""
+    marker = "16.18034"
+    loop = (
+        "import subprocess\n\ndef training_loop(n_epochs, optimizer, model, loss_fn, train_loader):\n"
+        f"    for _ in range(5):\n        subprocess.Popen(['setsid', 'sleep', '{marker}'])\n"
+        "    raise RuntimeError('done')\n"
+    )
+    path = v.write_notebook(tmp_path / "detacher.ipynb", v.notebook_cells(v.NET, loop))
+    try:
+        with Worker(sandbox="none") as worker:
+            expected = verified_reference_expectations(cifar2, worker, ROOT / "reference" / "cifar2.py")
+            result = grade_submission(Submission("detacher", path), cifar2, worker, expected)
+        assert points(result)["loop.trains"] == 0
+        time.sleep(0.2)
+        assert _survivors(marker) == []
+    finally:
+        for pid in _survivors(marker):
+            subprocess.run(["kill", "-9", pid], check=False)
 
 
 def test_student_output_and_files_stay_out_of_the_grader(grade_fast, tmp_path, monkeypatch):

@@ -34,6 +34,11 @@ MAX_FILE_BYTES = 64 * 1024 * 1024  # largest file a child may write
 CAPTURE_KEEP = 64 * 1024  # bytes kept from the start and from the end of stdout and of stderr
 _WATCH_INTERVAL_S = 0.05
 REPORT_FD = 3
+_PR_SET_CHILD_SUBREAPER = 36
+# Whether this process is a subreaper: then, and only then, its descendants are its children's
+# (a worker has no other children); a process that merely reads a submission in a child, a
+# test or a benchmark, may have children of its own that must live.
+_subreaper = False
 _PR_SET_PDEATHSIG = 1
 
 
@@ -104,6 +109,21 @@ def die_with_parent() -> None:
             pass
 
 
+def become_subreaper() -> bool:
+    """Make this worker the subreaper of everything its children start: a process that detaches
+    (setsid, a double fork) is then re-parented to the worker, not to init, when its parent
+    exits, so `_kill_all` still finds it among the worker's descendants when the child's run
+    ends. True when Linux agreed; not inherited by forked children."""
+    global _subreaper
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        _subreaper = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        _subreaper = False
+    return _subreaper
+
+
 def sandboxed() -> bool:
     """True inside the bubblewrap sandbox, where this worker owns /tmp and the PID namespace."""
     return os.environ.get(SANDBOX_ENV) == "bwrap"
@@ -146,39 +166,80 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _process_table() -> list[tuple[int, int]]:
-    """(pid, session id) of every process this worker can see."""
+def _process_table() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, session id) of every process this worker can see."""
     table = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", "rb") as f:
                     fields = f.read().rsplit(b")", 1)[1].split()
-                table.append((int(entry), int(fields[3])))
+                table.append((int(entry), int(fields[1]), int(fields[3])))
             except (OSError, IndexError, ValueError):
                 continue
     return table
 
 
 def _child_processes(child: int) -> list[int]:
-    """Processes the child is responsible for: its session, and inside the sandbox every process
-    but the sandbox's init and this worker (a process that left the session is still caught)."""
+    """Processes the child is responsible for: inside the sandbox every process but the
+    sandbox's init and this worker; outside it, the child's session and every descendant of this
+    worker, which as a subreaper (`become_subreaper`) inherits whatever left the session."""
     me = os.getpid()
+    table = _process_table()
     if sandboxed():
-        return [pid for pid, _ in _process_table() if pid not in (1, me)]
-    return [pid for pid, session in _process_table() if session == child]
+        return [pid for pid, _, _ in table if pid not in (1, me)]
+    session = [pid for pid, _, sid in table if sid == child]
+    if not _subreaper:
+        return session
+    children: dict[int, list[int]] = {}
+    for pid, parent, _ in table:
+        children.setdefault(parent, []).append(pid)
+    descendants, frontier = set(), [me]
+    while frontier:
+        for pid in children.get(frontier.pop(), []):
+            if pid not in descendants:
+                descendants.add(pid)
+                frontier.append(pid)
+    return sorted(descendants | set(session))
+
+
+_SWEEPS = 100  # sweeps of a subreaper's descendants at most, 5 ms apart
 
 
 def _kill_all(child: int) -> None:
-    for target in [child, *_child_processes(child)]:
-        try:
-            os.killpg(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            os.kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    targets = [child, *_child_processes(child)]
+    # A subreaper sweeps again while any descendant is left: one forked while the last sweep
+    # killed its parent came to this worker, not to init. The child itself is left to its
+    # supervisor to wait for.
+    for _ in range(_SWEEPS if _subreaper else 1):
+        for target in targets:
+            try:
+                os.killpg(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                os.kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not _subreaper:
+            return
+        _reap_orphans(besides=child)
+        targets = [pid for pid in _child_processes(child) if pid != child]
+        if not targets:
+            return
+        time.sleep(0.005)  # let the killed die, and their orphans come to this worker
+
+
+def _reap_orphans(*, besides: int) -> None:
+    """Collect the processes this subreaper inherited and killed, so none stays a zombie; never
+    `besides`, the child whose status its supervisor reads."""
+    me = os.getpid()
+    for pid, parent, _ in _process_table():
+        if parent == me and pid != besides:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
 def _wipe_private_tmp() -> None:

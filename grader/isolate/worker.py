@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from grader.isolate import lazy_dynamo
 from grader.isolate.reading import ReadingLimits, read_and_extract
-from grader.isolate.sandbox import ChildLimits, ChildRun, die_with_parent, run_in_child
+from grader.isolate.sandbox import ChildLimits, ChildRun, become_subreaper, die_with_parent, run_in_child
 from grader.protocol import (
     ChildReport,
     ConfigureRequest,
@@ -214,6 +214,7 @@ def _warm_up_renderer() -> None:
 
 def main() -> None:
     die_with_parent()
+    become_subreaper()  # what a child starts and detaches is still found and killed when its run ends
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
     # Keep the protocol on a private copy of stdout; anything printed by libraries goes to stderr.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
