@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--sandbox",
             choices=SANDBOX_MODES,
             default="auto",
-            help="run student code inside bubblewrap: auto (default: when it works here, else warn and use "
-            "process limits only), bwrap (required), none (off)",
+            help="isolate student code: auto (default: bubblewrap when it works here, else Landlock when the "
+            "kernel offers it, else warn and use process limits only), bwrap or landlock (required), none (off)",
         )
 
     def assignment_option(sub: argparse.ArgumentParser) -> None:

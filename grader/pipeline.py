@@ -39,7 +39,14 @@ def open_worker(assignment: Assignment, sandbox: str = "auto", threads: int = 1,
 
 def warn_if_unsandboxed(worker: Worker | ConfigurationRecorder, console: Console) -> None:
     """Say, once per run, when student code will run without the bubblewrap sandbox."""
-    if not worker.sandbox.active:
+    if worker.sandbox.landlock:
+        console.print(
+            f"[yellow]note:[/yellow] student code runs without the bubblewrap sandbox: {escape(worker.sandbox.reason)}. "
+            "`grader doctor` explains.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif not worker.sandbox.active:
         console.print(
             f"[yellow]warning:[/yellow] student code runs without the bubblewrap sandbox "
             f"({escape(worker.sandbox.reason)}); only process limits apply. `grader doctor` explains.",

@@ -23,7 +23,9 @@ from rich.table import Table
 
 from grader.assignment import Assignment, available_assignments, load_assignment
 from grader.errors import AssignmentConfigError
+from grader.isolate import landlock
 from grader.isolate.bubblewrap import bwrap_command, sandbox_status
+from grader.isolate.client import LANDLOCK_DOES
 from grader.version import __version__
 
 _PROBE = """
@@ -80,6 +82,14 @@ def _sandbox_probe() -> dict[str, object] | str:
     return json.loads(done.stdout)
 
 
+def _landlock_layer(bubblewrap: bool) -> Layer:
+    version = landlock.abi()
+    if not version:
+        return Layer("Landlock", False, "this kernel offers none (Linux 5.13 or later): without bubblewrap, only the process limits apply")
+    use = "not needed: bubblewrap isolates the workers" if bubblewrap else f"used instead of bubblewrap: each child {LANDLOCK_DOES}"
+    return Layer("Landlock", True, f"ABI {version}; {use}")
+
+
 def isolation_layers() -> list[Layer]:
     status = sandbox_status()
     layers = [
@@ -95,6 +105,7 @@ def isolation_layers() -> list[Layer]:
         ),
         Layer("clean environment", True, "only PATH, LANG and grader settings reach student code"),
         Layer("bubblewrap sandbox", status.active, status.reason),
+        _landlock_layer(status.active),
     ]
     if not status.active:
         for name in ("private filesystem view", "no network", "own PID namespace"):

@@ -28,8 +28,15 @@ _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/
 
 @dataclass(frozen=True)
 class SandboxStatus:
-    active: bool
+    active: bool  # bubblewrap runs the worker
     reason: str  # why not, or what is in place
+    landlock: bool = False  # without bubblewrap, Landlock limits each child (grader/isolate/landlock.py)
+
+
+def readable_paths(read_only: list[Path] | tuple[Path, ...] = ()) -> list[str]:
+    """What student code may read, as the sandbox shows it: the system's libraries, the files of
+    /etc the loader reads, the Python installation and the data folders."""
+    return [*_SYSTEM_DIRS, *_ETC_FILES, *(str(p) for p in _python_paths()), *(str(Path(p).resolve()) for p in read_only)]
 
 
 def _python_paths() -> list[Path]:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Unpack, cast
 
 from grader.errors import WorkerError
-from grader.isolate.bubblewrap import SandboxStatus, bwrap_command, sandbox_status
+from grader.isolate import landlock
+from grader.isolate.bubblewrap import SandboxStatus, bwrap_command, readable_paths, sandbox_status
 from grader.isolate.reading import MAX_ATTEMPTS
 from grader.protocol import (
     ChildReport,
@@ -42,7 +43,7 @@ _REPLY_MARGIN_S = 30.0  # the worker enforces child limits itself; this only cat
 _MAX_REPLY_BYTES = 256 * 1024 * 1024
 
 
-SANDBOX_MODES = ("auto", "bwrap", "none")
+SANDBOX_MODES = ("auto", "bwrap", "landlock", "none")
 
 
 def worker_environment(threads: int = 1) -> dict[str, str]:
@@ -74,14 +75,29 @@ def grading_deadline_s(limits: WorkerLimits, groups: list[str]) -> float:
 
 
 def chosen_sandbox(sandbox: str) -> SandboxStatus:
-    """What `sandbox` ("auto", "bwrap" or "none") gives here; WorkerError when "bwrap" is asked
-    for and cannot be had."""
+    """What `sandbox` ("auto", "bwrap", "landlock" or "none") gives here: "auto" is bubblewrap
+    when it can start, else Landlock when the kernel offers it, else neither. WorkerError when a
+    layer asked for by name cannot be had."""
     if sandbox not in SANDBOX_MODES:
         raise ValueError(f"sandbox must be one of {SANDBOX_MODES}, not {sandbox!r}")
-    status = sandbox_status() if sandbox != "none" else SandboxStatus(False, "turned off (--sandbox none)")
+    if sandbox == "none":
+        return SandboxStatus(False, "turned off (--sandbox none)")
+    status = sandbox_status() if sandbox != "landlock" else SandboxStatus(False, "not asked for")
     if sandbox == "bwrap" and not status.active:
         raise WorkerError(f"the bubblewrap sandbox is required but unavailable: {status.reason}")
+    if status.active:
+        return status
+    version = landlock.abi()
+    if version and sandbox == "landlock":
+        return SandboxStatus(False, f"Landlock ABI {version}: each child {LANDLOCK_DOES}", landlock=True)
+    if version:
+        return SandboxStatus(False, f"{status.reason}; Landlock ABI {version} limits each child instead: it {LANDLOCK_DOES}", landlock=True)
+    if sandbox == "landlock":
+        raise WorkerError("Landlock is required but this kernel offers none (Linux 5.13 or later, with Landlock enabled)")
     return status
+
+
+LANDLOCK_DOES = "reads only Python and the data, writes only its scratch folder, no TCP"
 
 
 # The reply each request gets when it succeeds (any may get an "error" reply instead); `shutdown`
@@ -146,6 +162,7 @@ class Worker(ConfigurationRecorder):
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         super().__init__(sandbox)
         self._prefix = bwrap_command(read_only) if self.sandbox.active else []
+        self._readable = readable_paths(read_only) if self.sandbox.landlock else None
         self.threads = threads
         self.role = role
         self._proc: subprocess.Popen[bytes] | None = None
@@ -183,7 +200,7 @@ class Worker(ConfigurationRecorder):
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=worker_environment(self.threads),
+            env={**worker_environment(self.threads), **({landlock.LANDLOCK_ENV: os.pathsep.join(self._readable)} if self._readable else {})},
             start_new_session=True,  # Ctrl-C in the terminal reaches the grader, not the worker
         )
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from grader.isolate import landlock
 from grader.isolate.bubblewrap import SANDBOX_ENV
 from grader.protocol import ChildReport
 
@@ -122,6 +123,25 @@ def become_subreaper() -> bool:
     except (OSError, AttributeError):
         _subreaper = False
     return _subreaper
+
+
+def landlock_readable() -> list[str] | None:
+    """What children may read when Landlock limits them (set in this worker's environment by
+    the grading host); None when it does not."""
+    readable = os.environ.get(landlock.LANDLOCK_ENV)
+    return readable.split(os.pathsep) if readable else None
+
+
+def _limit_files(scratch: str) -> None:
+    """In the child, before student code: under Landlock, read only what the host named and
+    write only `scratch`, which becomes HOME and the temporary folder too. Fails closed: a child
+    the kernel would not limit raises, and never runs student code."""
+    readable = landlock_readable()
+    if readable is None:
+        return
+    os.environ["HOME"] = os.environ["TMPDIR"] = scratch
+    tempfile.tempdir = None  # tempfile reads TMPDIR again
+    landlock.restrict(readable, [scratch])
 
 
 def sandboxed() -> bool:
@@ -315,6 +335,7 @@ def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limit
             os.closerange(REPORT_FD + 1, os.sysconf("SC_OPEN_MAX"))
             os.chdir(scratch)
             _limit_resources(limits)
+            _limit_files(scratch)
 
             def emit(observation: dict[str, Any]) -> None:
                 try:
