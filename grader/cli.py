@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
             choices=SANDBOX_MODES,
             default="auto",
             help="isolate student code: auto (default: bubblewrap when it works here, else Landlock when the "
-            "kernel offers it, else warn and use process limits only), bwrap or landlock (required), none (off)",
+            "kernel offers it; grader run refuses without either), bwrap or landlock (required), none (off, on purpose)",
         )
 
     def assignment_option(sub: argparse.ArgumentParser) -> None:

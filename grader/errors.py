@@ -65,6 +65,11 @@ class WorkerError(GraderError):
     """The isolated worker process that runs student code died or broke the protocol."""
 
 
+class NoIsolationError(GraderError):
+    """`grader run` was about to grade student code with neither bubblewrap nor Landlock, and no
+    one asked for that with --sandbox none."""
+
+
 class ObservationError(GraderError):
     """A child reported an observation that does not have the expected form."""
 

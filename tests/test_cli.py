@@ -15,7 +15,10 @@ import pytest
 import variants as v
 from conftest import FULL, ROOT, assert_close_documents
 
+from grader.cli import main as cli_main
+from grader.isolate import client as grader_client
 from grader.isolate import landlock
+from grader.isolate.bubblewrap import SandboxStatus
 from grader.report.formats import DEFAULT_FORMATS
 
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
@@ -285,6 +288,23 @@ def test_selfcheck_without_bubblewrap_says_quietly_what_isolation_applies(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warning" not in done.stderr  # the instructors' warning is for grader run
     assert done.stderr.count("Your code runs in separate processes with time and memory limits (no bubblewrap sandbox here: bwrap is not installed") == 1
+
+
+def test_run_refuses_to_grade_without_any_isolation_unless_asked(tmp_path, monkeypatch, capsys):
+    """Neither bubblewrap nor Landlock (a kernel without it, as bubblewrap is refused): grader run
+    stops before reading anything, says what is missing and how to fix it; --sandbox none is the
+    way to grade without isolation on purpose."""
+    monkeypatch.setattr(grader_client, "sandbox_status", lambda: SandboxStatus(False, "bwrap: setting up uid map: Permission denied"))
+    monkeypatch.setattr(landlock, "abi", lambda: 0)
+    folder = tmp_path / "subs"
+    v.write_notebook(folder / "alice.ipynb", v.notebook_cells())
+    code = cli_main(["run", str(folder), "-o", str(tmp_path / "out" / "r.csv")])
+    said = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "student code would run without isolation here: bwrap: setting up uid map: Permission denied" in said
+    assert "kernel.apparmor_restrict_unprivileged_userns=0" in said and "--sandbox none" in said and "grader doctor" in said
+    assert not (tmp_path / "out").exists()  # nothing read, nothing written
+    assert grader_client.require_isolation("none").reason == "turned off (--sandbox none)"
 
 
 def test_run_that_requires_bubblewrap_refuses_without_it(tmp_path):

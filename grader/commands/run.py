@@ -40,6 +40,7 @@ from grader.executors.cluster import ClusterExecutor
 from grader.executors.pool import LocalExecutor
 from grader.fingerprints import grading_fingerprint
 from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, gradebook_timestamp, submission_key
+from grader.isolate.client import require_isolation
 from grader.load import Submission, discover_submissions
 from grader.pipeline import warn_if_unsandboxed
 from grader.reference import cache as expectations_cache
@@ -90,6 +91,7 @@ def run(
     this run.
     """
     console = console or Console(stderr=True)
+    require_isolation(sandbox)  # before anything is read or written
     reference_path = reference_path or assignment.default_reference_path()
     gradebook_path = gradebook_path or output_csv.parent / GRADEBOOK_NAME
     submissions = discover_submissions(submissions_dir, assignment.notebook)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Unpack, cast
 
-from grader.errors import WorkerError
+from grader.errors import NoIsolationError, WorkerError
 from grader.isolate import landlock
 from grader.isolate.bubblewrap import SandboxStatus, bwrap_command, readable_paths, sandbox_status
 from grader.isolate.reading import MAX_ATTEMPTS
@@ -98,6 +98,22 @@ def chosen_sandbox(sandbox: str) -> SandboxStatus:
 
 
 LANDLOCK_DOES = "reads only Python and the data, writes only its scratch folder, no TCP"
+
+
+def require_isolation(sandbox: str) -> SandboxStatus:
+    """The isolation `sandbox` gives here, for grading a class: NoIsolationError, saying what is
+    missing and how to get it, when that is neither bubblewrap nor Landlock and nobody turned
+    isolation off on purpose (--sandbox none). A student's selfcheck of their own code does not
+    ask (grader/pipeline.py note_isolation_for_students)."""
+    status = chosen_sandbox(sandbox)
+    if status.active or status.landlock or sandbox == "none":
+        return status
+    raise NoIsolationError(
+        f"student code would run without isolation here: {status.reason}, and this kernel offers no Landlock "
+        "(Linux 5.13 or later). Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap); on Ubuntu 24.04, "
+        "which restricts the user namespaces it needs, also run `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`. "
+        "`grader doctor` shows each layer. To grade without isolation on purpose, pass --sandbox none"
+    )
 
 
 # The reply each request gets when it succeeds (any may get an "error" reply instead); `shutdown`
