@@ -402,3 +402,17 @@ def test_every_assignment_ships_the_same_workflow_for_its_own_name():
             shipped = load_workflow(folder / "github" / "grade.yml")
             assert shipped["env"]["GRADER_ASSIGNMENT"] == folder.name
             assert {**shipped, "env": {**shipped["env"], "GRADER_ASSIGNMENT": "cifar2"}} == cifar2
+
+
+def test_every_checkout_leaves_no_token_for_student_code_and_namespaces_are_opened_for_bubblewrap():
+    """actions/checkout keeps its token in .git/config unless told not to, and the notebooks a
+    pull request changes run in the same job; Ubuntu 24.04 refuses bubblewrap its user namespaces
+    unless AppArmor's restriction is lifted. The shipped workflow and the one the docs give for
+    grading a class do both."""
+    docs = (ROOT / "docs" / "ci.md").read_text()
+    private = yaml.safe_load(docs.split("# .github/workflows/grade-all.yml in the private grading repository\n", 1)[1].split("```", 1)[0])
+    for steps in (load_workflow(ROOT / "grader" / "authoring" / "grade.yml")["jobs"]["selfcheck"]["steps"], private["jobs"]["grade"]["steps"]):
+        checkouts = [step for step in steps if str(step.get("uses", "")).startswith("actions/checkout")]
+        assert checkouts and all(step["with"]["persist-credentials"] is False for step in checkouts)
+        commands = "\n".join(str(step.get("run", "")) for step in steps)
+        assert "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" in commands and "grader doctor" in commands
