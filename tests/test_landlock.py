@@ -1,5 +1,6 @@
-"""Landlock, the layer for machines where bubblewrap cannot start: each child reads only Python and
-the data, writes only its scratch folder, reaches no TCP port, and signals or inspects no process outside it.
+"""Landlock and the seccomp filter, the layers for machines where bubblewrap cannot start: each
+child reads only Python and the data, writes only its scratch folder, opens no network socket
+(TCP, UDP), and signals, inspects or traces no process outside it.
 Every attack is shown to succeed in the same child without the layer, so the tests prove
 something; and a correct notebook still earns full marks under it."""
 
@@ -16,7 +17,7 @@ import pytest
 import variants as v
 from conftest import FULL, ROOT, points
 
-from grader.isolate import landlock
+from grader.isolate import landlock, seccomp
 from grader.isolate.bubblewrap import readable_paths
 from grader.isolate.client import Worker
 from grader.load import Submission
@@ -39,6 +40,13 @@ def attempt(action):
     except OSError as exc:
         return type(exc).__name__
 
+def ptrace_attach():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    # PTRACE_SEIZE: traced without being stopped; the kernel detaches when this child exits
+    if libc.ptrace(0x4206, os.getppid(), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "ptrace")
+
 def body(emit):
     emit({
         "kind": "attacks",
@@ -47,6 +55,8 @@ def body(emit):
         "connect to a TCP port": attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=2).close()),
         "signal the worker": attempt(lambda: os.kill(os.getppid(), 0)),
         "read the worker's environment": attempt(lambda: open(f"/proc/{os.getppid()}/environ", "rb").read()),
+        "send a UDP packet": attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", port))),
+        "attach to the worker with ptrace": attempt(ptrace_attach),
         "write its scratch folder": attempt(lambda: open("scratch.txt", "w").write("fine")),
         "write its temporary folder": attempt(lambda: __import__("tempfile").TemporaryFile().write(b"fine")),
     })
@@ -56,6 +66,7 @@ print(json.dumps(run.observations[0] if run.observations else {"crashed": run.st
 """
 
 BLOCKED = ("read a file outside", "write a file outside", "connect to a TCP port", "signal the worker", "read the worker's environment")
+FILTERED = ("send a UDP packet", "attach to the worker with ptrace")  # by the seccomp filter beside Landlock
 
 
 @pytest.mark.parametrize("limited", [True, False], ids=["landlock", "without"])
@@ -83,6 +94,8 @@ def test_a_child_under_landlock_reads_writes_connects_and_signals_nothing_outsid
     assert got["write its scratch folder"] == got["write its temporary folder"] == "done", got
     for attack in BLOCKED:
         assert (got[attack] != "done") is limited, (attack, got)
+    for attack in FILTERED:
+        assert (got[attack] != "done") is (limited and seccomp.available()), (attack, got)
     assert planted.exists() is not limited
 
 

@@ -23,9 +23,9 @@ from rich.table import Table
 
 from grader.assignment import Assignment, available_assignments, load_assignment
 from grader.errors import AssignmentConfigError
-from grader.isolate import landlock
+from grader.isolate import landlock, seccomp
 from grader.isolate.bubblewrap import bwrap_command, sandbox_status
-from grader.isolate.client import LANDLOCK_DOES
+from grader.isolate.client import LANDLOCK_DOES, SECCOMP_DOES
 from grader.version import __version__
 
 _PROBE = """
@@ -84,10 +84,17 @@ def _sandbox_probe() -> dict[str, object] | str:
 
 def _landlock_layer(bubblewrap: bool) -> Layer:
     version = landlock.abi()
-    if not version:
-        return Layer("Landlock", False, "this kernel offers none (Linux 5.13 or later): without bubblewrap, only the process limits apply")
-    use = "not needed: bubblewrap isolates the workers" if bubblewrap else f"used instead of bubblewrap: each child {LANDLOCK_DOES}"
-    return Layer("Landlock", True, f"ABI {version}; {use}")
+    here = f"ABI {version}" if version else "this kernel offers none (Linux 5.13 or later)"
+    if bubblewrap:  # a fallback, not needed here: never a reason to say the grader is not isolated
+        return Layer("Landlock", True, f"not needed: bubblewrap isolates the workers ({here})")
+    return Layer("Landlock", bool(version), f"{here}; used instead of bubblewrap: each child {LANDLOCK_DOES}" if version else here)
+
+
+def _seccomp_layer(bubblewrap: bool) -> Layer:
+    here = "libseccomp found" if seccomp.available() else "libseccomp is not installed (Debian/Ubuntu: apt-get install libseccomp2)"
+    if bubblewrap:
+        return Layer("seccomp filter", True, f"not needed: bubblewrap isolates the workers ({here})")
+    return Layer("seccomp filter", seccomp.available(), f"beside Landlock: {SECCOMP_DOES}" if seccomp.available() else here)
 
 
 def isolation_layers() -> list[Layer]:
@@ -106,6 +113,8 @@ def isolation_layers() -> list[Layer]:
         Layer("clean environment", True, "only PATH, LANG and grader settings reach student code"),
         Layer("bubblewrap sandbox", status.active, status.reason),
         _landlock_layer(status.active),
+        _seccomp_layer(status.active),
+        Layer("subreaper", sys.platform.startswith("linux"), "what a child detaches (setsid, a double fork) comes to its worker and is killed with it"),
     ]
     if not status.active:
         for name in ("private filesystem view", "no network", "own PID namespace"):

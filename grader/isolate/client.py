@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Unpack, cast
 
 from grader.errors import NoIsolationError, WorkerError
-from grader.isolate import landlock
+from grader.isolate import landlock, seccomp
 from grader.isolate.bubblewrap import SandboxStatus, bwrap_command, readable_paths, sandbox_status
 from grader.isolate.reading import MAX_ATTEMPTS
 from grader.protocol import (
@@ -88,16 +88,18 @@ def chosen_sandbox(sandbox: str) -> SandboxStatus:
     if status.active:
         return status
     version = landlock.abi()
+    filtered = f"; and a seccomp filter: {SECCOMP_DOES}" if seccomp.available() else "; no seccomp filter (libseccomp is missing)"
     if version and sandbox == "landlock":
-        return SandboxStatus(False, f"Landlock ABI {version}: each child {LANDLOCK_DOES}", landlock=True)
+        return SandboxStatus(False, f"Landlock ABI {version}: each child {LANDLOCK_DOES}{filtered}", landlock=True)
     if version:
-        return SandboxStatus(False, f"{status.reason}; Landlock ABI {version} limits each child instead: it {LANDLOCK_DOES}", landlock=True)
+        return SandboxStatus(False, f"{status.reason}; Landlock ABI {version} limits each child instead: it {LANDLOCK_DOES}{filtered}", landlock=True)
     if sandbox == "landlock":
         raise WorkerError("Landlock is required but this kernel offers none (Linux 5.13 or later, with Landlock enabled)")
     return status
 
 
 LANDLOCK_DOES = "reads only Python and the data, writes only its scratch folder, no TCP"
+SECCOMP_DOES = "no socket but AF_UNIX (no network), no ptrace, mounts, namespaces, BPF or io_uring"
 
 
 def require_isolation(sandbox: str) -> SandboxStatus:

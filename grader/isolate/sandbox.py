@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from grader.isolate import landlock
+from grader.isolate import landlock, seccomp
 from grader.isolate.bubblewrap import SANDBOX_ENV
 from grader.protocol import ChildReport
 
@@ -132,16 +132,20 @@ def landlock_readable() -> list[str] | None:
     return readable.split(os.pathsep) if readable else None
 
 
-def _limit_files(scratch: str) -> None:
-    """In the child, before student code: under Landlock, read only what the host named and
-    write only `scratch`, which becomes HOME and the temporary folder too. Fails closed: a child
-    the kernel would not limit raises, and never runs student code."""
+def _limit_access(scratch: str) -> None:
+    """In the child, before student code, where bubblewrap does not run the worker: Landlock
+    (read only what the host named, write only `scratch`, which becomes HOME and the temporary
+    folder too), then the seccomp filter when libseccomp is here (no socket but AF_UNIX, no
+    ptrace, mounts or namespaces). Fails closed: a child the kernel would not limit raises, and
+    never runs student code."""
     readable = landlock_readable()
     if readable is None:
         return
     os.environ["HOME"] = os.environ["TMPDIR"] = scratch
     tempfile.tempdir = None  # tempfile reads TMPDIR again
     landlock.restrict(readable, [scratch])
+    if seccomp.available():
+        seccomp.restrict()
 
 
 def sandboxed() -> bool:
@@ -335,7 +339,7 @@ def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limit
             os.closerange(REPORT_FD + 1, os.sysconf("SC_OPEN_MAX"))
             os.chdir(scratch)
             _limit_resources(limits)
-            _limit_files(scratch)
+            _limit_access(scratch)
 
             def emit(observation: dict[str, Any]) -> None:
                 try:
