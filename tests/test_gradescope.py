@@ -19,6 +19,7 @@ from conftest import FULL, ROOT
 
 from grader.commands.run import resume_command
 from grader.errors import GraderError
+from grader.isolate import landlock
 from grader.report.formats import DEFAULT_FORMATS, parse_formats
 from grader.report.gradescope import gradescope_results
 from grader.results import CheckResult, Note, SubmissionResult
@@ -67,10 +68,33 @@ def autograded(bundle: Path, tmp_path_factory) -> tuple[dict, subprocess.Complet
     gradescope; one autograder run here keeps the tests fast.)"""
     root = tmp_path_factory.mktemp("autograder")
     source = _unpack(bundle, root)
-    v.write_notebook(root / "submission" / "cifar2_cnn.ipynb", v.notebook_cells(net=v.NET_AVGPOOL, loop=v.LOOP_NO_ZERO_GRAD))
+    # The upload also tries what Gradescope's layout invites: to read the bundled reference
+    # (Net() then fails, and the points show it) and to plant a file among the results.
+    attack = (
+        "try:\n"
+        f"    stolen = open({str(source / 'reference' / 'cifar2.py')!r}).read()\n"
+        "except OSError:\n"
+        "    stolen = None\n"
+        "if stolen:\n"
+        "    raise RuntimeError('read the reference solution')\n"
+        "try:\n"
+        f"    open({str(root / 'results' / 'planted.txt')!r}, 'w').write('planted')\n"
+        "except OSError:\n"
+        "    pass\n"
+    )
+    net = v.NET_AVGPOOL.replace("        super().__init__()\n", "        super().__init__()\n" + "".join(f"        {line}\n" for line in attack.splitlines()))
+    v.write_notebook(root / "submission" / "cifar2_cnn.ipynb", v.notebook_cells(net=net, loop=v.LOOP_NO_ZERO_GRAD))
     (root / "submission" / "notes.txt").write_text("uploaded alongside the notebook\n")
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "GRADER_PYTHON": sys.executable, "COLUMNS": "200"}
+    if landlock.abi():  # as in Gradescope's Docker, where bwrap cannot create its namespaces: Landlock holds
+        fake = root / "bin"
+        fake.mkdir()
+        (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+        (fake / "bwrap").chmod(0o755)
+        env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
     done = subprocess.run([str(source / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert not (root / "results" / "planted.txt").exists(), done.stderr
+    assert not landlock.abi() or "Landlock ABI" in " ".join(done.stderr.split()), done.stderr
     return json.loads((root / "results" / "results.json").read_text()), done
 
 
