@@ -111,14 +111,22 @@ class Assignment:
     loop_roles: dict[str, str] = field(default_factory=dict)  # each signature parameter's role (grader/loop_roles.py)
 
     @property
+    def graded_by_group(self) -> dict[str, str]:
+        """Each probe group this assignment runs, with the name its checks grade:
+        {"net": "Net", "loop": "training_loop"}, less the one a network-only or loop-only
+        assignment lacks."""
+        named = {"net": self.model_class, "loop": self.loop_function}
+        return {group: name for group, name in named.items() if name}
+
+    @property
     def groups(self) -> list[str]:
         """The probe groups this assignment runs: "net" for a network, "loop" for a training loop."""
-        return [group for group, graded in (("net", self.model_class), ("loop", self.loop_function)) if graded]
+        return list(self.graded_by_group)
 
     @property
     def graded_names(self) -> list[str]:
         """The names students' programs must define: the network's class and the loop's function."""
-        return [name for name in (self.model_class, self.loop_function) if name]
+        return list(self.graded_by_group.values())
 
     @property
     def config_path(self) -> Path:

@@ -92,7 +92,7 @@ def annotation_path(notebook: Path, workspace: Path | None) -> str:
 def check_lines(notebook: Path, assignment: Assignment, check_names: list[str]) -> dict[str, int]:
     """For each check, the line of the notebook file where the definition it grades begins: the
     Net checks point at `class Net`, the training_loop check at `def training_loop`."""
-    definitions = {"net": ("class", assignment.model_class), "loop": ("def", assignment.loop_function)}
+    keywords = {"net": "class", "loop": "def"}
     try:
         text = notebook.read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -100,9 +100,9 @@ def check_lines(notebook: Path, assignment: Assignment, check_names: list[str]) 
     lines = {}
     for name in check_names:
         group = name.split(".", 1)[0]
-        keyword, defined = definitions.get(group, ("", None))
+        defined = assignment.graded_by_group.get(group)
         if defined:
-            line = definition_line(text, keyword, defined, notebook=notebook.suffix == ".ipynb")
+            line = definition_line(text, keywords[group], defined, notebook=notebook.suffix == ".ipynb")
             if line:
                 lines[name] = line
     return lines

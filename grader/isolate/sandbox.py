@@ -204,12 +204,13 @@ def _process_table() -> list[tuple[int, int, int]]:
     return table
 
 
-def _child_processes(child: int) -> list[int]:
+def _child_processes(child: int, table: list[tuple[int, int, int]] | None = None) -> list[int]:
     """Processes the child is responsible for: inside the sandbox every process but the
     sandbox's init and this worker; outside it, the child's session and every descendant of this
-    worker, which as a subreaper (`become_subreaper`) inherits whatever left the session."""
+    worker, which as a subreaper (`become_subreaper`) inherits whatever left the session.
+    `table`: the process table already read, else it is read now."""
     me = os.getpid()
-    table = _process_table()
+    table = _process_table() if table is None else table
     if sandboxed():
         return [pid for pid, _, _ in table if pid not in (1, me)]
     session = [pid for pid, _, sid in table if sid == child]
@@ -231,10 +232,13 @@ _SWEEPS = 100  # sweeps of a subreaper's descendants at most, 5 ms apart
 
 
 def _kill_all(child: int) -> None:
-    targets = [child, *_child_processes(child)]
+    table = _process_table()
+    targets = [child, *_child_processes(child, table)]
+    if targets == [child] and all(pid != child for pid, _, _ in table):
+        return  # the child is gone (its supervisor waited for it) and left nothing behind
     # A subreaper sweeps again while any descendant is left: one forked while the last sweep
     # killed its parent came to this worker, not to init. The child itself is left to its
-    # supervisor to wait for.
+    # supervisor to wait for. One read of the process table per sweep.
     for _ in range(_SWEEPS if _subreaper else 1):
         for target in targets:
             try:
@@ -247,23 +251,27 @@ def _kill_all(child: int) -> None:
                 pass
         if not _subreaper:
             return
-        _reap_orphans(besides=child)
-        targets = [pid for pid in _child_processes(child) if pid != child]
+        table = _process_table()
+        reaped = _reap_orphans(table, besides=child)
+        targets = [pid for pid in _child_processes(child, table) if pid != child and pid not in reaped]
         if not targets:
             return
         time.sleep(0.005)  # let the killed die, and their orphans come to this worker
 
 
-def _reap_orphans(*, besides: int) -> None:
+def _reap_orphans(table: list[tuple[int, int, int]], *, besides: int) -> set[int]:
     """Collect the processes this subreaper inherited and killed, so none stays a zombie; never
-    `besides`, the child whose status its supervisor reads."""
+    `besides`, the child whose status its supervisor reads. Returns those collected."""
     me = os.getpid()
-    for pid, parent, _ in _process_table():
+    reaped = set()
+    for pid, parent, _ in table:
         if parent == me and pid != besides:
             try:
-                os.waitpid(pid, os.WNOHANG)
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    reaped.add(pid)
             except ChildProcessError:
                 pass
+    return reaped
 
 
 def _wipe_private_tmp() -> None:

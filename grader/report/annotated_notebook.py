@@ -33,17 +33,6 @@ from grader.version import __version__
 
 PAGE_SUFFIX = ".notebook.html"
 
-# The definitions a group of checks grades: `net.*` checks grade the model class, `loop.*` the
-# training loop (grader/compare/__init__.py).
-_GROUP_OF_NAME = ("net", "model_class"), ("loop", "loop_function")
-
-
-def graded_names(assignment: Assignment) -> dict[str, str]:
-    """Check group -> the graded name its checks judge: {"net": "Net", "loop": "training_loop"}."""
-    named = {group: getattr(assignment, attribute) for group, attribute in _GROUP_OF_NAME}
-    return {group: name for group, name in named.items() if name}  # a network-only assignment has no loop
-
-
 # ---------------------------------------------------------------- in the pipeline, after scoring
 
 
@@ -68,7 +57,7 @@ def fill_findings(html: str, nonce: str, result: SubmissionResult, assignment: A
     """Replace each placeholder of this submission's nonce by the findings on its name. A graded
     name no cell defines gets its box at the top of the page."""
     unplaced = []
-    for group, name in graded_names(assignment).items():
+    for group, name in assignment.graded_by_group.items():
         placeholder = findings_placeholder(nonce, name)
         if placeholder in html:
             html = html.replace(placeholder, findings_box(result, group, name))
@@ -178,7 +167,7 @@ def notebook_page(result: SubmissionResult, assignment: Assignment) -> str:
     """The whole page of `result.annotated_notebook`, for feedback/<student>.notebook.html."""
     title = f"{assignment.title}: {result.student}'s notebook with the grader's notes"
     feedback = quote(safe_file_stem(result.student)) + ".html"
-    names = " and ".join(f"<code>{escape(name)}</code>" for name in graded_names(assignment).values())
+    names = " and ".join(f"<code>{escape(name)}</code>" for name in assignment.graded_names)
     head = [
         "<!DOCTYPE html>",
         '<html lang="en">',
