@@ -174,6 +174,7 @@ class Observed(TypedDict):
 class ReadyReply(TypedDict):
     op: Literal["ready"]
     pid: int
+    child_uid: int | None  # the uid its children drop to (grader/isolate/unprivileged.py); None: they keep its own
 
 
 class ConfiguredReply(TypedDict):
@@ -206,7 +207,7 @@ Reply = ReadyReply | ConfiguredReply | ObservedReply | GradedReply | ReadReply |
 # The fields each reply must carry, with their JSON types: checked on arrival, so a reply that
 # does not fit is a WorkerError naming the field, never a KeyError deep in the grading.
 _REPLY_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "ready": {"pid": int},
+    "ready": {"pid": int, "child_uid": (int, type(None))},
     "configured": {},
     "observed": {"groups": dict},
     "graded": {"extraction": dict, "groups": dict},

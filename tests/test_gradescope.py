@@ -10,12 +10,16 @@ import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
+import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import variants as v
 from conftest import FULL, ROOT
+from isolation_modes import failing_bwrap, open_folder, readable_python
 
 from grader.commands.run import resume_command
 from grader.errors import GraderError
@@ -25,6 +29,7 @@ from grader.report.gradescope import gradescope_results
 from grader.results import CheckResult, Note, SubmissionResult
 
 HIDDEN = "net.forward"  # marked `public = false` in the bundled copy of the assignment
+SLEEP = f"31.{uuid.uuid4().int % 10**6:06d}"  # a sleep length no other process on this machine uses
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +67,26 @@ def _unpack(bundle: Path, root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def autograded(bundle: Path, tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess[str]]:
+def autograded(bundle: Path, tmp_path_factory) -> Iterator[tuple[dict, subprocess.CompletedProcess[str]]]:
     """results.json of run_autograder for an uploaded notebook that loses points, one of them on
     the hidden check. (A correct notebook's full marks: test_cli grades alice with --format
-    gradescope; one autograder run here keeps the tests fast.)"""
-    root = tmp_path_factory.mktemp("autograder")
+    gradescope; one autograder run here keeps the tests fast.)
+
+    Run as in Gradescope's Docker where the kernel has Landlock: as root, bwrap unable to create
+    its namespaces, grader installed where other users can read it (setup.sh's venv; here the
+    bundled source copied beside a Python other users can read), so each child drops to an
+    unprivileged uid."""
+    readable, _ = readable_python() if landlock.abi() else (None, "")
+    root = open_folder("autograder-") if readable else tmp_path_factory.mktemp("autograder")
     source = _unpack(bundle, root)
+    installed = root / "venv-site"  # what setup.sh's `pip install ./grader-src` puts into the venv
+    shutil.copytree(source / "grader-src" / "grader", installed / "grader")
     # The upload also tries what Gradescope's layout invites: to read the bundled reference
-    # (Net() then fails, and the points show it) and to plant a file among the results.
+    # (Net() then fails, and the points show it), to plant a file among the results, and to leave
+    # a process running past the grading.
     attack = (
+        "import subprocess\n"
+        f"subprocess.Popen(['setsid', 'sleep', '{SLEEP}'])\n"
         "try:\n"
         f"    stolen = open({str(source / 'reference' / 'cifar2.py')!r}).read()\n"
         "except OSError:\n"
@@ -86,16 +102,25 @@ def autograded(bundle: Path, tmp_path_factory) -> tuple[dict, subprocess.Complet
     v.write_notebook(root / "submission" / "cifar2_cnn.ipynb", v.notebook_cells(net=net, loop=v.LOOP_NO_ZERO_GRAD))
     (root / "submission" / "notes.txt").write_text("uploaded alongside the notebook\n")
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "GRADER_PYTHON": sys.executable, "COLUMNS": "200"}
-    if landlock.abi():  # as in Gradescope's Docker, where bwrap cannot create its namespaces: Landlock holds
-        fake = root / "bin"
-        fake.mkdir()
-        (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
-        (fake / "bwrap").chmod(0o755)
-        env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
-    done = subprocess.run([str(source / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert not (root / "results" / "planted.txt").exists(), done.stderr
-    assert not landlock.abi() or "Landlock ABI" in " ".join(done.stderr.split()), done.stderr
-    return json.loads((root / "results" / "results.json").read_text()), done
+    if landlock.abi():
+        env = failing_bwrap(root / "bin") | {k: env[k] for k in ("AUTOGRADER_ROOT", "GRADER_PYTHON")}
+    site = sysconfig.get_paths()["purelib"]
+    env["PYTHONPATH"] = os.pathsep.join([str(installed), site])
+    if readable:
+        env["GRADER_PYTHON"] = readable.executable
+    try:
+        done = subprocess.run([str(source / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
+        said = " ".join(done.stderr.split())
+        assert not (root / "results" / "planted.txt").exists(), done.stderr
+        assert subprocess.run(["pgrep", "-f", f"sleep {SLEEP}"], capture_output=True, text=True).stdout == "", "a process outlived the grading"
+        assert not landlock.abi() or "Landlock ABI" in said, done.stderr
+        assert not readable or "each child runs as an unprivileged uid of its own" in said, done.stderr
+        assert stat.S_IMODE(source.stat().st_mode) == 0o700
+        yield json.loads((root / "results" / "results.json").read_text()), done
+    finally:
+        subprocess.run(["pkill", "-9", "-f", f"sleep {SLEEP}"], check=False)
+        if readable:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_bundle_holds_what_gradescope_needs_and_the_reference(bundle: Path):
@@ -119,6 +144,7 @@ def test_bundle_scripts_are_valid_bash_and_setup_has_a_dry_run(bundle: Path, tmp
     assert dry.returncode == 0, dry.stderr
     assert "+ apt-get install -y --no-install-recommends bubblewrap" in dry.stdout
     assert "requirements.txt ./grader-src" in dry.stdout
+    assert "+ /opt/grader/bin/python -m pip install" in dry.stdout and "+ chmod 700 ." in dry.stdout
     assert not (source / ".venv").exists()
 
 

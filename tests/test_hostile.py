@@ -3,6 +3,14 @@
 Every one must end with the batch complete, the honest rows untouched, and its own row holding
 zero or partial points with an `error` naming the cause.
 
+The batch is graded three ways: with bubblewrap (the whole batch); with bubblewrap failing as on
+GitHub's ubuntu-24.04 runners and the grader run by an unprivileged user, as there; and with
+bubblewrap failing and the grader run as root, as in Gradescope's Docker, where each child drops
+to an unprivileged uid of its worker's own. The two runs without bubblewrap, held by Landlock,
+seccomp, the subreaper and (as root) the unprivileged user, grade the attacks on the host
+(network, files, the reference on disk, processes that detach, the report channel) and the
+honest notebooks, not the broken files, whose reading does not depend on the layers.
+
 The attacks whose harm shows on the host (a request to a listener on the host's loopback, files
 written into the host's folders) are also graded once with `--sandbox none`, in a folder of their
 own: there they must succeed, or the sandboxed run's "nothing happened" would prove nothing. That
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -27,7 +36,9 @@ import pandas as pd
 import pytest
 import variants as v
 from conftest import FULL, ROOT
+from isolation_modes import RUNNER_UID, failing_bwrap, open_folder, readable_python
 
+from grader.isolate import landlock, unprivileged
 from grader.isolate.bubblewrap import sandbox_status
 
 if not sys.platform.startswith("linux"):
@@ -161,18 +172,26 @@ def _fast_assignment(root: Path) -> Path:
     return assignment
 
 
-def _grader_run(folder: Path, assignment: Path, report: Path, *options: str) -> subprocess.CompletedProcess[str]:
+def _grader_run(
+    folder: Path, assignment: Path, report: Path, *options: str, python: str = sys.executable, env: dict[str, str] | None = None, user: int | None = None
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "grader", "run", str(folder), "-o", str(report / "report.csv"), "--format", "csv,html,json",
+        [python, "-m", "grader", "run", str(folder), "-o", str(report / "report.csv"), "--format", "csv,html,json",
          "--assignment", str(assignment), "--reference", str(ROOT / "reference" / "cifar2.py"), *options],
-        check=False, capture_output=True, text=True, cwd=folder, timeout=900,
+        check=False, capture_output=True, text=True, cwd=folder, timeout=900, env=env,
+        user=user, group=user, extra_groups=[] if user is not None else None,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
 
-def _hostile_folder(folder: Path, attacks: Attacks, port: int) -> dict[str, object]:
-    """Write the batch; returns what each row must show."""
+# The notebooks whose harm, were it not stopped, would show on the host, with an honest one each
+# side: what the runs without bubblewrap grade.
+ON_THE_HOST = ("a_honest", "http_request", "writes_outside", "reads_files", "process_bomb", "detaches", "forges_report", "z_honest")
+
+
+def _hostile_folder(folder: Path, attacks: Attacks, port: int, *, only_attacks: bool = False) -> dict[str, object]:
+    """Write the batch (or, `only_attacks`, its ON_THE_HOST part); returns what each row must show."""
     cells = v.notebook_cells
     scan = (
         "found = []\n"
@@ -239,6 +258,22 @@ def _hostile_folder(folder: Path, attacks: Attacks, port: int) -> dict[str, obje
             {"loop.trains": 0},
             ("started more than 64 processes", "Resource temporarily unavailable"),
         ),
+        "detaches": (
+            cells(
+                loop=loop_with(
+                    "import os, subprocess\n"
+                    f"subprocess.Popen(['setsid', 'sleep', '{SLEEP}'])\n"
+                    "if os.fork() == 0:\n"
+                    "    if os.fork() == 0:\n"
+                    "        os.setsid()\n"
+                    f"        os.execvp('sleep', ['sleep', '{SLEEP}'])\n"
+                    "    os._exit(0)\n"
+                    "print(f'ATTACK uid {os.getuid()} groups {os.getgroups()}')"
+                )
+            ),
+            FULL,
+            "",
+        ),
         "forges_report": (
             cells(
                 net_with(
@@ -267,8 +302,12 @@ def _hostile_folder(folder: Path, attacks: Attacks, port: int) -> dict[str, obje
     }
     expected: dict[str, object] = {}
     for name, (notebook_cells, lost, phrase) in submissions.items():
+        if only_attacks and name not in ON_THE_HOST:
+            continue
         v.write_notebook(folder / f"{name}.ipynb", notebook_cells)
         expected[name] = ("graded", {**FULL, **lost}, phrase)
+    if only_attacks:
+        return expected
 
     (folder / "invalid_json.ipynb").write_text('{"cells": [{"cell_type": "code", "source": ')
     (folder / "empty.ipynb").write_bytes(b"")
@@ -312,29 +351,56 @@ def _hostile_folder(folder: Path, attacks: Attacks, port: int) -> dict[str, obje
 
 @dataclass(frozen=True)
 class GradedBatch:
+    mode: str  # one of MODES
     frame: pd.DataFrame  # the CSV report, by student
     expected: dict[str, object]  # student -> (status, points, phrase in the error)
     root: Path
     report: Path  # the report folder
     attacks: Attacks
+    said: str  # what the run wrote on stderr, on one line
 
 
-@pytest.fixture(scope="module")
-def hostile_batch(tmp_path_factory, server):
-    if not sandbox_status().active:
-        pytest.fail(f"these tests need the bubblewrap sandbox: {sandbox_status().reason}")
-    root = tmp_path_factory.mktemp("hostile")
+# bubblewrap; bubblewrap failing as on ubuntu-24.04, the grader run by an unprivileged user as
+# there; bubblewrap failing, the grader run as root as in Gradescope's Docker.
+MODES = ("bubblewrap", "landlock as a user", "landlock as root")
+
+
+@pytest.fixture(scope="module", params=MODES)
+def hostile_batch(request, tmp_path_factory, server):
+    mode = request.param
+    python, env, user = sys.executable, None, None
+    if mode == "bubblewrap":
+        if not sandbox_status().active:
+            pytest.fail(f"these tests need the bubblewrap sandbox: {sandbox_status().reason}")
+        root = tmp_path_factory.mktemp("hostile")
+    else:
+        if not landlock.abi():
+            pytest.skip("this kernel offers no Landlock")
+        readable, why = readable_python()
+        if readable is None:
+            pytest.skip(why)
+        root = open_folder("hostile-")
+        python, env = readable.executable, readable.environment(failing_bwrap(root / "bin"))
+        if mode == "landlock as a user":
+            user = RUNNER_UID
+            env.update(HOME=str(root / "home"), XDG_CACHE_HOME=str(root / "home" / ".cache"))
     folder, report = root / "submissions", root / "out"
-    for path in (folder, report, root / "outside"):
+    for path in (folder, report, root / "outside", root / "home"):
         path.mkdir()
     attacks = Attacks.aimed_at(root, folder, report)
-    expected = _hostile_folder(folder, attacks, server.server_address[1])
+    expected = _hostile_folder(folder, attacks, server.server_address[1], only_attacks=mode != "bubblewrap")
+    assignment = _fast_assignment(root)
+    if user is not None:
+        for path in [root, *root.rglob("*")]:
+            os.chown(path, user, user, follow_symlinks=False)
     try:
-        _grader_run(folder, _fast_assignment(root), report)
+        done = _grader_run(folder, assignment, report, python=python, env=env, user=user)
         frame = pd.read_csv(report / "report.csv", keep_default_na=False).set_index("student")
-        yield GradedBatch(frame, expected, root, report, attacks)
+        yield GradedBatch(mode, frame, expected, root, report, attacks, " ".join(done.stderr.split()))
     finally:
         attacks.remove_markers(root)  # had a marker reached the host, the test says so; do not leave it
+        if mode != "bubblewrap":
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -377,17 +443,24 @@ def test_every_row_is_written_with_the_expected_points(hostile_batch):
 
 def test_honest_rows_are_untouched(hostile_batch):
     frame = hostile_batch.frame
-    for student in (
-        "a_honest",
-        "z_honest",
-        "nbformat_v3",
-        "big_output",
-        "prints_200mb",
-        "http_request",
-        "writes_outside",
-        "stderr_warnings",
-    ):
+    honest = ("a_honest", "z_honest", "nbformat_v3", "big_output", "prints_200mb", "http_request", "writes_outside", "detaches", "stderr_warnings")
+    for student in [s for s in honest if s in hostile_batch.expected]:
         assert frame.loc[student, "total"] == 100 and frame.loc[student, "error"] == "", student
+
+
+def test_the_run_says_which_layers_hold_and_children_run_as_whom(hostile_batch):
+    said = hostile_batch.said
+    (line,) = [line for line in _attack_lines(hostile_batch.report / "report.json", "detaches") if line.startswith("ATTACK uid ")][:1]
+    uid = int(line.split()[2])
+    if hostile_batch.mode == "bubblewrap":
+        assert "without the bubblewrap sandbox" not in said and uid == os.getuid()
+        return
+    assert "bwrap: setting up uid map: Permission denied; Landlock ABI" in said and "seccomp filter" in said, said
+    if hostile_batch.mode == "landlock as a user":
+        assert uid == RUNNER_UID and "uid of its own" not in said, said
+    else:  # root: each worker's children drop to a uid of the range no account uses, with no groups
+        assert "each child runs as an unprivileged uid of its own" in said, said
+        assert unprivileged.FIRST_UID <= uid < RUNNER_UID and line.endswith("groups []"), line
 
 
 def test_a_request_from_the_sandbox_never_reaches_the_host(hostile_batch, server):
@@ -431,6 +504,8 @@ def test_no_process_outlives_the_run(hostile_batch):
 
 
 def test_huge_output_is_kept_short_in_feedback(hostile_batch):
+    if "prints_200mb" not in hostile_batch.expected:
+        pytest.skip("graded with bubblewrap only")
     feedback = (hostile_batch.report / "feedback" / "prints_200mb.md").read_text()
     assert len(feedback) < 400_000
 

@@ -23,9 +23,9 @@ from rich.table import Table
 
 from grader.assignment import Assignment, available_assignments, load_assignment
 from grader.errors import AssignmentConfigError
-from grader.isolate import landlock, seccomp
+from grader.isolate import landlock, seccomp, unprivileged
 from grader.isolate.bubblewrap import bwrap_command, sandbox_status
-from grader.isolate.client import LANDLOCK_DOES, SECCOMP_DOES
+from grader.isolate.client import LANDLOCK_DOES, SECCOMP_DOES, child_user
 from grader.version import __version__
 
 _PROBE = """
@@ -97,8 +97,18 @@ def _seccomp_layer(bubblewrap: bool) -> Layer:
     return Layer("seccomp filter", seccomp.available(), f"beside Landlock: {SECCOMP_DOES}" if seccomp.available() else here)
 
 
+def _unprivileged_layer(bubblewrap: bool) -> Layer:
+    if bubblewrap:
+        return Layer("unprivileged user", True, "not needed: bubblewrap isolates the workers, with every capability dropped")
+    if not unprivileged.needed():
+        return Layer("unprivileged user", True, "the grader does not run as root: children run as its user")
+    dropped, why = child_user()
+    return Layer("unprivileged user", dropped, why)
+
+
 def isolation_layers() -> list[Layer]:
     status = sandbox_status()
+    nproc = not unprivileged.needed() or (not status.active and child_user()[0])
     layers = [
         Layer("own process per check group", hasattr(os, "fork"), "student code never runs in the grader's process"),
         Layer("wall-clock limits", True, "per check group and per submission; the process group is killed"),
@@ -108,12 +118,13 @@ def isolation_layers() -> list[Layer]:
             "process count limit",
             True,
             "watchdog kills the child past limits.max_processes"
-            + ("" if os.geteuid() == 0 else "; RLIMIT_NPROC as well"),
+            + ("; RLIMIT_NPROC as well" if nproc else ""),
         ),
         Layer("clean environment", True, "only PATH, LANG and grader settings reach student code"),
         Layer("bubblewrap sandbox", status.active, status.reason),
         _landlock_layer(status.active),
         _seccomp_layer(status.active),
+        _unprivileged_layer(status.active),
         Layer("subreaper", sys.platform.startswith("linux"), "what a child detaches (setsid, a double fork) comes to its worker and is killed with it"),
     ]
     if not status.active:

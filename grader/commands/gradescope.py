@@ -25,19 +25,26 @@ SOURCE = "grader-src"  # the grader's source inside the bundle, installed by set
 
 _PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
+VENV = "/opt/grader"  # where setup.sh installs Python and grader: outside the source folder, readable by the children's uids
+
 SETUP_SH = f"""\
 #!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image: install Python 3.11+,
-# bubblewrap (the sandbox for student code) and grader with its pinned dependencies into a venv.
+# bubblewrap (the sandbox for student code) and grader with its pinned dependencies into a venv
+# at {VENV} (GRADER_VENV moves it), where the unprivileged uids student code runs as can read
+# it; the source folder, with the reference solution, is then closed to everyone but root.
 # DRY_RUN=1 prints the commands instead of running them.
 set -euo pipefail
+umask 022
 cd "$(dirname "${{BASH_SOURCE[0]}}")"
 run() {{ if [ -n "${{DRY_RUN:-}}" ]; then echo "+ $*"; else "$@"; fi; }}
+venv=${{GRADER_VENV:-{VENV}}}
 
 export DEBIAN_FRONTEND=noninteractive
 run apt-get update
-# bubblewrap may not work inside Gradescope's container; grader then warns and uses process limits.
-run apt-get install -y --no-install-recommends bubblewrap || echo "note: bubblewrap not installed" >&2
+# bubblewrap cannot create its namespaces in most Docker containers; grader then isolates each
+# child with Landlock, seccomp (libseccomp2) and an unprivileged uid instead.
+run apt-get install -y --no-install-recommends bubblewrap libseccomp2 || echo "note: bubblewrap not installed" >&2
 python=
 for candidate in python3.13 python3.12 python3.11 python3; do
   if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
@@ -50,26 +57,33 @@ if [ -z "$python" ]; then
 fi
 run apt-get install -y --no-install-recommends "$(basename "$python")-venv" || true
 
-run "$python" -m venv .venv
-run .venv/bin/python -m pip install --upgrade pip
+run "$python" -m venv "$venv"
+run "$venv/bin/python" -m pip install --upgrade pip
 # CPU wheels of torch: Gradescope has no GPU, and the default wheels carry gigabytes of CUDA.
-run .venv/bin/python -m pip install --index-url {_PYTORCH_CPU_INDEX} $(grep -E '^(torch|torchvision)==' requirements.txt) \\
+run "$venv/bin/python" -m pip install --index-url {_PYTORCH_CPU_INDEX} $(grep -E '^(torch|torchvision)==' requirements.txt) \\
   || echo "note: no CPU wheel of torch; pip installs the default one next" >&2
-run .venv/bin/python -m pip install -r requirements.txt ./{SOURCE}
+# Not editable: grader is copied into the venv, so the children never need the source folder.
+run "$venv/bin/python" -m pip install -r requirements.txt ./{SOURCE}
+run chmod 700 .
 """
 
 RUN_AUTOGRADER = """\
 #!/usr/bin/env bash
-# Gradescope runs this for each submission: grade /autograder/submission against the bundled
-# reference and write /autograder/results/results.json. AUTOGRADER_ROOT moves /autograder and
-# GRADER_PYTHON chooses the Python (default: the venv setup.sh made), for testing elsewhere.
+# Gradescope runs this for each submission, as root: grade /autograder/submission against the
+# bundled reference and write /autograder/results/results.json. Student code runs in children
+# that can neither read the source folder (0700, and Landlock) nor write the results, and the
+# results are written only once every process it started is gone. AUTOGRADER_ROOT moves
+# /autograder and GRADER_PYTHON names a Python that imports grader (default: the venv setup.sh
+# made), for testing elsewhere.
 set -uo pipefail
+umask 022
 root=${AUTOGRADER_ROOT:-/autograder}
 source_dir="$root/source"
-python=${GRADER_PYTHON:-$source_dir/.venv/bin/python}
-export PYTHONPATH="$source_dir/@SOURCE@${PYTHONPATH:+:$PYTHONPATH}"  # the bundled grader, whatever the Python
+python=${GRADER_PYTHON:-${GRADER_VENV:-@VENV@}/bin/python}
 results="$root/results"
 mkdir -p "$results"
+chmod 700 "$source_dir"
+chmod go-w "$results"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -79,12 +93,14 @@ cp -R "$root/submission/." "$work/submissions/submission/" 2>/dev/null || true
 "$python" -m grader run "$work/submissions" -o "$work/report/report.csv" --format gradescope \\
   --assignment "$source_dir/assignments/@NAME@" --reference "$source_dir/reference/@NAME@.py" --workers 1
 status=$?
+# grader run has returned: every process student code started is gone (each child's run ends by
+# killing what it started, and a stopped worker's uid is swept), so the results are final.
 if [ -f "$work/report/gradescope/submission.json" ]; then
   cp "$work/report/gradescope/submission.json" "$results/results.json"
   exit 0
 fi
 cat > "$results/results.json" <<'EOF'
-{"score": 0, "output": "The autograder failed before it could grade this submission. Please tell your instructor; \
+{"score": 0, "output": "The autograder failed before it could grade this submission. Please tell your instructor; \\
 the autograder output says why.", "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
 EOF
 exit $(( status ? status : 1 ))
@@ -104,7 +120,7 @@ def build_bundle(
     pyproject = checkout / "pyproject.toml"
     if not pyproject.is_file():
         raise GraderError(f"{pyproject} not found: build the bundle from a checkout of grader (pip install -e .)")
-    run_autograder = RUN_AUTOGRADER.replace("@NAME@", assignment.name).replace("@SOURCE@", SOURCE)
+    run_autograder = RUN_AUTOGRADER.replace("@NAME@", assignment.name).replace("@VENV@", VENV)
     output_zip.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(output_zip, "w", zipfile.ZIP_DEFLATED) as bundle:
         _add_text(bundle, "setup.sh", SETUP_SH, executable=True)

@@ -31,6 +31,7 @@ class SandboxStatus:
     active: bool  # bubblewrap runs the worker
     reason: str  # why not, or what is in place
     landlock: bool = False  # without bubblewrap, Landlock limits each child (grader/isolate/landlock.py)
+    unprivileged: bool = False  # as root without bubblewrap, children drop to a uid of their own (grader/isolate/unprivileged.py)
 
 
 def readable_paths(read_only: list[Path] | tuple[Path, ...] = ()) -> list[str]:

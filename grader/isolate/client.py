@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Unpack, cast
 
 from grader.errors import NoIsolationError, WorkerError
-from grader.isolate import landlock, seccomp
+from grader.isolate import landlock, seccomp, unprivileged
 from grader.isolate.bubblewrap import SandboxStatus, bwrap_command, readable_paths, sandbox_status
 from grader.isolate.reading import MAX_ATTEMPTS
 from grader.protocol import (
@@ -89,13 +89,26 @@ def chosen_sandbox(sandbox: str) -> SandboxStatus:
         return status
     version = landlock.abi()
     filtered = f"; and a seccomp filter: {SECCOMP_DOES}" if seccomp.available() else "; no seccomp filter (libseccomp is missing)"
+    dropped, as_whom = child_user()
+    layers = f"{filtered}{'; ' + as_whom if as_whom else ''}"
     if version and sandbox == "landlock":
-        return SandboxStatus(False, f"Landlock ABI {version}: each child {LANDLOCK_DOES}{filtered}", landlock=True)
+        return SandboxStatus(False, f"Landlock ABI {version}: each child {LANDLOCK_DOES}{layers}", landlock=True, unprivileged=dropped)
     if version:
-        return SandboxStatus(False, f"{status.reason}; Landlock ABI {version} limits each child instead: it {LANDLOCK_DOES}{filtered}", landlock=True)
+        return SandboxStatus(
+            False, f"{status.reason}; Landlock ABI {version} limits each child instead: it {LANDLOCK_DOES}{layers}", landlock=True, unprivileged=dropped
+        )
     if sandbox == "landlock":
         raise WorkerError("Landlock is required but this kernel offers none (Linux 5.13 or later, with Landlock enabled)")
     return status
+
+
+def child_user() -> tuple[bool, str]:
+    """Whether children, where bubblewrap does not run them, drop to an unprivileged uid: only
+    as root, and only where that uid can read Python and the grader; what to say about it ('' when
+    the grader does not run as root)."""
+    if not unprivileged.needed():
+        return False, ""
+    return unprivileged.status(tuple(readable_paths()))
 
 
 LANDLOCK_DOES = "reads only Python and the data, writes only its scratch folder, no TCP"
@@ -180,10 +193,12 @@ class Worker(ConfigurationRecorder):
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         super().__init__(sandbox)
         self._prefix = bwrap_command(read_only) if self.sandbox.active else []
-        self._readable = readable_paths(read_only) if self.sandbox.landlock else None
+        # Landlock instead of bubblewrap, or inside it as a second layer where the kernel has it.
+        self._readable = readable_paths(read_only) if self.sandbox.landlock or (self.sandbox.active and landlock.abi()) else None
         self.threads = threads
         self.role = role
         self._proc: subprocess.Popen[bytes] | None = None
+        self._child_uid: int | None = None  # what the worker said its children drop to
         self._buffer = b""
         self._ready = False  # the process said it is ready and has its configuration
         self._unsent: list[ConfigureRequest] = []  # from configure_like(wait=False), sent before the next request
@@ -218,15 +233,24 @@ class Worker(ConfigurationRecorder):
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env={**worker_environment(self.threads), **({landlock.LANDLOCK_ENV: os.pathsep.join(self._readable)} if self._readable else {})},
+            env=self._environment(),
             start_new_session=True,  # Ctrl-C in the terminal reaches the grader, not the worker
         )
+
+    def _environment(self) -> dict[str, str]:
+        env = worker_environment(self.threads)
+        if self._readable:
+            env[landlock.LANDLOCK_ENV] = os.pathsep.join(self._readable)
+        if self.sandbox.unprivileged:
+            env[unprivileged.CHILD_USER_ENV] = "1"
+        return env
 
     def wait_ready(self) -> None:
         """Wait until the worker has imported torch, then replay its configuration."""
         ready = self._receive(time.monotonic() + _STARTUP_TIMEOUT_S)
-        if ready.get("op") != "ready":
+        if ready["op"] != "ready":
             raise WorkerError(f"worker did not start: {ready}")
+        self._child_uid = ready["child_uid"]
         self._ready, self._unsent = True, []  # the replay sends everything
         for message in self._configuration:
             self._send(message)
@@ -358,6 +382,11 @@ class Worker(ConfigurationRecorder):
             except (ProcessLookupError, PermissionError):
                 self._proc.kill()
             self._proc.wait()
+        if self._child_uid is not None:
+            # Killed in the middle of a child's run, the worker (their subreaper) could not sweep
+            # what that child detached; as the uid was this worker's alone, its processes can.
+            unprivileged.kill_processes_of(self._child_uid)
+            self._child_uid = None
 
     def alive(self) -> bool:
         """The process is running and was not stopped by the grader."""

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from grader.isolate import landlock, seccomp
+from grader.isolate import landlock, seccomp, unprivileged
 from grader.isolate.bubblewrap import SANDBOX_ENV
 from grader.protocol import ChildReport
 
@@ -41,6 +41,9 @@ _PR_SET_CHILD_SUBREAPER = 36
 # test or a benchmark, may have children of its own that must live.
 _subreaper = False
 _PR_SET_PDEATHSIG = 1
+# The uid this worker's children drop to (grader/isolate/unprivileged.py), or None: they keep the
+# worker's. Set once by `claim_child_uid`.
+_child_uid: int | None = None
 
 
 @dataclass
@@ -125,6 +128,22 @@ def become_subreaper() -> bool:
     return _subreaper
 
 
+def claim_child_uid() -> int | None:
+    """As root, where the grading host asked for it (unprivileged.CHILD_USER_ENV): claim a uid
+    of this worker's own for its children to drop to. None when they keep the worker's uid."""
+    global _child_uid
+    if os.environ.get(unprivileged.CHILD_USER_ENV) and unprivileged.needed():
+        _child_uid = unprivileged.claim_uid()
+    return _child_uid
+
+
+def prepare_child_layers() -> None:
+    """Build once, before the worker forks, what each child would otherwise build again: the
+    seccomp filter's program."""
+    if landlock_readable() is not None and seccomp.available():
+        seccomp.compiled()
+
+
 def landlock_readable() -> list[str] | None:
     """What children may read when Landlock limits them (set in this worker's environment by
     the grading host); None when it does not."""
@@ -133,17 +152,23 @@ def landlock_readable() -> list[str] | None:
 
 
 def _limit_access(scratch: str) -> None:
-    """In the child, before student code, where bubblewrap does not run the worker: Landlock
-    (read only what the host named, write only `scratch`, which becomes HOME and the temporary
-    folder too), then the seccomp filter when libseccomp is here (no socket but AF_UNIX, no
-    ptrace, mounts or namespaces). Fails closed: a child the kernel would not limit raises, and
-    never runs student code."""
+    """In the child, before student code, where the host asked for Landlock: Landlock (read
+    only what the host named, write only `scratch`), then the seccomp filter when libseccomp is
+    here (no socket but AF_UNIX, no ptrace, mounts or namespaces). Without bubblewrap `scratch`
+    becomes HOME and the temporary folder too; inside it, /tmp and /dev/shm are the worker's own
+    and stay writable, and the layers add what bubblewrap does not stop: signals to the worker,
+    the worker's /proc entries, and the kernel's rarer calls. Fails closed: a child the kernel
+    would not limit raises, and never runs student code."""
     readable = landlock_readable()
     if readable is None:
         return
-    os.environ["HOME"] = os.environ["TMPDIR"] = scratch
-    tempfile.tempdir = None  # tempfile reads TMPDIR again
-    landlock.restrict(readable, [scratch])
+    writable = [scratch]
+    if sandboxed():
+        writable += ["/tmp", "/dev/shm"]
+    else:
+        os.environ["HOME"] = os.environ["TMPDIR"] = scratch
+        tempfile.tempdir = None  # tempfile reads TMPDIR again
+    landlock.restrict(readable, writable)
     if seccomp.available():
         seccomp.restrict()
 
@@ -319,6 +344,8 @@ def _empty_own_filesystem(folder: str) -> None:
 def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limits: ChildLimits) -> ChildRun:
     """Fork, run `body(emit)` in the child under `limits`, and gather the emitted observations."""
     scratch = tempfile.mkdtemp(prefix="grader-scratch-")
+    if _child_uid is not None:
+        os.chown(scratch, _child_uid, _child_uid)
     report_r, report_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -336,7 +363,9 @@ def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limit
             for fd in (report_r, out_r, err_r):
                 os.close(fd)
             os.setsid()
-            die_with_parent()
+            if _child_uid is not None:
+                unprivileged.drop_to(_child_uid)
+            die_with_parent()  # after the drop: changing the uid clears it
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(out_w, 1)

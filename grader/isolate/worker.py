@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from grader.isolate import lazy_dynamo
 from grader.isolate.reading import ReadingLimits, read_and_extract
-from grader.isolate.sandbox import ChildLimits, ChildRun, become_subreaper, die_with_parent, run_in_child
+from grader.isolate.sandbox import ChildLimits, ChildRun, become_subreaper, claim_child_uid, die_with_parent, prepare_child_layers, run_in_child
 from grader.protocol import (
     ChildReport,
     ConfigureRequest,
@@ -215,6 +215,8 @@ def _warm_up_renderer() -> None:
 def main() -> None:
     die_with_parent()
     become_subreaper()  # what a child starts and detaches is still found and killed when its run ends
+    child_uid = claim_child_uid()  # as root without bubblewrap, when the host asks: children drop to a uid of this worker's own
+    prepare_child_layers()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
     # Keep the protocol on a private copy of stdout; anything printed by libraries goes to stderr.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
@@ -228,7 +230,7 @@ def main() -> None:
     state = _State()
     state.role = role
     state.threads = int(os.environ.get("GRADER_TORCH_THREADS", "1"))
-    protocol.write(json.dumps({"op": "ready", "pid": os.getpid()}) + "\n")
+    protocol.write(json.dumps({"op": "ready", "pid": os.getpid(), "child_uid": child_uid}) + "\n")
     for line in sys.stdin:
         try:
             message = cast(Request, json.loads(line))  # from the grading host: trusted
