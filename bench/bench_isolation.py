@@ -8,14 +8,14 @@ correct layouts of tests/variants.py), CPU only, with the reference's expectatio
 
 - `bwrap`: `--sandbox bwrap`, each worker inside bubblewrap, the usual case where it starts;
 - `landlock`: a `bwrap` first on PATH that fails as on GitHub's ubuntu-24.04 runners
-  (tests/test_landlock.py UBUNTU_24_BWRAP) and `--sandbox auto`, which falls back to Landlock and
+  (tests/isolation_modes.py UBUNTU_24_BWRAP) and `--sandbox auto`, which falls back to Landlock and
   the seccomp filter in each child;
-- `landlock-unprivileged`: the same, but the grader run by the system's Python
-  (/usr/bin/python3.X of the venv's minor version, which every user can read) with this checkout
-  and the venv's site-packages on PYTHONPATH, so that a grader run as root can run its children
-  as an unprivileged user. Skipped, with the reason, where that Python is missing, this is not
-  root, or the checkout or the venv is closed to other users. Whether the run said its children
-  run unprivileged is recorded either way;
+- `landlock-unprivileged`: the same, but the grader run by a Python other users can read (the
+  venv's own, else /usr/bin/python3.X of its minor version; tests/isolation_modes.py) with this
+  checkout and the venv's site-packages on PYTHONPATH, so that a grader run as root drops its
+  children to unprivileged uids. Skipped, with the reason, where there is no such Python, this
+  is not root, or the checkout or the venv is closed to other users. Whether the run said its
+  children run unprivileged is recorded either way;
 - `none`: `--sandbox none`, process limits only: the floor.
 
 The modes take turns ROUNDS times, each round starting at the next mode, so the machine's drift
@@ -36,12 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pwd
-import stat
 import statistics
-import subprocess
-import sys
-import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
@@ -50,11 +45,10 @@ from typing import Any
 from unittest import mock
 
 import common
+from isolation_modes import failing_bwrap, readable_python  # tests/, on the path through common
 
 TARGET_PCT = 10.0
 WORKERS = 2
-# A bwrap that fails as it does on GitHub's ubuntu-24.04 runners (tests/test_landlock.py UBUNTU_24_BWRAP).
-UBUNTU_24_BWRAP = "#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n"
 
 
 @dataclass(frozen=True)
@@ -68,7 +62,7 @@ class Mode:
 
 
 MODES = (
-    Mode("bwrap", "bwrap", "`--sandbox bwrap`", ""),
+    Mode("bwrap", "bwrap", "`--sandbox bwrap` (Landlock and the seccomp filter inside it, as this kernel has them)", ""),
     Mode("landlock", "auto", "bwrap failing as on ubuntu-24.04, `--sandbox auto`", "Landlock ABI", failing_bwrap=True),
     Mode(
         "landlock-unprivileged", "auto", "the same, the grader run as root by the system's Python, so that its children can drop to an unprivileged user",
@@ -80,57 +74,14 @@ LANDLOCK_MODES = ("landlock", "landlock-unprivileged")
 
 
 # ---------------------------------------------------------------- the system's Python, for unprivileged children
-def venv_site_packages() -> list[str]:
-    """The running venv's site-packages (pure and platform-specific, where they differ)."""
-    paths = sysconfig.get_paths()
-    return list(dict.fromkeys(str(Path(paths[key]).resolve()) for key in ("purelib", "platlib")))
-
-
-def _closed_to_others(path: Path) -> Path | None:
-    """The first folder on the way to `path` that other users cannot pass (or, `path` itself, list); None when none."""
-    path = path.resolve()
-    for folder in [*reversed(path.parents), path]:
-        mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH or (folder == path and not mode & stat.S_IROTH):
-            return folder
-    return None
-
-
 def system_python() -> tuple[list[str] | None, str]:
-    """The command that runs the grader by the system's Python, as a user other than root can
-    read it, and the PYTHONPATH it needs; or None and why the unprivileged mode is skipped."""
-    python = Path(f"/usr/bin/python3.{sys.version_info.minor}")
-    if os.geteuid() != 0:
-        return None, "not run as root: the children run as this user already, there is no uid to drop"
-    if not python.is_file():
-        return None, f"no {python}, a system Python of the venv's version 3.{sys.version_info.minor}"
-    pythonpath = [str(common.ROOT), *venv_site_packages()]
-    for path in pythonpath:
-        closed = _closed_to_others(Path(path))
-        if closed is not None:
-            return None, f"{closed} is closed to other users (mode {stat.filemode(closed.stat().st_mode)}), so unprivileged children could not read {path}"
-    # The proof: that Python imports the worker and torch as nobody, without root's groups.
-    nobody = _nobody()
-    try:
-        done = subprocess.run(
-            [str(python), "-c", "import grader.isolate.worker, torch"], cwd="/", capture_output=True, text=True, timeout=300,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join(pythonpath)},
-            user=nobody[0], group=nobody[1], extra_groups=[],
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"{python} could not be run as an unprivileged user: {exc}"
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        return None, f"{python} cannot import the grader and torch as an unprivileged user (uid {nobody[0]}): {last}"
-    return [str(python), "-m", "grader"], os.pathsep.join(pythonpath)
-
-
-def _nobody() -> tuple[int, int]:
-    try:
-        entry = pwd.getpwnam("nobody")
-        return entry.pw_uid, entry.pw_gid
-    except KeyError:
-        return 65534, 65534
+    """The command that runs the grader by a Python other users can read (tests/isolation_modes.py,
+    which the test suite's runs as root use too), and the PYTHONPATH it needs; or None and why
+    the unprivileged mode is skipped."""
+    readable, why = readable_python()
+    if readable is None:
+        return None, why
+    return [readable.executable, "-m", "grader"], readable.pythonpath
 
 
 # ---------------------------------------------------------------- a whole `grader run` in one mode
@@ -146,7 +97,7 @@ def grade(mode: Mode, cohort: Path, out: Path, env: dict[str, str], grader: list
     said = " ".join(line.strip() for line in lines if "bubblewrap sandbox" in line)
     # The run's own words, its folders left out (the report folder's name holds the mode's).
     words = [line.replace(str(out), "OUT").replace(str(cohort), "COHORT").strip() for line in lines]
-    unprivileged = [line for line in words if "unprivileged" in line.lower()]
+    unprivileged = [line for line in words if "unprivileged uid of its own" in line]
     lost = sorted(student for student, row in run.rows.items() if not (row["max_total"] > 0 and row["total"] == row["max_total"]))
     lost_rows = [(student, run.rows[student]) for student in lost]
     result: dict[str, Any] = {
@@ -206,6 +157,7 @@ def layer_cost(scratch: Path, repeat: int) -> dict[str, Any]:
         return {"skipped": "this kernel offers no Landlock"}
     readable = readable_paths()
     scratch.mkdir(parents=True, exist_ok=True)
+    seccomp.compiled()  # as a worker does before it forks (grader/isolate/sandbox.py prepare_child_layers)
     timings: list[list[float]] = []
     for _ in range(repeat):
         read_end, write_end = os.pipe()
@@ -362,12 +314,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-isolation-") as tmp:
         work = Path(tmp)
         common.make_cohort(work / "cohort", args.count, common.CORRECT_LAYOUTS)
-        fake_bin = work / "failing-bwrap"
-        fake_bin.mkdir()
-        (fake_bin / "bwrap").write_text(UBUNTU_24_BWRAP)
-        (fake_bin / "bwrap").chmod(0o755)
         base = {**os.environ, "GRADER_CACHE_DIR": str(work / "cache"), "CUDA_VISIBLE_DEVICES": ""}
-        failing = {**base, "PATH": f"{fake_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+        failing = {**failing_bwrap(work / "failing-bwrap"), "GRADER_CACHE_DIR": str(work / "cache"), "CUDA_VISIBLE_DEVICES": ""}
         grader, pythonpath = system_python()
         setups: dict[str, tuple[dict[str, str], list[str] | None]] = {}
         skipped: dict[str, str] = {}
