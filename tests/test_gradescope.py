@@ -148,6 +148,17 @@ def test_bundle_scripts_are_valid_bash_and_setup_has_a_dry_run(bundle: Path, tmp
     assert not (source / ".venv").exists()
 
 
+def test_an_autograder_that_cannot_grade_still_writes_valid_results(bundle: Path, tmp_path: Path):
+    source = _unpack(bundle, tmp_path)
+    (tmp_path / "submission").mkdir()
+    env = {**os.environ, "AUTOGRADER_ROOT": str(tmp_path), "GRADER_PYTHON": "/bin/false"}
+    done = subprocess.run([str(source / "run_autograder")], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert results["score"] == 0 and results["tests"] == []
+    assert "Please tell your instructor; the autograder output says why." in results["output"]
+
+
 def test_bundle_needs_the_reference(tmp_path: Path):
     done = subprocess.run(
         [sys.executable, "-m", "grader", "gradescope", "cifar2", "-o", str(tmp_path / "a.zip"), "--reference", str(tmp_path / "none.py")],

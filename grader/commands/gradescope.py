@@ -100,7 +100,7 @@ if [ -f "$work/report/gradescope/submission.json" ]; then
   exit 0
 fi
 cat > "$results/results.json" <<'EOF'
-{"score": 0, "output": "The autograder failed before it could grade this submission. Please tell your instructor; \\
+{"score": 0, "output": "The autograder failed before it could grade this submission. Please tell your instructor; \
 the autograder output says why.", "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
 EOF
 exit $(( status ? status : 1 ))
