@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -14,12 +15,13 @@ import sysconfig
 import uuid
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import variants as v
 from conftest import FULL, ROOT
-from isolation_modes import failing_bwrap, open_folder, readable_python
+from isolation_modes import ReadablePython, failing_bwrap, open_folder, readable_python
 
 from grader.commands.run import resume_command
 from grader.errors import GraderError
@@ -66,61 +68,105 @@ def _unpack(bundle: Path, root: Path) -> Path:
     return source
 
 
-@pytest.fixture(scope="module")
-def autograded(bundle: Path, tmp_path_factory) -> Iterator[tuple[dict, subprocess.CompletedProcess[str]]]:
-    """results.json of run_autograder for an uploaded notebook that loses points, one of them on
-    the hidden check. (A correct notebook's full marks: test_cli grades alice with --format
-    gradescope; one autograder run here keeps the tests fast.)
+@dataclass(frozen=True)
+class AutograderRun:
+    results: dict  # results.json
+    done: subprocess.CompletedProcess[str]
+    said: str  # its stderr, on one line
+    planted: bool  # the upload's file appeared among the results
+    connected: bool  # the upload reached a listener on the host's loopback
+    survivors: str  # what pgrep finds of the upload's detached sleeper after the run
+    source_mode: int
 
-    Run as in Gradescope's Docker where the kernel has Landlock: as root, bwrap unable to create
-    its namespaces, grader installed where other users can read it (setup.sh's venv; here the
-    bundled source copied beside a Python other users can read), so each child drops to an
-    unprivileged uid."""
-    readable, _ = readable_python() if landlock.abi() else (None, "")
-    root = open_folder("autograder-") if readable else tmp_path_factory.mktemp("autograder")
+
+def _autograde(bundle: Path, root: Path, readable: ReadablePython | None, *, sandbox: str = "auto") -> AutograderRun:
+    """Unpack the bundle under `root`, upload a notebook that loses points (one of them on the
+    hidden check) and attacks what Gradescope's layout invites, and run run_autograder as
+    Gradescope does: as root, with a bwrap that cannot create its namespaces (as in Docker) where
+    the kernel has Landlock, and grader installed beside `readable` (setup.sh's venv at
+    /opt/grader: a Python other users can read), else beside this Python."""
     source = _unpack(bundle, root)
     installed = root / "venv-site"  # what setup.sh's `pip install ./grader-src` puts into the venv
     shutil.copytree(source / "grader-src" / "grader", installed / "grader")
-    # The upload also tries what Gradescope's layout invites: to read the bundled reference
-    # (Net() then fails, and the points show it), to plant a file among the results, and to leave
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    # The upload tries to read the bundled reference, or find it on disk (Net() then fails, and
+    # the points show it), to plant a file among the results, to reach the network, and to leave
     # a process running past the grading.
     attack = (
-        "import subprocess\n"
+        "import os, socket, subprocess\n"
         f"subprocess.Popen(['setsid', 'sleep', '{SLEEP}'])\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {listener.getsockname()[1]}), timeout=2).close()\n"
+        "except OSError:\n"
+        "    pass\n"
         "try:\n"
         f"    stolen = open({str(source / 'reference' / 'cifar2.py')!r}).read()\n"
         "except OSError:\n"
         "    stolen = None\n"
-        "if stolen:\n"
-        "    raise RuntimeError('read the reference solution')\n"
+        f"found = [os.path.join(d, f) for d, _, files in os.walk({str(root)!r}) for f in files if f == 'cifar2.py']\n"
         "try:\n"
         f"    open({str(root / 'results' / 'planted.txt')!r}, 'w').write('planted')\n"
         "except OSError:\n"
         "    pass\n"
+        "if stolen or found:\n"
+        "    raise RuntimeError(f'stole the reference: read={bool(stolen)} found={found}')\n"
     )
     net = v.NET_AVGPOOL.replace("        super().__init__()\n", "        super().__init__()\n" + "".join(f"        {line}\n" for line in attack.splitlines()))
     v.write_notebook(root / "submission" / "cifar2_cnn.ipynb", v.notebook_cells(net=net, loop=v.LOOP_NO_ZERO_GRAD))
     (root / "submission" / "notes.txt").write_text("uploaded alongside the notebook\n")
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "GRADER_PYTHON": sys.executable, "COLUMNS": "200"}
-    if landlock.abi():
-        env = failing_bwrap(root / "bin") | {k: env[k] for k in ("AUTOGRADER_ROOT", "GRADER_PYTHON")}
+    env = failing_bwrap(root / "bin") if landlock.abi() else {**os.environ, "COLUMNS": "200"}
     site = sysconfig.get_paths()["purelib"]
-    env["PYTHONPATH"] = os.pathsep.join([str(installed), site])
-    if readable:
-        env["GRADER_PYTHON"] = readable.executable
+    env |= {"AUTOGRADER_ROOT": str(root), "GRADER_SANDBOX": sandbox, "PYTHONPATH": os.pathsep.join([str(installed), site])}
+    env["GRADER_PYTHON"] = readable.executable if readable else sys.executable
     try:
         done = subprocess.run([str(source / "run_autograder")], cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
-        said = " ".join(done.stderr.split())
-        assert not (root / "results" / "planted.txt").exists(), done.stderr
-        assert subprocess.run(["pgrep", "-f", f"sleep {SLEEP}"], capture_output=True, text=True).stdout == "", "a process outlived the grading"
-        assert not landlock.abi() or "Landlock ABI" in said, done.stderr
-        assert not readable or "each child runs as an unprivileged uid of its own" in said, done.stderr
-        assert stat.S_IMODE(source.stat().st_mode) == 0o700
-        yield json.loads((root / "results" / "results.json").read_text()), done
+        survivors = subprocess.run(["pgrep", "-f", f"sleep {SLEEP}"], capture_output=True, text=True).stdout
+        listener.setblocking(False)
+        try:
+            listener.accept()[0].close()
+            connected = True
+        except BlockingIOError:
+            connected = False
     finally:
+        listener.close()
         subprocess.run(["pkill", "-9", "-f", f"sleep {SLEEP}"], check=False)
+    return AutograderRun(
+        json.loads((root / "results" / "results.json").read_text()), done, " ".join(done.stderr.split()),
+        (root / "results" / "planted.txt").exists(), connected, survivors, stat.S_IMODE(source.stat().st_mode),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def autograded(bundle: Path, tmp_path_factory) -> Iterator[AutograderRun]:
+    """The upload through run_autograder as Gradescope runs it. (A correct notebook's full marks:
+    test_cli grades alice with --format gradescope; few autograder runs keep the tests fast.)"""
+    readable, _ = readable_python() if landlock.abi() else (None, "")
+    root = open_folder("autograder-") if readable else tmp_path_factory.mktemp("autograder")
+    try:
+        yield _autograde(bundle, root, readable)
+    finally:
         if readable:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_upload_reaches_nothing_and_the_results_come_after_its_processes(autograded):
+    run = autograded
+    assert not run.planted and not run.connected and run.survivors == "", run.said
+    assert run.source_mode == 0o700
+    assert not landlock.abi() or "Landlock ABI" in run.said, run.said
+    if readable_python()[0] is not None and landlock.abi():
+        assert "each child runs as an unprivileged uid of its own" in run.said, run.said
+
+
+def test_without_isolation_the_same_upload_steals_the_reference_plants_and_connects(bundle: Path, tmp_path: Path):
+    """The control, with GRADER_SANDBOX=none: each attack the isolated run stops succeeds."""
+    run = _autograde(bundle, tmp_path, None, sandbox="none")
+    assert run.planted and run.connected, run.said
+    instantiate = next(t for t in run.results["tests"] if t["name"] == "net.instantiate")
+    assert instantiate["score"] == 0 and "stole the reference: read=True" in instantiate["output"], instantiate
+    assert run.survivors == ""  # the subreaper holds even without isolation
 
 
 def test_bundle_holds_what_gradescope_needs_and_the_reference(bundle: Path):
@@ -192,7 +238,7 @@ def _check_spec(results: dict) -> None:
 
 
 def test_wrong_notebook_gets_the_reasons_on_gradescope(autograded):
-    results, done = autograded
+    results, done = autograded.results, autograded.done
     assert done.returncode == 0, done.stderr
     _check_spec(results)
     tests = {t["name"]: t for t in results["tests"]}

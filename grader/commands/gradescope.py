@@ -74,7 +74,8 @@ RUN_AUTOGRADER = """\
 # that can neither read the source folder (0700, and Landlock) nor write the results, and the
 # results are written only once every process it started is gone. AUTOGRADER_ROOT moves
 # /autograder and GRADER_PYTHON names a Python that imports grader (default: the venv setup.sh
-# made), for testing elsewhere.
+# made), for testing elsewhere. GRADER_SANDBOX=none grades without isolation, on purpose only:
+# on a kernel without Landlock grader otherwise refuses to grade.
 set -uo pipefail
 umask 022
 root=${AUTOGRADER_ROOT:-/autograder}
@@ -91,7 +92,8 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/submissions/submission"
 cp -R "$root/submission/." "$work/submissions/submission/" 2>/dev/null || true
 "$python" -m grader run "$work/submissions" -o "$work/report/report.csv" --format gradescope \\
-  --assignment "$source_dir/assignments/@NAME@" --reference "$source_dir/reference/@NAME@.py" --workers 1
+  --assignment "$source_dir/assignments/@NAME@" --reference "$source_dir/reference/@NAME@.py" --workers 1 \\
+  --sandbox "${GRADER_SANDBOX:-auto}"
 status=$?
 # grader run has returned: every process student code started is gone (each child's run ends by
 # killing what it started, and a stopped worker's uid is swept), so the results are final.
