@@ -14,7 +14,7 @@ import variants as v
 from conftest import FULL, ROOT, points
 
 from grader.assignment import Limits
-from grader.isolate.bubblewrap import bwrap_command, sandbox_status
+from grader.isolate.bubblewrap import TMP_BYTES, bwrap_command, sandbox_status
 from grader.isolate.client import Worker
 from grader.load import Submission
 from grader.pipeline import grade_submission
@@ -217,6 +217,38 @@ def test_the_sandbox_empties_its_tmp_between_children_without_walking_folders_bo
     assert seen["left"] == [] and not seen["links"] and seen["shm"] == []
     assert seen["kept"]
     assert "data.txt" not in seen["tried"] and "weights.pt" in seen["tried"]
+
+
+WRITE_EVERYWHERE = """\
+import json, os
+tried = {}
+for path in ("/planted", "/dev/planted", "/tmp/planted", "/dev/shm/planted"):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        tried[path] = "written"
+    except OSError as exc:
+        tried[path] = exc.strerror
+with open("/dev/null", "w") as f:
+    f.write("x")
+sizes = {p: os.statvfs(p).f_blocks * os.statvfs(p).f_frsize for p in ("/", "/dev", "/tmp", "/dev/shm")}
+print(json.dumps({"tried": tried, "sizes": sizes}))
+"""
+
+
+def test_inside_the_sandbox_only_its_capped_tmp_and_shm_take_files():
+    """The sandbox's root and /dev are memory bwrap makes, as large as half the machine's RAM: a
+    child writing file after file there could fill it. Only /tmp and /dev/shm, 512 MB each,
+    take files; /dev/null still takes writes."""
+    if not sandbox_status().active:
+        pytest.fail(f"this test needs the bubblewrap sandbox: {sandbox_status().reason}")
+    done = subprocess.run([*bwrap_command(), sys.executable, "-c", WRITE_EVERYWHERE], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["tried"] == {
+        "/planted": "Read-only file system", "/dev/planted": "Read-only file system", "/tmp/planted": "written", "/dev/shm/planted": "written",
+    }  # fmt: skip
+    assert seen["sizes"]["/tmp"] == seen["sizes"]["/dev/shm"] == TMP_BYTES
 
 
 NET_STEALS_REFERENCE = """\

@@ -62,11 +62,16 @@ def bwrap_command(read_only: list[Path] | tuple[Path, ...] = ()) -> list[str]:
     for path in _ETC_FILES:
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
-    # /tmp is memory: cap it, so files written there cannot exhaust the machine's RAM. It is
-    # mounted before the binds, so a Python or data folder under /tmp stays visible.
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+    # /tmp and /dev/shm are memory: cap them, so files written there cannot exhaust the
+    # machine's RAM. /tmp is mounted before the binds, so a Python or data folder under /tmp
+    # stays visible.
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/dev/shm"]
+    args += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     for bound in [*_python_paths(), *(Path(p).resolve() for p in read_only)]:
         args += ["--ro-bind", str(bound), str(bound)]
+    # The sandbox's root and /dev are memory bwrap makes, uncapped: read-only once everything is
+    # mounted (device files still open for writing), so /tmp and /dev/shm are all that is written.
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     args += ["--chdir", "/tmp"]
     args += ["--setenv", SANDBOX_ENV, "bwrap", "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]
     return args
