@@ -251,6 +251,8 @@ def test_doctor_reports_every_layer_active_here():
     for layer in ("bubblewrap sandbox", "private filesystem view", "no network", "own PID namespace", "memory limit"):
         assert layer in done.stdout
     assert "All isolation layers are active." in done.stdout
+    if landlock.abi():
+        assert "inside bubblewrap too" in done.stdout
 
 
 def test_doctor_without_bubblewrap_says_why_and_exits_1(tmp_path):
@@ -259,6 +261,11 @@ def test_doctor_without_bubblewrap_says_why_and_exits_1(tmp_path):
     assert "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)" in done.stdout
     assert "Not fully isolated" in done.stdout
     assert ("used instead of bubblewrap" if landlock.abi() else "this kernel offers none") in done.stdout
+    rows = {cells[0]: cells[1:] for line in done.stdout.splitlines() if len(cells := [c.strip() for c in line.split("│")[1:-1]]) == 3}
+    if landlock.abi():  # tried for real, in a process limited as a child is here
+        assert rows["private filesystem view"] == ["active", "Landlock: files of the current and home folders are hidden"]
+        assert rows["no network"] == ["active", "Landlock: a server on 127.0.0.1 was unreachable"]
+        assert rows["own PID namespace"][0] == "missing"
 
 
 def test_run_without_bubblewrap_falls_back_with_one_warning(tmp_path):

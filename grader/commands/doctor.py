@@ -31,7 +31,10 @@ from grader.version import __version__
 _PROBE = """
 import json, os, socket, sys
 port, folders = int(sys.argv[1]), sys.argv[2:]
-seen = {"uid": os.getuid(), "processes": len([p for p in os.listdir('/proc') if p.isdigit()])}
+try:
+    seen = {"uid": os.getuid(), "processes": len([p for p in os.listdir('/proc') if p.isdigit()])}
+except OSError:  # Landlock: of /proc only its own entries
+    seen = {"uid": os.getuid(), "processes": None}
 try:
     socket.create_connection(("127.0.0.1", port), timeout=2).close()
     seen["network"] = True
@@ -64,15 +67,17 @@ def _private_samples() -> list[Path]:
     return samples
 
 
-def _sandbox_probe() -> dict[str, object] | str:
-    """Run the probe inside the worker's sandbox; its findings, or why it could not run."""
+def _sandbox_probe(*, landlocked: bool = False) -> dict[str, object] | str:
+    """Run the probe inside the worker's sandbox (or, `landlocked`, in a process limited as a
+    child is where bubblewrap cannot start); its findings, or why it could not run."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
     folders = [str(p) for p in _private_samples()]
+    command = [sys.executable, "-c", _LANDLOCK_PROBE] if landlocked else [*bwrap_command(), sys.executable, "-c", _PROBE]
     try:
         done = subprocess.run(
-            [*bwrap_command(), sys.executable, "-c", _PROBE, str(server.getsockname()[1]), *folders],
+            [*command, str(server.getsockname()[1]), *folders],
             capture_output=True, text=True, timeout=60,
         )
     finally:
@@ -82,10 +87,22 @@ def _sandbox_probe() -> dict[str, object] | str:
     return json.loads(done.stdout)
 
 
+# Run like _PROBE, in a process limited as a worker's child is where bubblewrap cannot start.
+_LANDLOCK_PROBE = """
+from grader.isolate import landlock, seccomp
+from grader.isolate.bubblewrap import readable_paths
+landlock.restrict(readable_paths(), [])
+if seccomp.available():
+    seccomp.restrict()
+""" + _PROBE
+
+
 def _landlock_layer(bubblewrap: bool) -> Layer:
     version = landlock.abi()
     here = f"ABI {version}" if version else "this kernel offers none (Linux 5.13 or later)"
-    if bubblewrap:  # a fallback, not needed here: never a reason to say the grader is not isolated
+    if bubblewrap:  # a second layer here: never a reason to say the grader is not isolated
+        if version:
+            return Layer("Landlock", True, f"{here}; inside bubblewrap too: no signal to the worker, none of its /proc entries")
         return Layer("Landlock", True, f"not needed: bubblewrap isolates the workers ({here})")
     return Layer("Landlock", bool(version), f"{here}; used instead of bubblewrap: each child {LANDLOCK_DOES}" if version else here)
 
@@ -93,7 +110,8 @@ def _landlock_layer(bubblewrap: bool) -> Layer:
 def _seccomp_layer(bubblewrap: bool) -> Layer:
     here = "libseccomp found" if seccomp.available() else "libseccomp is not installed (Debian/Ubuntu: apt-get install libseccomp2)"
     if bubblewrap:
-        return Layer("seccomp filter", True, f"not needed: bubblewrap isolates the workers ({here})")
+        inside = f"inside bubblewrap too: {SECCOMP_DOES}" if seccomp.available() else f"not needed: bubblewrap isolates the workers ({here})"
+        return Layer("seccomp filter", True, inside)
     return Layer("seccomp filter", seccomp.available(), f"beside Landlock: {SECCOMP_DOES}" if seccomp.available() else here)
 
 
@@ -127,23 +145,28 @@ def isolation_layers() -> list[Layer]:
         _unprivileged_layer(status.active),
         Layer("subreaper", sys.platform.startswith("linux"), "what a child detaches (setsid, a double fork) comes to its worker and is killed with it"),
     ]
-    if not status.active:
+    landlocked = not status.active and bool(landlock.abi())
+    if not status.active and not landlocked:
         for name in ("private filesystem view", "no network", "own PID namespace"):
-            layers.append(Layer(name, False, "needs the bubblewrap sandbox"))
+            layers.append(Layer(name, False, "needs the bubblewrap sandbox or Landlock"))
         return layers
-    probe = _sandbox_probe()
+    probe = _sandbox_probe(landlocked=landlocked)
     if isinstance(probe, str):
         layers.append(Layer("sandbox probe", False, f"the probe failed: {probe}"))
         return layers
+    by = "Landlock: " if landlocked else ""
     visible = probe["visible"]
     layers.append(
-        Layer("private filesystem view", not visible, "files of the current and home folders are hidden" if not visible else f"visible: {visible}")
+        Layer("private filesystem view", not visible, f"{by}files of the current and home folders are hidden" if not visible else f"visible: {visible}")
     )
     layers.append(
-        Layer("no network", not probe["network"], "a server on 127.0.0.1 was unreachable" if not probe["network"] else "reached 127.0.0.1")
+        Layer("no network", not probe["network"], f"{by}a server on 127.0.0.1 was unreachable" if not probe["network"] else "reached 127.0.0.1")
     )
-    processes = int(str(probe["processes"]))
-    layers.append(Layer("own PID namespace", processes <= 3, f"{processes} processes visible inside"))
+    if landlocked:
+        layers.append(Layer("own PID namespace", False, "needs bubblewrap: other processes' ids stay visible in /proc (not their contents)"))
+    else:
+        processes = int(str(probe["processes"]))
+        layers.append(Layer("own PID namespace", processes <= 3, f"{processes} processes visible inside"))
     return layers
 
 
