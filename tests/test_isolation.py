@@ -251,6 +251,49 @@ def test_inside_the_sandbox_only_its_capped_tmp_and_shm_take_files():
     assert seen["sizes"]["/tmp"] == seen["sizes"]["/dev/shm"] == TMP_BYTES
 
 
+SCRATCH_FILLER = """\
+import json, os, sys, time
+from grader.isolate import sandbox
+from grader.isolate.sandbox import ChildLimits, run_in_child
+
+sandbox.MAX_SCRATCH_BYTES = 4 * 2**20  # small, so the test writes little
+how = sys.argv[1]
+
+def body(emit):
+    if how == "many files":
+        for i in range(10_001):
+            open(f"f{i}", "w").close()
+    elif how == "large files":
+        for i in range(3):
+            with open(f"f{i}", "wb") as f:
+                f.write(os.urandom(2**21))
+    else:
+        with open("f", "wb") as f:
+            f.write(os.urandom(2**20))
+    time.sleep(3)
+
+run = run_in_child(body, ChildLimits(timeout_s=20, memory_mb=1024))
+print(json.dumps({"limit": run.limit_exceeded, "seconds": run.seconds}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "stopped_for"),
+    [("many files", "wrote more than 10,000 files"), ("large files", "wrote more than 4 MB of files"), ("within the limits", None)],
+)
+def test_outside_the_sandbox_a_child_that_fills_its_scratch_folder_is_stopped(tmp_path, how, stopped_for):
+    """Without bubblewrap's capped /tmp the scratch folder lies on the machine's disk, where the
+    file size limit alone lets a child write file after file; the watchdog stops it, and leaves
+    a child within the limits to finish (here, a sleep of 3 s)."""
+    script = tmp_path / "fill.py"
+    script.write_text(SCRATCH_FILLER)
+    done = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["limit"] == stopped_for
+    assert (run["seconds"] < 3) is (stopped_for is not None), run
+
+
 NET_STEALS_REFERENCE = """\
 class Net(nn.Module):
     def __new__(cls, *args, **kwargs):

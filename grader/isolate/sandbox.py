@@ -401,7 +401,7 @@ def run_in_child(body: Callable[[Callable[[dict[str, Any]], None]], None], limit
     report = bytearray()
     captures = {out_r: _Capture(), err_r: _Capture()}
     try:
-        status = _supervise(pid, started + limits.timeout_s, limits, report_r, report, captures, run)
+        status = _supervise(pid, started + limits.timeout_s, limits, report_r, report, captures, run, scratch)
         if os.WIFEXITED(status):
             run.exit_code = os.WEXITSTATUS(status)
         elif os.WIFSIGNALED(status):
@@ -427,9 +427,11 @@ def _supervise(
     report: bytearray,
     captures: dict[int, _Capture],
     run: ChildRun,
+    scratch: str,
 ) -> int:
-    """Read the child's pipes until it exits, enforcing the deadline and the process limit.
-    Returns the child's wait status."""
+    """Read the child's pipes until it exits, enforcing the deadline, the process limit and,
+    where bubblewrap's capped /tmp does not hold the scratch folder, its size. Returns the child's
+    wait status."""
     open_fds = [report_fd, *captures]
     next_watch = 0.0
     while True:
@@ -448,6 +450,11 @@ def _supervise(
                 run.limit_exceeded = f"started more than {limits.max_processes} processes"
                 _kill_all(pid)
                 return os.waitpid(pid, 0)[1]
+            too_much = None if sandboxed() else _scratch_over_limit(scratch)
+            if too_much:
+                run.limit_exceeded = too_much
+                _kill_all(pid)
+                return os.waitpid(pid, 0)[1]
         if open_fds:
             ready, _, _ = select.select(open_fds, [], [], min(_WATCH_INTERVAL_S, max(0.0, deadline - now)))
             for fd in ready:
@@ -455,6 +462,37 @@ def _supervise(
                     open_fds.remove(fd)
         else:
             time.sleep(0.005)
+
+
+MAX_SCRATCH_BYTES = 512 * 1024 * 1024  # what a child may leave in its scratch folder, as bubblewrap's /tmp
+MAX_SCRATCH_ENTRIES = 10_000
+
+
+def _scratch_over_limit(scratch: str) -> str | None:
+    """Why the scratch folder is over its limits (the bytes its files take on disk, the number of
+    its entries), or None. Without bubblewrap it lies on the machine's own disk, and the file
+    size limit alone would let a child write file after file until the disk is full. Counting
+    stops at the entry limit, so a folder of a million files costs no more to check."""
+    used, entries, pending = 0, 0, [scratch]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as listing:
+                for entry in listing:
+                    entries += 1
+                    if entries > MAX_SCRATCH_ENTRIES:
+                        return f"wrote more than {MAX_SCRATCH_ENTRIES:,} files"
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(entry.path)
+                        else:
+                            used += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    if used > MAX_SCRATCH_BYTES:
+        return f"wrote more than {MAX_SCRATCH_BYTES // 2**20} MB of files"
+    return None
 
 
 def _read_into(fd: int, report_fd: int, report: bytearray, captures: dict[int, _Capture], run: ChildRun) -> bool:
