@@ -303,6 +303,16 @@ def test_results_load_reads_the_lms_layouts_text_columns_as_text(tmp_path):
     assert (row.lms_id, row.late, row.adjusted, row.total, row["net.forward"]) == ("0023456", "true", "net.forward", 82.0, 20.0)
 
 
+def test_grades_take_a_missing_id_as_empty_and_a_numeric_one_as_written():
+    import pandas as pd
+
+    from grader.report.lms_roster import grades_from_frame
+
+    frame = pd.DataFrame({"student": ["a", "b", "c"], "lms_id": [pd.NA, 23456.0, None], "total": [1, 2, 3], "max_total": [5, 5, 5]})
+    assert [grade.lms_id for grade in grades_from_frame(frame)] == ["", "23456", ""]
+    assert {grade.status for grade in grades_from_frame(frame)} == {""}  # a column the frame lacks is empty
+
+
 def test_name_key_ignores_case_accents_punctuation_and_spacing():
     assert name_key("Roe, John") == name_key("roejohn") == name_key(" ROE  john ") == "roejohn"  # roejohn: Canvas's download name
     assert name_key("Müller, Zoë") == name_key("mullerzoe") == name_key("Müller-Zoë")

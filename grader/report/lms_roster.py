@@ -113,8 +113,11 @@ def grades_from_frame(frame: pandas.DataFrame) -> list[Grade]:
 
 
 def _text(value: Any) -> str:
-    """A frame's cell as text: "" for a missing value, 23456 for an id pandas read as 23456.0."""
-    if value is None or value != value:  # None or NaN
+    """A frame's cell as text: "" for a missing value (None, NaN, pandas.NA), 23456 for an id
+    pandas read as 23456.0."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))

@@ -38,6 +38,7 @@ from grader.report.lms_roster import (
     read_roster_table,
 )
 from grader.report.text import format_points, out_of
+from grader.results import INVALID
 
 FIRST_NAME = "First name"
 LAST_NAMES = ("Last name", "Surname")  # "Surname" in Moodle before 3.0
@@ -114,7 +115,7 @@ def moodle_feedback(grade: Grade) -> str:
     """The feedback column: what the student sees beside the grade in Moodle. It names the score,
     an instructor's adjustment, and for a file that could not be graded, why; never a check,
     since a hidden check must stay hidden."""
-    if grade.status == "invalid":
+    if grade.status == INVALID:
         return f"Not graded: {grade.error}" if grade.error else "Not graded: the file could not be read as a notebook."
     adjusted = " Adjusted by your instructor." if grade.adjusted else ""
     return f"Autograder: {out_of(grade.points, grade.max_points)}.{adjusted}"
