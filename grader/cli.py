@@ -26,6 +26,7 @@ examples:
   grader assign reference/cifar2.ipynb        (instructors) the assignment from its solution notebook
   grader doctor                               which isolation layers are active here
   grader gradescope cifar2 -o autograder.zip  (instructors) the Gradescope autograder bundle
+  grader export canvas --report out/report.csv --roster gradebook.csv   (instructors) a file Canvas imports
 """
 
 
@@ -235,6 +236,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)"
     )
 
+    export = commands.add_parser(
+        "export",
+        help="write a gradebook file that Canvas or Moodle imports (instructors)",
+        description="Write the grades of a report as a file the LMS imports, using the course's own gradebook "
+        "export (the roster) to find each student. Exit status: 0 every submission exported, 1 the file is written "
+        "but the submissions named on stderr fit no roster row or several, 2 an input could not be used.",
+    )
+    lms_formats = export.add_subparsers(dest="lms", metavar="LMS", required=True)
+    canvas = lms_formats.add_parser(
+        "canvas",
+        help="a CSV for Canvas's Grades > Import",
+        description="Write a CSV for Canvas's Grades > Import: the roster's Student, ID, SIS User ID, SIS Login ID and "
+        "Section columns, one assignment column with a Points Possible row, every roster student. A submission is "
+        "matched by its Canvas ID (lms_id, from a Canvas download), else by SIS Login ID or SIS User ID equal to its "
+        "name, else by name (case, accents and punctuation ignored; 'Roe, John' is 'roejohn' and 'John Roe'). A "
+        "student without a submission keeps what the roster has.",
+    )
+    moodle = lms_formats.add_parser(
+        "moodle",
+        help="a CSV for Moodle's Grades > Import > CSV file",
+        description="Write a CSV for Moodle's CSV grade import: the roster's First name, Last name, ID number and Email "
+        "address, a grade column and a feedback column, one row per student with a submission (Moodle keeps the "
+        "others' grades). A submission is matched by email address (or its part before the @) or ID number equal "
+        "to its name, else by full name (case, accents and punctuation ignored).",
+    )
+    for lms, sub in (("canvas", canvas), ("moodle", moodle)):
+        results = sub.add_mutually_exclusive_group(required=True)
+        results.add_argument("--report", type=Path, metavar="CSV", help="the CSV report of grader run (instructor overrides included)")
+        results.add_argument(
+            "--db", type=Path, metavar="PATH",
+            help="the gradebook of grader run instead (each student's newest result; overrides are applied in the report only)",
+        )  # fmt: skip
+        sub.add_argument(
+            "--roster", type=Path, required=True, metavar="CSV",
+            help="the course's gradebook exported from Canvas (Grades > Export > Export Entire Gradebook)" if lms == "canvas"
+            else "the course's grades exported from Moodle (Grades > Export > Plain text file)",
+        )  # fmt: skip
+        sub.add_argument(
+            "--column", metavar="NAME",
+            help="the roster's assignment column to fill, as its header ('CIFAR-2 CNN (4242)') or title "
+            "(default: the roster's only assignment column)" if lms == "canvas"
+            else "the roster's grade item to fill, as its header ('Assignment: CIFAR-2 CNN (Real)') or without "
+            "' (Real)' (default: the roster's only grade item)",
+        )  # fmt: skip
+        sub.add_argument(
+            "-o", "--output", type=Path, default=Path(f"{lms}_import.csv"), help=f"the file to write (default: {lms}_import.csv)"
+        )
+
     commands.add_parser(
         "doctor",
         help="show which isolation layers protect this machine from student code",
@@ -252,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             from grader.commands.doctor import doctor
 
             return doctor()
+        if args.command == "export":
+            from grader.commands.export import export
+
+            return export(args.lms, args.report or args.db, args.roster, args.output, column=args.column, console=err)
         if args.command == "assign":
             from grader.commands.assign import assign
 

@@ -81,3 +81,15 @@ class GradebookError(GraderError):
         self.path = Path(path)
         self.cause = cause
         super().__init__(f"{self.path}: {cause}")
+
+
+class RosterError(GraderError):
+    """A roster (the gradebook CSV Canvas or Moodle exports) cannot be read, or is not in that
+    LMS's format; or the assignment column to fill cannot be chosen from it."""
+
+    def __init__(self, path: Path | str, cause: str, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.cause = cause
+        where = f"{self.path}, line {line}" if line else str(self.path)
+        super().__init__(f"{where}: {cause}")

@@ -189,6 +189,9 @@ def _group(check_name: str) -> str:
 # ---------------------------------------------------------------- a run as a pandas DataFrame
 
 FRAME_COLUMNS = ["student", "status", "error", "total", "max_total"]  # then one column per check
+# Text, never points: the report's own text columns and those an LMS download layout (lms_id, late)
+# or an instructor's override (adjusted) adds. A report without them still loads.
+TEXT_COLUMNS = ("student", "lms_id", "late", "status", "error", "adjusted")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -212,13 +215,13 @@ def load(path: str | Path) -> pandas.DataFrame:
         frame = results_frame(_newest_results(path))
     else:
         try:
-            frame = pd.read_csv(path, keep_default_na=False, dtype={"student": str, "status": str, "error": str})
+            frame = pd.read_csv(path, keep_default_na=False, dtype=dict.fromkeys(TEXT_COLUMNS, str))
         except (ValueError, UnicodeDecodeError) as exc:
             raise GraderError(f"{path}: neither a grader CSV report nor a gradebook ({exc})") from None
         missing = [column for column in FRAME_COLUMNS if column not in frame.columns]
         if missing:
             raise GraderError(f"{path}: not a grader CSV report (no column {', '.join(missing)})")
-    numbers = [column for column in frame.columns if column not in ("student", "status", "error")]
+    numbers = [column for column in frame.columns if column not in TEXT_COLUMNS]
     try:
         frame[numbers] = frame[numbers].astype(float)
     except ValueError as exc:
