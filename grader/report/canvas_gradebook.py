@@ -148,7 +148,7 @@ def canvas_import(grades: list[Grade], roster: CanvasRoster, column: str | None 
     kept = len(roster.rows) - len(matching.grades)
     summary = (
         f"{chosen!r} for {len(matching.grades)} of {len(roster.rows)} roster students, out of {format_points(maximum)} points; "
-        f"the other {kept} keep what Canvas has"
+        + ("every roster student has a grade" if not kept else f"{'the other one keeps' if kept == 1 else f'the other {kept} keep'} what Canvas has")
     )
     return GradebookImport([*roster.header[:identity], chosen], rows, matching, summary, warnings)
 
