@@ -21,6 +21,7 @@ examples:
   grader run submissions/                     grade every notebook into report.csv + feedback/
   grader run submissions/ -o out/grades.csv   choose where the report goes
   grader run submissions/ --format csv,json,gradescope   also report.json and gradescope/<student>.json
+  grader run submissions/ --overrides overrides.csv    with grades changed by hand (student,check,points,comment)
   grader selfcheck                            check my notebook before I submit
   grader fixtures --assignment cifar2         (instructors) refresh the selfcheck fixtures
   grader assign reference/cifar2.ipynb        (instructors) the assignment from its solution notebook
@@ -136,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FORMAT",
         help=f"reports to write beside the CSV path, repeatable or a comma list: {', '.join(FORMATS)} "
         f"(default: {','.join(DEFAULT_FORMATS)}); gradescope writes gradescope/<student>.json, Gradescope's results.json",
+    )
+    run.add_argument(
+        "--overrides",
+        type=Path,
+        metavar="CSV",
+        help="grades changed by hand: a CSV with the columns student,check,points,comment, each row setting one "
+        "student's points for a check (or, with check 'total', the whole score). Checked before anything is graded "
+        "(an unknown student or check, or points outside 0..max, stop the run) and applied to every report; the "
+        "gradebook keeps the grader's own points, so give the same file on every rerun (resume and --force included)",
     )
     sandbox_option(run)
     assignment_option(run)
@@ -323,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 "threads": args.threads,
                 "dask": args.dask,
                 "formats": parse_formats(args.format),
+                "overrides_path": args.overrides,
             }
             resume = resume_command(args.submissions, args.output, assignment=args.assignment, **options)
             options["workers"] = args.workers or _workers_from_environment()  # a resumed run reads it again

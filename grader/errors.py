@@ -93,3 +93,14 @@ class RosterError(GraderError):
         self.cause = cause
         where = f"{self.path}, line {line}" if line else str(self.path)
         super().__init__(f"{where}: {cause}")
+
+
+class OverridesError(GraderError):
+    """The instructor's overrides file (`grader run --overrides`) cannot be used as it is. Raised
+    before anything is graded, with every problem found, each with its line (None: the whole file)."""
+
+    def __init__(self, path: Path | str, problems: list[tuple[int | None, str]]) -> None:
+        self.path = Path(path)
+        self.problems = problems
+        lines = [f"{self.path}:{line}: {cause}" if line is not None else f"{self.path}: {cause}" for line, cause in problems]
+        super().__init__("\n".join([*lines, "Nothing was graded: correct the overrides file and run again."]))

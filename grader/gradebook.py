@@ -12,6 +12,11 @@ cluster may finish a hundred a second), a `grader run` that is interrupted loses
 one that is killed loses at most the results of its last COMMIT_WITHIN_S, and the next run
 grades only what is new, changed or lost.
 
+Beside the results, it remembers the instructor's overrides that the last `grader run --overrides`
+applied, each with the automatic points it was applied over: the results themselves stay the
+grader's own, so a later run can say when the grader's points under an override changed, and
+`grader.results.load` gives the gradebook with the same overrides as the report.
+
 This module stores and returns plain results. It never grades, never imports torch or student
 code, and never writes the CSV or feedback: the report writers do, from what it returns.
 """
@@ -30,7 +35,7 @@ from pathlib import Path
 from grader.errors import GradebookError
 from grader.fingerprints import content_hash
 from grader.load import Submission
-from grader.results import SubmissionResult
+from grader.results import Adjustment, SubmissionResult
 from grader.version import __version__
 
 GRADEBOOK_NAME = "gradebook.sqlite"  # default file, beside the CSV report
@@ -38,7 +43,7 @@ GRADEBOOK_NAME = "gradebook.sqlite"  # default file, beside the CSV report
 # `PRAGMA user_version` holds the schema version. To change the schema, add the statements that
 # bring version N-1 to N under key N and raise SCHEMA_VERSION: older gradebooks are migrated on
 # open, in one transaction.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # The longest a stored result waits for its commit. A commit syncs the file: one per result
 # would cost a few milliseconds each, the grading host's whole budget per submission on a cluster.
 COMMIT_WITHIN_S = 0.5
@@ -63,6 +68,21 @@ MIGRATIONS: dict[int, list[str]] = {
     # version, inside `result`): a report reads 10,000 results without parsing their notebooks,
     # then each notebook alone as it writes that student's page.
     2: ["ALTER TABLE results ADD COLUMN annotated_notebook TEXT"],
+    # The overrides the last run applied (grader/overrides.py), replaced as a whole at each run.
+    3: [
+        """
+        CREATE TABLE overrides (
+            student    TEXT NOT NULL,
+            check_name TEXT NOT NULL,  -- a check's name, or "total"
+            points     REAL NOT NULL,  -- the instructor's
+            comment    TEXT NOT NULL,
+            automatic  REAL NOT NULL,  -- the grader's points it was applied over
+            source     TEXT NOT NULL,  -- the overrides file, as given to --overrides
+            applied_at TEXT NOT NULL,  -- UTC, ISO 8601
+            PRIMARY KEY (student, check_name)
+        )
+        """,
+    ],
 }
 
 
@@ -270,6 +290,34 @@ class Gradebook:
                     graded_at, __version__, document.text, document.notebook or None,
                 ),
             )
+
+    def applied_overrides(self) -> dict[tuple[str, str], Adjustment]:
+        """The overrides the last run applied, by (student, check), each with the automatic points
+        it was applied over; empty when it applied none."""
+        with self._lock, _sqlite_errors(self.path, "cannot read the gradebook"):
+            rows = self._db.execute("SELECT student, check_name, points, automatic, comment FROM overrides ORDER BY rowid").fetchall()
+        return {(student, check): Adjustment(check, points, automatic, comment) for student, check, points, automatic, comment in rows}
+
+    def overrides_source(self) -> str | None:
+        """The overrides file the last run applied its overrides from; None when it applied none."""
+        with self._lock, _sqlite_errors(self.path, "cannot read the gradebook"):
+            row = self._db.execute("SELECT source FROM overrides LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def record_overrides(self, applied: dict[tuple[str, str], Adjustment], source: str) -> None:
+        """Replace the record of applied overrides with `applied` (from the file `source`), and
+        commit it with every result stored so far."""
+        applied_at = gradebook_timestamp()
+        with self._lock, _sqlite_errors(self.path, "cannot store the overrides"):
+            self._raise_commit_failure()
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM overrides")
+            self._db.executemany(
+                "INSERT INTO overrides (student, check_name, points, comment, automatic, source, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(student, check, a.points, a.comment, a.automatic, source, applied_at) for (student, check), a in applied.items()],
+            )
+        self.commit()
 
     def _prepare(self) -> None:
         with _sqlite_errors(self.path, "not a usable SQLite gradebook"):

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 GRADED = "graded"
 INVALID = "invalid"
+TOTAL = "total"  # what an instructor's override names to set the whole score rather than one check
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,26 @@ class Note:
         if isinstance(data, str):
             subject, separator, text = data.partition(": ")
             return cls(text, subject) if separator and subject in subjects else cls(data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """An instructor's override as applied to one result: `check` (a check's name, or TOTAL) was
+    set to `points` where the grader gave `automatic`, for the reason in `comment`. The instructor
+    decides it (grader/overrides.py reads the file); the grader's own points are kept beside it so
+    that every output can say "adjusted from 12 to 20"."""
+
+    check: str
+    points: float
+    automatic: float
+    comment: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "points": self.points, "automatic": self.automatic, "comment": self.comment}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Adjustment:
         return cls(**data)
 
 
@@ -86,6 +107,10 @@ class SubmissionResult:
     output: dict[str, str] = field(default_factory=dict)  # captured stdout/stderr, by child run
     seconds: float = 0.0
     grader_failed: bool = False  # the grader failed, not the submission: `grader run` grades it again next time
+    # Instructors' overrides applied on top of the grader's points (`adjusted`): the checks' points
+    # and the total are then the instructor's, and each Adjustment keeps the grader's own. The
+    # gradebook stores results without them; `grader run --overrides` applies them at every run.
+    adjustments: list[Adjustment] = field(default_factory=list)
     # The student's notebook as HTML with the grader's findings after the graded definitions
     # (grader/report/annotated_notebook.py); "" when not asked for (selfcheck) or not renderable.
     annotated_notebook: str = ""
@@ -104,7 +129,10 @@ class SubmissionResult:
 
     @property
     def total(self) -> float:
-        return round(sum(c.points for c in self.checks), 2)
+        """The checks' points added up, unless an instructor set the total itself (a TOTAL
+        adjustment): then that, whatever the checks sum to."""
+        total = self.adjustment(TOTAL)
+        return total.points if total is not None else round(sum(c.points for c in self.checks), 2)
 
     @property
     def max_total(self) -> float:
@@ -113,6 +141,39 @@ class SubmissionResult:
     @property
     def error(self) -> str:
         return "; ".join(dict.fromkeys(self.errors))
+
+    def adjustment(self, check_name: str) -> Adjustment | None:
+        """The instructor's override of this check (or of the TOTAL), if one was applied."""
+        return next((adjustment for adjustment in self.adjustments if adjustment.check == check_name), None)
+
+    @property
+    def adjusted_checks(self) -> list[str]:
+        """The names of the overridden checks in check order, then TOTAL: the CSV's `adjusted` column."""
+        names = {adjustment.check for adjustment in self.adjustments}
+        return [c.name for c in self.checks if c.name in names] + ([TOTAL] if TOTAL in names else [])
+
+    def adjusted(self, check_name: str, points: float, comment: str = "") -> SubmissionResult:
+        """A copy of this result with an instructor's override applied: the check's points (for
+        TOTAL, the total, whatever the checks sum to) become `points`, and an Adjustment records
+        what the grader gave. Overriding an adjusted check again replaces the override, still
+        over the grader's points. A check this result lacks raises KeyError."""
+        earlier = self.adjustment(check_name)
+        others = [adjustment for adjustment in self.adjustments if adjustment.check != check_name]
+        checks = list(self.checks)
+        if check_name == TOTAL:
+            automatic = earlier.automatic if earlier is not None else self._automatic_total()
+        else:
+            index = next((i for i, check in enumerate(checks) if check.name == check_name), None)
+            if index is None:
+                raise KeyError(f"{self.student} has no check {check_name}")
+            automatic = earlier.automatic if earlier is not None else checks[index].points
+            checks[index] = replace(checks[index], points=points)
+        return replace(self, checks=checks, adjustments=[*others, Adjustment(check_name, points, automatic, comment)])
+
+    def _automatic_total(self) -> float:
+        """The total the grader gave: each check's points before any override."""
+        automatic = {adjustment.check: adjustment.automatic for adjustment in self.adjustments}
+        return round(sum(automatic.get(c.name, c.points) for c in self.checks), 2)
 
     @property
     def hidden_checks(self) -> int:
@@ -133,6 +194,9 @@ class SubmissionResult:
         view.output = {key: text for key, text in view.output.items() if key.split(" ", 1)[0] not in hidden_groups}
         hidden = hidden_groups | {c.name for c in self.checks if not c.public}
         view.notes = [note for note in view.notes if note.check not in hidden]
+        # A hidden check's override is hidden with it; an overridden total counts the hidden checks.
+        hidden_adjusted = hidden | ({TOTAL} if self.hidden_checks else set())
+        view.adjustments = [adjustment for adjustment in view.adjustments if adjustment.check not in hidden_adjusted]
         view.annotated_notebook, view.annotated_notebook_elsewhere = "", False  # its findings boxes cover hidden checks too
         return view
 
@@ -162,6 +226,7 @@ class SubmissionResult:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "annotated_notebook_elsewhere"}
         data["checks"] = [check.to_json() for check in self.checks]
         data["notes"] = [note.to_json() for note in self.notes]
+        data["adjustments"] = [adjustment.to_json() for adjustment in self.adjustments]
         data.update(total=self.total, max_total=self.max_total, error=self.error)
         return data
 
@@ -175,6 +240,8 @@ class SubmissionResult:
         # read once here, naming the check only where the prefix is one of this result's.
         subjects = {check.name for check in checks} | {_group(check.name) for check in checks}
         fields["notes"] = [Note.from_json(note, subjects) for note in fields.get("notes", [])]
+        # Results stored before overrides existed have none.
+        fields["adjustments"] = [Adjustment.from_json(adjustment) for adjustment in fields.get("adjustments", [])]
         return cls(**fields)
 
 
@@ -188,9 +255,9 @@ def _group(check_name: str) -> str:
 
 # ---------------------------------------------------------------- a run as a pandas DataFrame
 
-FRAME_COLUMNS = ["student", "status", "error", "total", "max_total"]  # then one column per check
+FRAME_COLUMNS = ["student", "status", "error", "total", "max_total", "adjusted"]  # then one column per check
 # Text, never points: the report's own text columns and those an LMS download layout (lms_id, late)
-# or an instructor's override (adjusted) adds. A report without them still loads.
+# adds. A report without them still loads.
 TEXT_COLUMNS = ("student", "lms_id", "late", "status", "error", "adjusted")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -198,9 +265,11 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 def load(path: str | Path) -> pandas.DataFrame:
     """A run's results as a pandas DataFrame, for instructors working in Jupyter: one row per
     student (sorted by name), the columns of the CSV report (student, status, error, total,
-    max_total, then each check's points). `path` is the CSV report, or a gradebook (SQLite), from
-    which each student's newest result is taken; from a gradebook, `frame.attrs["max_points"]`
-    also gives each check's points, for pass rates."""
+    max_total, adjusted, then each check's points). `path` is the CSV report, or a gradebook
+    (SQLite), from which each student's newest result is taken, with the instructor's overrides
+    that the last `grader run --overrides` applied; from a gradebook, `frame.attrs["max_points"]`
+    also gives each check's points, for pass rates. Points are the adjusted ones; `adjusted` names
+    the overridden checks ("net.forward;total"), empty where there are none."""
     import pandas as pd
 
     from grader.errors import GraderError
@@ -218,6 +287,9 @@ def load(path: str | Path) -> pandas.DataFrame:
             frame = pd.read_csv(path, keep_default_na=False, dtype=dict.fromkeys(TEXT_COLUMNS, str))
         except (ValueError, UnicodeDecodeError) as exc:
             raise GraderError(f"{path}: neither a grader CSV report nor a gradebook ({exc})") from None
+        if "adjusted" not in frame.columns:  # a report written before overrides existed: none adjusted
+            columns = list(frame.columns)
+            frame.insert(columns.index("max_total") + 1 if "max_total" in columns else len(columns), "adjusted", "")
         missing = [column for column in FRAME_COLUMNS if column not in frame.columns]
         if missing:
             raise GraderError(f"{path}: not a grader CSV report (no column {', '.join(missing)})")
@@ -259,18 +331,26 @@ def _newest_results(path: Path) -> list[SubmissionResult]:
         connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
             rows = connection.execute("SELECT student, result FROM results ORDER BY graded_at, rowid").fetchall()
+            # The overrides the last `grader run --overrides` applied (grader/gradebook.py; a gradebook
+            # made before they existed has no such table). Checks first: TOTAL is applied last.
+            has_overrides = connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'overrides'").fetchone()
+            query = "SELECT student, check_name, points, comment FROM overrides ORDER BY student, check_name = ?, rowid"
+            overrides = connection.execute(query, (TOTAL,)).fetchall() if has_overrides else []
         finally:
             connection.close()
     except sqlite3.Error as exc:
         raise GraderError(f"{path}: not a grader gradebook ({exc})") from None
-    newest = dict(rows)  # later rows replace earlier ones
-    return [SubmissionResult.from_json(json.loads(newest[student])) for student in newest]
+    newest = {student: SubmissionResult.from_json(json.loads(text)) for student, text in dict(rows).items()}  # later rows replace earlier ones
+    for student, check, points, comment in overrides:
+        if student in newest and (check == TOTAL or any(c.name == check for c in newest[student].checks)):
+            newest[student] = newest[student].adjusted(check, points, comment)
+    return list(newest.values())
 
 
 def _frame_row(result: SubmissionResult) -> dict[str, Any]:
     row: dict[str, Any] = {
         "student": result.student, "status": result.status, "error": result.error,
-        "total": result.total, "max_total": result.max_total,
+        "total": result.total, "max_total": result.max_total, "adjusted": ";".join(result.adjusted_checks),
     }  # fmt: skip
     row.update({check.name: check.points for check in result.checks})
     return row

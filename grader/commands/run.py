@@ -7,6 +7,10 @@ is interrupted (Ctrl-C) loses the submissions in progress, one that is killed al
 its last half second (the gradebook commits in batches); the next run grades only what is new,
 changed or lost, and starts no worker when nothing is. A stored result is never
 graded again unless the caller forces it.
+
+The instructor's overrides (`--overrides`, grader/overrides.py) are read and checked before
+anything is graded, and applied here, once, to the results every report is written from; the
+gradebook keeps the grader's own results and remembers what the overrides were applied over.
 """
 
 from __future__ import annotations
@@ -42,12 +46,14 @@ from grader.fingerprints import grading_fingerprint
 from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, gradebook_timestamp, submission_key
 from grader.isolate.client import require_isolation
 from grader.load import Submission, discover_submissions
+from grader.overrides import Override, apply_overrides, automatic_points_changes, overrides_to_remember, read_overrides
 from grader.pipeline import warn_if_unsandboxed
 from grader.reference import cache as expectations_cache
 from grader.reference.check import verified_reference_expectations
 from grader.report.changes import print_changes, total_changes
 from grader.report.formats import DEFAULT_FORMATS, write_reports
 from grader.report.terminal import class_summary
+from grader.report.text import format_points
 from grader.results import SubmissionResult
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
@@ -82,8 +88,10 @@ def run(
     resume_command: str | None = None,
     console: Console | None = None,
     compare: bool = False,
+    overrides_path: Path | None = None,
 ) -> RunSummary:
-    """Grade what the gradebook lacks (everything with `force`), then write the report.
+    """Grade what the gradebook lacks (everything with `force`), then write the report with the
+    overrides in `overrides_path` applied (read and checked first: OverridesError before any grading).
 
     Ctrl-C abandons the submission in progress, shuts the worker down, writes the report for
     what is done and says how to resume (`resume_command`); the summary is then `interrupted`.
@@ -95,6 +103,7 @@ def run(
     reference_path = reference_path or assignment.default_reference_path()
     gradebook_path = gradebook_path or output_csv.parent / GRADEBOOK_NAME
     submissions = discover_submissions(submissions_dir, assignment.notebook)
+    overrides = read_overrides(overrides_path, assignment, [s.student for s in submissions]) if overrides_path else None
     fingerprint = grading_fingerprint(assignment, reference_path)
     keys = [submission_key(s, submissions_dir, fingerprint) for s in submissions]
     interrupted = False
@@ -127,6 +136,7 @@ def run(
         # and any bookkeeping after it.
         graded = sum(gradebook.graded_since(key, started) for key in keys)
         results = [result for result in stored if result is not None]
+        results = _with_overrides(results, overrides, overrides_path, gradebook, console)
         summary = RunSummary(results, graded, len(results) - graded, len(submissions) - len(results), interrupted)
         key_of = {key.student: key for key in keys}
 
@@ -141,6 +151,38 @@ def run(
         console.print("To resume, run:")
         console.print(f"  {resume_command}", markup=False, highlight=False, soft_wrap=True)
     return summary
+
+
+def _with_overrides(
+    results: list[SubmissionResult], overrides: list[Override] | None, source: Path | None, gradebook: Gradebook, console: Console
+) -> list[SubmissionResult]:
+    """The results as every report shows them: the overrides applied on top. Says when the
+    grader's points under an override changed since it was last applied (the gradebook remembers
+    them), and when the last run applied overrides and this one was given none."""
+    remembered = gradebook.applied_overrides()
+    if overrides is None or source is None:
+        if remembered:
+            console.print(
+                f"[yellow]warning:[/yellow] the last run applied {len(remembered)} override{'s' if len(remembered) > 1 else ''} from "
+                f"{escape(gradebook.overrides_source() or 'a file')}; this report has none (give --overrides again to apply them).",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
+            gradebook.record_overrides({}, "")
+        return results
+    adjusted = apply_overrides(results, overrides)
+    line = {(override.student, override.check): override.line for override in overrides}
+    for change in automatic_points_changes(adjusted, remembered):
+        console.print(
+            f"[yellow]note:[/yellow] {escape(change.student)}'s {change.check}: the automatic points changed from "
+            f"{format_points(change.before)} to {format_points(change.after)} since the override was last applied; the override "
+            f"({format_points(change.points)}, {escape(str(source))} line {line[change.student, change.check]}) still applies.",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    gradebook.record_overrides(overrides_to_remember(adjusted, overrides, remembered), str(source))
+    applied = sum(len(result.adjustments) for result in adjusted)
+    waiting = f" ({len(overrides) - applied} for submissions not graded yet)" if applied < len(overrides) else ""
+    console.print(f"{applied} override{'' if applied == 1 else 's'} applied from {source}{waiting}", markup=False, highlight=False, soft_wrap=True)
+    return adjusted
 
 
 def _needs_grading(stored: SubmissionResult | None) -> bool:
@@ -160,6 +202,7 @@ def resume_command(
     threads: int | None = None,
     dask: str | None = None,
     formats: tuple[str, ...] = DEFAULT_FORMATS,
+    overrides_path: Path | None = None,
 ) -> str:
     """The command line that continues a run: the same options without --force, so what the
     interrupted run stored is kept."""
@@ -180,6 +223,8 @@ def resume_command(
         words += ["--dask", dask]
     if formats != DEFAULT_FORMATS:
         words += ["--format", ",".join(formats)]
+    if overrides_path:
+        words += ["--overrides", str(overrides_path)]
     return shlex.join(words)
 
 

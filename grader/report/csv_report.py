@@ -1,5 +1,6 @@
 """The CSV gradebook: one row per submission; columns student, status, error, total, max_total,
-then one column per check with the points earned."""
+adjusted (the checks an instructor's override set, "net.forward;total"), then one column per
+check with the points earned (adjusted where overridden)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,19 @@ from grader.report.feedback import write_feedback
 from grader.report.text import format_points
 from grader.results import SubmissionResult
 
-FIXED_COLUMNS = ["student", "status", "error", "total", "max_total"]
+FIXED_COLUMNS = ["student", "status", "error", "total", "max_total", "adjusted"]
+
+
+def _fixed_values(result: SubmissionResult) -> dict[str, str]:
+    """The row's value in each of FIXED_COLUMNS, by name: the list alone decides their order."""
+    return {
+        "student": result.student,
+        "status": result.status,
+        "error": result.error,
+        "total": format_points(result.total),
+        "max_total": format_points(result.max_total),
+        "adjusted": ";".join(result.adjusted_checks),
+    }
 
 
 def csv_text(results: list[SubmissionResult], check_names: list[str]) -> str:
@@ -21,11 +34,9 @@ def csv_text(results: list[SubmissionResult], check_names: list[str]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(FIXED_COLUMNS + check_names)
     for result in results:
+        fixed = _fixed_values(result)
         points = {c.name: c.points for c in result.checks}
-        writer.writerow(
-            [result.student, result.status, result.error, format_points(result.total), format_points(result.max_total)]
-            + [format_points(points.get(name, 0.0)) for name in check_names]
-        )
+        writer.writerow([fixed[column] for column in FIXED_COLUMNS] + [format_points(points.get(name, 0.0)) for name in check_names])
     return buffer.getvalue()
 
 

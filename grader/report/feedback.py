@@ -1,4 +1,5 @@
-"""Per-student feedback as Markdown: score, what to fix and why, notes, extracted code."""
+"""Per-student feedback as Markdown: score, what to fix and why, notes, extracted code, and any
+instructor's override beside the check (or the score) it set."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ from pathlib import Path
 from grader.files import safe_file_stem, write_atomically
 from grader.report.annotated_notebook import notebook_href, without_colliding_notebooks
 from grader.report.network_picture import NETWORK_HEADING, network_of, network_table_markdown
-from grader.report.text import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output, out_of, points_lost
-from grader.results import INVALID, SubmissionResult
+from grader.report.text import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, adjustment_text, failing_output, out_of, points_lost
+from grader.results import INVALID, TOTAL, SubmissionResult
 
 
 def feedback_markdown(result: SubmissionResult, title: str, *, notebook_page: bool = False) -> str:
     """`notebook_page`: the HTML format writes the annotated notebook beside this file, so link it."""
     lines = [f"# {title}: feedback for {result.student}", ""]
     lines.append(f"Submission: `{Path(result.path).name}`  ")
-    lines.append(f"**Score: {out_of(result.total, result.max_total)}**")
+    total_adjustment = result.adjustment(TOTAL)
+    adjusted = f" ({adjustment_text(total_adjustment)})" if total_adjustment else ""
+    lines.append(f"**Score: {out_of(result.total, result.max_total)}**{adjusted}")
     lines.append("")
     if notebook_page and result.has_annotated_notebook:
         lines += [f"Your notebook with the grader's notes: [your notebook, annotated]({notebook_href(result)})", ""]
@@ -25,6 +28,9 @@ def feedback_markdown(result: SubmissionResult, title: str, *, notebook_page: bo
     lines += ["| Check | Points | Result |", "|---|---:|---|"]
     for check in result.checks:
         verdict = "passed" if check.passed else "see below"
+        adjustment = result.adjustment(check.name)
+        if adjustment is not None:
+            verdict = _table_cell(adjustment_text(adjustment)) + ("" if check.passed else "; see below")
         lines.append(f"| `{check.name}` | {out_of(check.points, check.max_points)} | {verdict} |")
     lines.append("")
     to_fix = [c for c in result.checks if not c.passed]
@@ -53,6 +59,11 @@ def feedback_markdown(result: SubmissionResult, title: str, *, notebook_page: bo
     for name, text in failing_output(result).items():
         lines += [f"## Output: {name} (last part)", "", "```", text[-OUTPUT_TAIL:].rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _table_cell(text: str) -> str:
+    """Text that stays in its Markdown table cell: no line break, no bare column bar."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def write_feedback(folder: Path, results: list[SubmissionResult], title: str, *, notebook_pages: bool = False) -> None:

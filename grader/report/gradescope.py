@@ -9,7 +9,8 @@ once grades are published, as selfcheck never shows it before.
 Must never reveal a hidden check before publication: while one is hidden, the total is withheld
 too (visible total minus visible tests would give the hidden ones' points), and the summary,
 which students may read at once, is written from the public view only. A hidden check's notes
-go into its own test, shown with it.
+go into its own test, shown with it, and so does its instructor's override; an overridden total
+is explained in the summary only while no check is hidden.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 from grader.assignment import Assignment
 from grader.files import safe_file_stem, write_atomically
 from grader.report.context import ReportContext
-from grader.report.text import out_of
-from grader.results import INVALID, CheckResult, Note, SubmissionResult
+from grader.report.text import adjustment_text, out_of
+from grader.results import INVALID, TOTAL, Adjustment, CheckResult, Note, SubmissionResult
 
 FOLDER = "gradescope"  # beside the CSV report, one <student>.json per submission
 
@@ -42,15 +43,21 @@ def gradescope_results(result: SubmissionResult, assignment: Assignment) -> dict
         "output_format": "md",
         "visibility": HIDDEN_UNTIL_PUBLISHED if result.hidden_checks else VISIBLE,
         "stdout_visibility": "hidden",  # the grader's log is for the instructor
-        "tests": [_test(number, check, result.withheld_notes(check.name)) for number, check in enumerate(result.checks, start=1)],
+        "tests": [
+            _test(number, check, result.withheld_notes(check.name), result.adjustment(check.name))
+            for number, check in enumerate(result.checks, start=1)
+        ],
         # Stored, never shown to students (the spec); max_score is the config's, not a result.
-        "extra_data": {"assignment": assignment.name, "status": result.status, "max_score": result.max_total},
+        "extra_data": {"assignment": assignment.name, "status": result.status, "max_score": result.max_total, "adjusted": result.adjusted_checks},
     }
 
 
-def _test(number: int, check: CheckResult, withheld_notes: list[Note]) -> dict[str, Any]:
-    """`withheld_notes`: the notes the summary leaves out for this hidden check, shown with it."""
+def _test(number: int, check: CheckResult, withheld_notes: list[Note], adjustment: Adjustment | None) -> dict[str, Any]:
+    """`withheld_notes`: the notes the summary leaves out for this hidden check, shown with it.
+    `adjustment`: the instructor's override of this check, said first."""
     output = "passed" if check.passed else ("\n".join(f"- {reason}" for reason in check.reasons) or f"- {check.error or 'points lost'}")
+    if adjustment is not None:
+        output = f"Points {adjustment_text(adjustment)}\n\n{output}"
     if withheld_notes:
         output += "\n\nNotes on your code:\n\n" + "\n".join(f"- {note}" for note in withheld_notes)
     return {
@@ -71,6 +78,9 @@ def _summary(result: SubmissionResult, assignment: Assignment) -> str:
     checks only, never the total while a check is hidden."""
     view, hidden = result.public_view(), result.hidden_checks
     score = "Your total score will be shown when grades are published." if hidden else f"Score: {out_of(result.total, result.max_total)}"
+    total_adjustment = view.adjustment(TOTAL)  # the public view has none while a check is hidden
+    if total_adjustment is not None:
+        score += f" ({adjustment_text(total_adjustment)})"
     lines = [f"**{assignment.title}**", "", score]
     if result.status == INVALID:
         lines += ["", f"Your submission could not be graded: {view.error}", ""]

@@ -3,7 +3,8 @@ page per student, `feedback/<student>.html` beside the Markdown one (same conten
 loss-curve plots).
 
 The class report shows the score histogram, the pass rate per check, a table of students that
-sorts when a header is clicked (each name links to the student's feedback page), and each
+sorts when a header is clicked (each name links to the student's feedback page; points an
+instructor's override set are marked, with the grader's own and the comment on hover), and each
 student's loss curves from the training checks next to the reference's.
 
 Pages are self-contained: inline CSS, one inline script, inline SVG; nothing is fetched, and the
@@ -34,8 +35,8 @@ from grader.report.svg_plot import (
     horizontal_bars,
     line_chart,
 )
-from grader.report.text import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, failing_output, format_points, out_of, points_lost
-from grader.results import INVALID, CheckResult, SubmissionResult
+from grader.report.text import EXTRACTED_CODE_NOTE, OUTPUT_TAIL, adjustment_text, failing_output, format_points, out_of, points_lost
+from grader.results import INVALID, TOTAL, Adjustment, CheckResult, SubmissionResult
 from grader.version import __version__
 
 REPORT_NAME = "report.html"
@@ -52,6 +53,7 @@ td.num, th.num { text-align: right; }
 #students th[aria-sort="ascending"]::after { content: " \\25B2"; }
 #students th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.full { color: #1a7f37; } td.partial { color: #9a6700; } td.zero { color: #cf222e; }
+td.adjusted { font-style: italic; } .adjusted-mark { color: #8250df; }
 tr.invalid td { background: #fff1f0; }
 td.error { min-width: 14em; font-size: 0.9em; color: #57606a; overflow-wrap: anywhere; }
 article.student { margin: 12px 0 20px; }
@@ -197,6 +199,18 @@ def _pass_rates(stats: ClassStatistics) -> str:
     return horizontal_bars(bars, title="Full marks per check")
 
 
+_ADJUSTED_MARK = '<span class="adjusted-mark">*</span>'  # beside points an instructor's override set
+_ADJUSTED_LEGEND = f'<p class="muted">{_ADJUSTED_MARK} set by the instructor (an override); hover for the grader\'s points and the comment.</p>'
+
+
+def _adjusted_cell(adjustment: Adjustment | None, title: str) -> tuple[str, str, str]:
+    """An overridden cell's extra class, its hover text and its mark; nothing for other cells."""
+    if adjustment is None:
+        return "", title, ""
+    said = adjustment_text(adjustment, by="the instructor")
+    return " adjusted", f"{title}; {said}" if title else said, _ADJUSTED_MARK
+
+
 def _students_table(results: list[SubmissionResult], check_names: list[str]) -> list[str]:
     head = ['<th data-key="student" tabindex="0">student</th>', '<th data-key="status" tabindex="0">status</th>']
     head.append('<th data-key="total" data-type="number" class="num" tabindex="0">total</th>')
@@ -210,15 +224,19 @@ def _students_table(results: list[SubmissionResult], check_names: list[str]) -> 
         cells = [  # data-value: sorted by the name alone, not the "notebook" link beside it
             f'<td class="student" data-value="{escape(r.student)}"><a href="{escape(feedback_href(r))}">{escape(r.student)}</a>{notebook}</td>',
             f"<td>{escape(r.status)}</td>",
-            f'<td class="num" data-value="{r.total}">{format_points(r.total)}</td>',
         ]
+        extra, title, mark = _adjusted_cell(r.adjustment(TOTAL), "")
+        hover = f' title="{escape(title)}"' if title else ""
+        cells.append(f'<td class="num{extra}" data-value="{r.total}"{hover}>{format_points(r.total)}{mark}</td>')
         for name in check_names:
             check = checks.get(name)
             if check is None:
                 cells.append('<td class="num" data-value="">–</td>')
                 continue
-            reasons = escape("; ".join(check.reasons) or "passed")
-            cells.append(f'<td class="num {_points_class(check)}" data-value="{check.points}" title="{reasons}">{format_points(check.points)}</td>')
+            extra, title, mark = _adjusted_cell(r.adjustment(name), "; ".join(check.reasons) or "passed")
+            cells.append(
+                f'<td class="num {_points_class(check)}{extra}" data-value="{check.points}" title="{escape(title)}">{format_points(check.points)}{mark}</td>'
+            )
         cells.append(f'<td class="error">{escape(r.error)}</td>')
         row_class = ' class="invalid"' if r.status == INVALID else ""
         rows.append(f"<tr{row_class}>" + "".join(cells) + "</tr>")
@@ -245,6 +263,8 @@ def class_report_html(results: list[SubmissionResult], assignment: Assignment) -
     )
     body += ['<div class="charts">', _score_histogram(stats), _pass_rates(stats), "</div>"]
     body += ["<h2>Students</h2>", '<p class="muted">Click a column header to sort; hover over points for the reasons.</p>']
+    if any(r.adjustments for r in results):
+        body.append(_ADJUSTED_LEGEND)
     body += _students_table(results, check_names)
     body += ["<h2>Loss curves</h2>", _LOSS_CURVES_NOTE]
     charted = results
@@ -270,7 +290,9 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     """The Markdown feedback (grader/report/feedback.py) as a page, with the loss curves."""
     title = f"{assignment.title}: feedback for {result.student}"
     body = [f"<h1>{escape(title)}</h1>", f"<p>Submission: <code>{escape(Path(result.path).name)}</code><br>"]
-    body.append(f"<strong>Score: {out_of(result.total, result.max_total)}</strong></p>")
+    total_adjustment = result.adjustment(TOTAL)
+    adjusted = f" ({escape(adjustment_text(total_adjustment))})" if total_adjustment else ""
+    body.append(f"<strong>Score: {out_of(result.total, result.max_total)}</strong>{adjusted}</p>")
     if result.has_annotated_notebook:
         body.append(f'<p>Your notebook with the grader\'s notes: <a href="{escape(notebook_href(result))}">{escape(Path(result.path).name)}, annotated</a></p>')
     if result.status == INVALID:
@@ -279,6 +301,9 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
     body += ["<table>", '<thead><tr><th>Check</th><th class="num">Points</th><th>Result</th></tr></thead>', "<tbody>"]
     for check in result.checks:
         verdict = "passed" if check.passed else '<a href="#what-to-fix">see below</a>'
+        adjustment = result.adjustment(check.name)
+        if adjustment is not None:
+            verdict = escape(adjustment_text(adjustment)) + ("" if check.passed else f"; {verdict}")
         points = out_of(check.points, check.max_points)
         body.append(f'<tr><td><code>{escape(check.name)}</code></td><td class="num {_points_class(check)}">{points}</td><td>{verdict}</td></tr>')
     body += ["</tbody>", "</table>"]

@@ -4,7 +4,8 @@
 Writes only what it is given: selfcheck passes the public view of a result and the number of
 hidden checks, which appear as one skipped test case that names no hidden check. A failing
 check's text holds its reasons and its own notes, since CI shows that text beside the test
-name; every note is also in the suite's system-out.
+name; every note is also in the suite's system-out. A check (or score) an instructor's override
+set carries the override in an `adjusted` property.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from grader.report.text import format_points, out_of
-from grader.results import INVALID, CheckResult, SubmissionResult
+from grader.report.text import adjustment_text, format_points, out_of
+from grader.results import INVALID, TOTAL, CheckResult, SubmissionResult
 
 # XML 1.0 cannot hold most control characters; student output may contain them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -51,12 +52,18 @@ def junit_xml(result: SubmissionResult, assignment: str, *, hidden_checks: int =
         ("hidden_checks", str(hidden_checks)),
     ):
         ET.SubElement(properties, "property", {"name": name, "value": _text(value)})
+    total_adjustment = result.adjustment(TOTAL)
+    if total_adjustment is not None:
+        ET.SubElement(properties, "property", {"name": "adjusted", "value": _text(adjustment_text(total_adjustment))})
 
     for check in result.checks:
         case = ET.SubElement(suite, "testcase", {"classname": _text(classname), "name": check.name, "time": "0", "file": _text(result.path)})
         case_properties = ET.SubElement(case, "properties")
         ET.SubElement(case_properties, "property", {"name": "points", "value": format_points(check.points)})
         ET.SubElement(case_properties, "property", {"name": "max_points", "value": format_points(check.max_points)})
+        adjustment = result.adjustment(check.name)
+        if adjustment is not None:
+            ET.SubElement(case_properties, "property", {"name": "adjusted", "value": _text(adjustment_text(adjustment))})
         if check.passed:
             continue
         body = "\n".join([*check.reasons, *map(str, result.notes_for(check.name))])

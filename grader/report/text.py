@@ -3,7 +3,7 @@ the Markdown and HTML feedback pages both show. Pure functions of results; write
 
 from __future__ import annotations
 
-from grader.results import CheckResult, SubmissionResult
+from grader.results import Adjustment, CheckResult, SubmissionResult
 
 OUTPUT_TAIL = 3000  # characters of a failing child's stderr shown to the student
 EXTRACTED_CODE_NOTE = (
@@ -32,3 +32,10 @@ def failing_output(result: SubmissionResult) -> dict[str, str]:
     if all(c.passed for c in result.checks):
         return {}
     return {name: text for name, text in result.output.items() if name.endswith("stderr")}
+
+
+def adjustment_text(adjustment: Adjustment, *, by: str = "your instructor") -> str:
+    """An override as the feedback says it beside its check or the total: "adjusted by your
+    instructor from 12 to 20: <comment>". `by`: who, as the reader knows them."""
+    text = f"adjusted by {by} from {format_points(adjustment.automatic)} to {format_points(adjustment.points)}"
+    return f"{text}: {adjustment.comment}" if adjustment.comment else text
