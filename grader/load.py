@@ -17,11 +17,16 @@ SUBMISSION_SUFFIXES = (".ipynb", ".py")
 
 @dataclass(frozen=True)
 class Submission:
-    """One row of the report: a student and the file to grade, or why there is none."""
+    """One row of the report: a student and the file to grade, or why there is none. `lms_id`
+    and `late` are what an LMS download says of the student ("" and None where it says nothing);
+    `notes` are what reading the download found that the student should know (a resubmission)."""
 
     student: str
     path: Path
     problem: SubmissionError | None = None
+    lms_id: str = ""
+    late: bool | None = None
+    notes: tuple[str, ...] = ()
 
 
 def _ignored(name: str) -> bool:

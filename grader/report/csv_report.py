@@ -1,5 +1,6 @@
-"""The CSV gradebook: one row per submission; columns student, status, error, total, max_total,
-then one column per check with the points earned."""
+"""The CSV gradebook: one row per submission; columns student, lms_id, late, status, error, total,
+max_total, then one column per check with the points earned. `lms_id` and `late` are what an LMS
+download says of the student (grader/layouts/): empty where it says nothing."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from grader.report.feedback import write_feedback
 from grader.report.text import format_points
 from grader.results import SubmissionResult
 
-FIXED_COLUMNS = ["student", "status", "error", "total", "max_total"]
+FIXED_COLUMNS = ["student", "lms_id", "late", "status", "error", "total", "max_total"]
 
 
 def csv_text(results: list[SubmissionResult], check_names: list[str]) -> str:
@@ -23,10 +24,15 @@ def csv_text(results: list[SubmissionResult], check_names: list[str]) -> str:
     for result in results:
         points = {c.name: c.points for c in result.checks}
         writer.writerow(
-            [result.student, result.status, result.error, format_points(result.total), format_points(result.max_total)]
+            [result.student, result.lms_id, late_text(result.late), result.status, result.error, format_points(result.total), format_points(result.max_total)]
             + [format_points(points.get(name, 0.0)) for name in check_names]
         )
     return buffer.getvalue()
+
+
+def late_text(late: bool | None) -> str:
+    """`late` as the CSV writes it: true, false, or nothing where the layout does not say."""
+    return "" if late is None else str(late).lower()
 
 
 def write_csv(path: Path, results: list[SubmissionResult], check_names: list[str]) -> None:
