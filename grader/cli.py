@@ -13,6 +13,7 @@ from rich.markup import escape
 from grader.assignment import find_assignment
 from grader.errors import GraderError
 from grader.isolate.client import SANDBOX_MODES
+from grader.layouts import LAYOUT_CHOICES
 from grader.report.formats import DEFAULT_FORMATS, FORMATS, parse_formats
 from grader.version import __version__
 
@@ -22,6 +23,7 @@ examples:
   grader run submissions/ -o out/grades.csv   choose where the report goes
   grader run submissions/ --format csv,json,gradescope   also report.json and gradescope/<student>.json
   grader run submissions/ --overrides overrides.csv    with grades changed by hand (student,check,points,comment)
+  grader run submissions.zip                  grade an LMS's download as it comes (Canvas, Moodle, ...)
   grader selfcheck                            check my notebook before I submit
   grader fixtures --assignment cifar2         (instructors) refresh the selfcheck fixtures
   grader assign reference/cifar2.ipynb        (instructors) the assignment from its solution notebook
@@ -90,12 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="grade a folder of submissions into a CSV report (instructors)",
-        description="Grade every submission in SUBMISSIONS_DIR: <student>.ipynb, <student>.py, or "
-        "<student>/ holding one notebook. Writes the CSV report and feedback/<student>.md beside it. "
+        description="Grade every submission in SUBMISSIONS, a folder or a .zip: <student>.ipynb, <student>.py, or "
+        "<student>/ holding one notebook, or the download of Canvas, Moodle, GitHub Classroom or nbgrader as it "
+        "comes (see --layout). Writes the CSV report and feedback/<student>.md beside it. "
         "Results are kept in a gradebook as they are graded: after Ctrl-C or a crash, the same command "
         "resumes where it stopped.",
     )
-    run.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR")
+    run.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="a folder of submissions, or an LMS's .zip download")
     run.add_argument("-o", "--output", type=Path, default=Path("report.csv"), help="CSV report path (default: report.csv)")
     run.add_argument("--reference", type=Path, metavar="PATH", help="reference solution (default: reference/<assignment>.py)")
     run.add_argument(
@@ -146,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         "student's points for a check (or, with check 'total', the whole score). Checked before anything is graded "
         "(an unknown student or check, or points outside 0..max, stop the run) and applied to every report; the "
         "gradebook keeps the grader's own points, so give the same file on every rerun (resume and --force included)",
+    )
+    run.add_argument(
+        "--layout",
+        choices=LAYOUT_CHOICES,
+        default="auto",
+        help="how SUBMISSIONS names its students: canvas (Download Submissions), moodle (Download all submissions), "
+        "classroom (GitHub Classroom repositories), nbgrader (submitted/<student>/<assignment>/), plain "
+        "(<student>.ipynb, <student>/), or auto (default: the one that fits, printed at the start)",
     )
     sandbox_option(run)
     assignment_option(run)
@@ -334,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dask": args.dask,
                 "formats": parse_formats(args.format),
                 "overrides_path": args.overrides,
+                "layout": args.layout,
             }
             resume = resume_command(args.submissions, args.output, assignment=args.assignment, **options)
             options["workers"] = args.workers or _workers_from_environment()  # a resumed run reads it again

@@ -61,6 +61,24 @@ class AmbiguousSubmissionError(SubmissionError):
     """A student folder holds several notebooks and none has the assignment's name."""
 
 
+class LayoutError(GraderError):
+    """`--layout` names a layout the submissions folder does not have (the message names the
+    first entry that does not fit), or no layout at all."""
+
+
+class SubmissionsZipError(GraderError):
+    """A zip given to `grader run` cannot be read safely: a member whose path would leave the
+    folder it is extracted into, a link, more bytes or files than the limits, a damaged zip. The
+    message names the zip and the member; nothing is graded."""
+
+    def __init__(self, path: Path | str, cause: str, member: str | None = None) -> None:
+        self.path = Path(path)
+        self.cause = cause
+        self.member = member
+        where = f"{self.path}: member {member!r}" if member is not None else str(self.path)
+        super().__init__(f"{where}: {cause}")
+
+
 class WorkerError(GraderError):
     """The isolated worker process that runs student code died or broke the protocol."""
 

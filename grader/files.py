@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 # Temporary names are this process's id and a counter: unique without the random names and
@@ -47,7 +49,19 @@ def _create_temporary(folder: str, name: str) -> tuple[int, str]:
             os.makedirs(folder, exist_ok=True)
 
 
+# Room for a stem within the 255 bytes a file name may have on Linux file systems, beside the
+# longest suffix written after it (".notebook.html").
+_MAX_STEM_BYTES = 200
+
+
 def safe_file_stem(name: str) -> str:
-    """A student name as a file name: no path separators, no leading dots."""
-    stem = re.sub(r"[^\w.@+-]+", "_", name).lstrip(".")
+    """A student name as a file name: no path separators, no leading dots; letters of any script
+    kept, in one Unicode form (NFC: "é" as one character, so the accent is not taken for a
+    separator). A name too long for a file name is cut, with a hash of the whole name after it so
+    that two long names stay apart."""
+    stem = re.sub(r"[^\w.@+-]+", "_", unicodedata.normalize("NFC", name)).lstrip(".")
+    if len(stem.encode()) > _MAX_STEM_BYTES:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        cut = stem.encode()[: _MAX_STEM_BYTES - len(digest) - 1].decode(errors="ignore")
+        stem = f"{cut}-{digest}"
     return stem or "student"

@@ -1,5 +1,9 @@
 """Stage 1, load: find the submissions in a folder and read each one's bytes.
 
+A plain folder (`<student>.ipynb`, `<student>.py`, `<student>/`) is read here; the folders and
+zips an LMS hands out are read by grader/layouts/ and grader/submissions_zip.py, which pick each
+student's file the same way (`choose_file`).
+
 Runs in the grading host: reads files only, and never parses or executes anything a student
 wrote (parsing is untrusted work for a limited child: grader/child/cells.py).
 """
@@ -7,8 +11,9 @@ wrote (parsing is untrusted work for a limited child: grader/child/cells.py).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from grader.errors import AmbiguousSubmissionError, InvalidNotebookError, SubmissionError, UnreadableScriptError
 
@@ -17,14 +22,19 @@ SUBMISSION_SUFFIXES = (".ipynb", ".py")
 
 @dataclass(frozen=True)
 class Submission:
-    """One row of the report: a student and the file to grade, or why there is none."""
+    """One row of the report: a student and the file to grade, or why there is none. `lms_id`
+    and `late` are what an LMS download says of the student ("" and None where it says nothing);
+    `notes` are what reading the download found that the student should know (a resubmission)."""
 
     student: str
     path: Path
     problem: SubmissionError | None = None
+    lms_id: str = ""
+    late: bool | None = None
+    notes: tuple[str, ...] = ()
 
 
-def _ignored(name: str) -> bool:
+def ignored(name: str) -> bool:
     """Hidden files, checkpoint and cache folders, editor backups."""
     return name.startswith((".", "__")) or name.endswith("~")
 
@@ -40,7 +50,7 @@ def discover_submissions(folder: Path, preferred_notebook: str | None = None) ->
         raise SubmissionError(folder, "submissions folder not found")
     found: list[Submission] = []
     for entry in sorted(folder.iterdir()):
-        if _ignored(entry.name):
+        if ignored(entry.name):
             continue
         if entry.is_file() and entry.suffix in SUBMISSION_SUFFIXES:
             found.append(Submission(entry.stem, entry))
@@ -50,19 +60,34 @@ def discover_submissions(folder: Path, preferred_notebook: str | None = None) ->
 
 
 def _submission_in_folder(folder: Path, preferred_notebook: str | None) -> Submission:
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not any(_ignored(q) for q in p.relative_to(folder).parts)]
+    return choose_file(folder.name, files_in_folder(folder), preferred_notebook, folder)
+
+
+def files_in_folder(folder: Path) -> list[tuple[Path, str]]:
+    """Every file under `folder` but hidden files, checkpoint and cache folders and editor
+    backups, with its name relative to the folder, sorted."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not any(ignored(q) for q in p.relative_to(folder).parts)]
+    return [(p, p.relative_to(folder).as_posix()) for p in files]
+
+
+def choose_file(student: str, files: Sequence[tuple[Path, str]], preferred_notebook: str | None, where: Path) -> Submission:
+    """A student's row from the student's files, each with the name the student gave it: the one
+    notebook, else the one script; among several, the one named `preferred_notebook`; otherwise a
+    row saying why there is none. `where` (the student's folder, or a file) stands for the
+    submission in such a row."""
     for suffix in SUBMISSION_SUFFIXES:
-        candidates = [p for p in files if p.suffix == suffix]
+        candidates = [(path, name) for path, name in files if PurePosixPath(name).suffix == suffix]
         if len(candidates) == 1:
-            return Submission(folder.name, candidates[0])
+            return Submission(student, candidates[0][0])
         if len(candidates) > 1:
-            preferred = [p for p in candidates if preferred_notebook and p.name == preferred_notebook]
+            preferred = [path for path, name in candidates if preferred_notebook and PurePosixPath(name).name == preferred_notebook]
             if len(preferred) == 1:
-                return Submission(folder.name, preferred[0])
-            names = ", ".join(str(p.relative_to(folder)) for p in candidates)
+                return Submission(student, preferred[0])
+            names = ", ".join(name for _, name in candidates)
             cause = f"several {suffix} files ({names}) and none is named {preferred_notebook or 'as the assignment'}"
-            return Submission(folder.name, folder, AmbiguousSubmissionError(folder, cause))
-    return Submission(folder.name, folder, SubmissionError(folder, "folder holds no .ipynb or .py file"))
+            return Submission(student, where, AmbiguousSubmissionError(where, cause))
+    what = "folder" if where.is_dir() else "submission"
+    return Submission(student, where, SubmissionError(where, f"{what} holds no .ipynb or .py file"))
 
 
 def read_submission_bytes(path: Path, max_bytes: int | None = None) -> bytes:

@@ -85,7 +85,7 @@ def prepare(submission: Submission, assignment: Assignment, *, annotate: bool = 
     feedback pages) the reading child also renders the notebook for the annotated page; the
     request keeps the nonce its placeholders carry."""
     started = time.monotonic()
-    result = SubmissionResult(student=submission.student, path=str(submission.path), status=GRADED)
+    result = _new_result(submission)
     try:
         if submission.problem:
             raise submission.problem
@@ -94,6 +94,15 @@ def prepare(submission: Submission, assignment: Assignment, *, annotate: bool = 
         return PreparedSubmission(submission, _invalid(result, exc.cause, assignment), None, started)
     request = submission_request(submission.path.name, raw, assignment.graded_names, annotate=annotate)
     return PreparedSubmission(submission, result, request, started)
+
+
+def _new_result(submission: Submission) -> SubmissionResult:
+    """The submission's result before grading: who, which file, and what its LMS download said
+    (id, lateness, notes such as a resubmission), which every result of it carries."""
+    notes = [Note(note) for note in submission.notes]
+    return SubmissionResult(
+        student=submission.student, path=str(submission.path), status=GRADED, lms_id=submission.lms_id, late=submission.late, notes=notes
+    )
 
 
 def grade(
@@ -118,7 +127,7 @@ def grade_submission(
 def grading_failed(submission: Submission, assignment: Assignment, exc: BaseException) -> SubmissionResult:
     """The row of a submission on which the grader's own work failed outside `grade` (a worker
     thread or a Dask task that raised): said as the grader's failure, graded again next run."""
-    result = SubmissionResult(student=submission.student, path=str(submission.path), status=GRADED)
+    result = _new_result(submission)
     return _failed_by_grader(PreparedSubmission(submission, result, None, time.monotonic()), exc, assignment)
 
 
@@ -207,7 +216,7 @@ def _invalid(result: SubmissionResult, cause: str, assignment: Assignment) -> Su
 
 
 def _grader_failed(prepared: PreparedSubmission, cause: str, assignment: Assignment) -> SubmissionResult:
-    result = SubmissionResult(student=prepared.submission.student, path=str(prepared.submission.path), status=GRADED)
+    result = _new_result(prepared.submission)
     result.errors.append(cause)
     result.checks = zero_scores(assignment, "not graded: the grader failed on this submission; it is graded again on the next run")
     result.grader_failed = True

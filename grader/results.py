@@ -118,6 +118,11 @@ class SubmissionResult:
     # it writes that student's page (each may be megabytes): `has_annotated_notebook` still holds.
     # Not part of the result's data (to_json leaves it out).
     annotated_notebook_elsewhere: bool = field(default=False, repr=False)
+    # What the LMS download said of the student (grader/layouts/): the LMS's id for the student
+    # (Canvas user id, Moodle participant id) and whether the submission was late; "" and None
+    # where the layout does not say. Results stored before these existed read as "" and None.
+    lms_id: str = ""
+    late: bool | None = None
 
     @property
     def has_annotated_notebook(self) -> bool:
@@ -255,21 +260,24 @@ def _group(check_name: str) -> str:
 
 # ---------------------------------------------------------------- a run as a pandas DataFrame
 
-FRAME_COLUMNS = ["student", "status", "error", "total", "max_total", "adjusted"]  # then one column per check
-# Text, never points: the report's own text columns and those an LMS download layout (lms_id, late)
-# adds. A report without them still loads.
-TEXT_COLUMNS = ("student", "lms_id", "late", "status", "error", "adjusted")
+FRAME_COLUMNS = ["student", "lms_id", "late", "status", "error", "total", "max_total", "adjusted"]  # then one column per check
+# Text, never points: the report's own text columns and those an LMS download layout (lms_id) or an
+# instructor's override (adjusted) adds; `late` is read apart, as a nullable boolean.
+TEXT_COLUMNS = ("student", "lms_id", "status", "error", "adjusted")
+# Columns a report written before them lacks: filled in, so every frame has the same columns.
+_ADDED_COLUMNS = {"lms_id": "", "late": "", "adjusted": ""}
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def load(path: str | Path) -> pandas.DataFrame:
     """A run's results as a pandas DataFrame, for instructors working in Jupyter: one row per
-    student (sorted by name), the columns of the CSV report (student, status, error, total,
-    max_total, adjusted, then each check's points). `path` is the CSV report, or a gradebook
-    (SQLite), from which each student's newest result is taken, with the instructor's overrides
-    that the last `grader run --overrides` applied; from a gradebook, `frame.attrs["max_points"]`
-    also gives each check's points, for pass rates. Points are the adjusted ones; `adjusted` names
-    the overridden checks ("net.forward;total"), empty where there are none."""
+    student (sorted by name), the columns of the CSV report (student, lms_id, late, status, error,
+    total, max_total, adjusted, then each check's points; `late` is a nullable boolean, missing
+    where the layout says nothing). `path` is the CSV report, or a gradebook (SQLite), from which
+    each student's newest result is taken, with the instructor's overrides that the last
+    `grader run --overrides` applied; from a gradebook, `frame.attrs["max_points"]` also gives
+    each check's points, for pass rates. Points are the adjusted ones; `adjusted` names the
+    overridden checks ("net.forward;total"), empty where there are none."""
     import pandas as pd
 
     from grader.errors import GraderError
@@ -284,16 +292,17 @@ def load(path: str | Path) -> pandas.DataFrame:
         frame = results_frame(_newest_results(path))
     else:
         try:
-            frame = pd.read_csv(path, keep_default_na=False, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+            frame = pd.read_csv(path, keep_default_na=False, dtype={**dict.fromkeys(TEXT_COLUMNS, str), "late": str})
         except (ValueError, UnicodeDecodeError) as exc:
             raise GraderError(f"{path}: neither a grader CSV report nor a gradebook ({exc})") from None
-        if "adjusted" not in frame.columns:  # a report written before overrides existed: none adjusted
-            columns = list(frame.columns)
-            frame.insert(columns.index("max_total") + 1 if "max_total" in columns else len(columns), "adjusted", "")
-        missing = [column for column in FRAME_COLUMNS if column not in frame.columns]
+        missing = [column for column in FRAME_COLUMNS if column not in frame.columns and column not in _ADDED_COLUMNS]
         if missing:
             raise GraderError(f"{path}: not a grader CSV report (no column {', '.join(missing)})")
-    numbers = [column for column in frame.columns if column not in TEXT_COLUMNS]
+        for position, column in enumerate(FRAME_COLUMNS):
+            if column not in frame.columns:
+                frame.insert(position, column, _ADDED_COLUMNS[column])
+        frame["late"] = _late_column(frame["late"], path)
+    numbers = [column for column in frame.columns if column not in (*TEXT_COLUMNS, "late")]
     try:
         frame[numbers] = frame[numbers].astype(float)
     except ValueError as exc:
@@ -315,11 +324,23 @@ def results_frame(results: list[SubmissionResult], checks: list[str] | None = No
         checks = list(dict.fromkeys(check.name for result in results for check in result.checks))
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS + checks)
     frame[checks] = frame[checks].fillna(0.0).astype(float)
+    frame["late"] = frame["late"].astype("boolean")
     max_points: dict[str, float] = {}
     for check in (check for result in results for check in result.checks):
         max_points[check.name] = max(max_points.get(check.name, 0.0), check.max_points)
     frame.attrs["max_points"] = max_points
     return frame
+
+
+def _late_column(texts: pandas.Series, path: Path) -> pandas.Series:
+    """The CSV's `late` ("true", "false", or empty where the layout does not say) as a nullable boolean."""
+    from grader.errors import GraderError
+
+    values = {"true": True, "false": False, "": None}
+    odd = sorted(set(texts) - set(values))
+    if odd:
+        raise GraderError(f"{path}: the late column holds {odd[0]!r}, not true, false or nothing")
+    return texts.map(values).astype("boolean")
 
 
 def _newest_results(path: Path) -> list[SubmissionResult]:
@@ -349,7 +370,7 @@ def _newest_results(path: Path) -> list[SubmissionResult]:
 
 def _frame_row(result: SubmissionResult) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "student": result.student, "status": result.status, "error": result.error,
+        "student": result.student, "lms_id": result.lms_id, "late": result.late, "status": result.status, "error": result.error,
         "total": result.total, "max_total": result.max_total, "adjusted": ";".join(result.adjusted_checks),
     }  # fmt: skip
     row.update({check.name: check.points for check in result.checks})

@@ -39,7 +39,7 @@ SLOWEST_FILES = [
     "test_annotated_notebook.py", "test_assign.py", "test_other_assignments_are_config_only.py", "test_mode_dependent_layers.py",
     "test_gradescope.py", "test_other_courses.py", "test_overrides.py", "test_landlock.py",
     "test_isolation.py", "test_corpus.py", "test_shared_blocks.py", "test_lazy_dynamo.py", "test_data.py", "test_feedback_findings.py",
-    "test_loop_criteria.py", "test_html_report.py", "test_loop_call.py", "test_gpu_code.py",
+    "test_loop_criteria.py", "test_lms_layouts.py", "test_html_report.py", "test_loop_call.py", "test_gpu_code.py",
 ]
 
 

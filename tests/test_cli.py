@@ -22,7 +22,7 @@ from grader.isolate.bubblewrap import SandboxStatus
 from grader.report.formats import DEFAULT_FORMATS
 
 EXAMPLES = ROOT / "examples" / "cifar2" / "submissions"
-COLUMNS = ["student", "status", "error", "total", "max_total", "adjusted", *FULL]
+COLUMNS = ["student", "lms_id", "late", "status", "error", "total", "max_total", "adjusted", *FULL]
 
 
 def grader(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess[str]:

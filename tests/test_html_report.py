@@ -249,6 +249,22 @@ def test_clicking_a_header_sorts_the_table(cohort_report):
 
 
 @needs_chromium
+def test_ticking_late_only_shows_the_late_submissions(tmp_path, cifar2):
+    def result(student: str, late: bool) -> SubmissionResult:
+        checks = [CheckResult(name, points, points) for name, points in FULL.items()]
+        return SubmissionResult(student=student, path=f"{student}.ipynb", status="graded", checks=checks, lms_id="1", late=late)
+
+    page = tmp_path / "report.html"
+    page.write_text(class_report_html([result("roejohn", True), result("doejane", False), result("leeamy", True)], cifar2))
+    dom, console = _browse(page)
+    assert console == [] and [row[:2] for row in _table(dom).rows] == [["roejohn", "late"], ["doejane", "on time"], ["leeamy", "late"]]
+    dom, console = _browse(page, query="?tick=late-only")
+    rows = re.findall(r"<tr([^>]*)>(.*?)</tr>", dom)
+    shown = [re.search(r'data-value="([^"]+)"', cells).group(1) for tag, cells in rows if "data-value" in cells and "hidden" not in tag]
+    assert console == [] and shown == ["roejohn", "leeamy"]
+
+
+@needs_chromium
 def test_console_errors_are_detected(tmp_path):
     """The browser tests' own check: a page whose script fails is caught."""
     page = tmp_path / "broken.html"

@@ -202,7 +202,7 @@ def test_starter_notebook_as_handed_out_earns_nothing_and_says_it_is_not_impleme
 
 def test_report_columns_are_the_shared_checks(graded):
     report, _ = graded
-    assert list(report.columns) == ["status", "error", "total", "max_total", "adjusted", *FULL]
+    assert list(report.columns) == ["lms_id", "late", "status", "error", "total", "max_total", "adjusted", *FULL]
     assert sorted(report.index) == sorted(["correct", "sequential", "starter", *WRONG])
 
 

@@ -88,10 +88,11 @@ chmod go-w "$results"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The upload becomes one student's folder, found as `grader run` finds a notebook in a folder.
+# The upload becomes one student's folder, found as `grader run` finds a notebook in a folder
+# (--layout plain: however the student named the files, never read as an LMS download).
 mkdir -p "$work/submissions/submission"
 cp -R "$root/submission/." "$work/submissions/submission/" 2>/dev/null || true
-"$python" -m grader run "$work/submissions" -o "$work/report/report.csv" --format gradescope \\
+"$python" -m grader run "$work/submissions" -o "$work/report/report.csv" --format gradescope --layout plain \\
   --assignment "$source_dir/assignments/@NAME@" --reference "$source_dir/reference/@NAME@.py" --workers 1 \\
   --sandbox "${GRADER_SANDBOX:-auto}"
 status=$?

@@ -1,5 +1,6 @@
-"""`grader run SUBMISSIONS_DIR`: grade a whole class against the reference into a CSV report,
-with per-student feedback files beside it.
+"""`grader run SUBMISSIONS`: grade a whole class against the reference into a CSV report,
+with per-student feedback files beside it. SUBMISSIONS is a folder or an LMS's zip download, in
+any layout grader/layouts/ reads (extracted for the run by grader/submissions_zip.py).
 
 Each result goes into the gradebook (grader/gradebook.py) as soon as it is graded, and the
 report is always written from the gradebook, for the submissions now in the folder. A run that
@@ -45,7 +46,8 @@ from grader.executors.pool import LocalExecutor
 from grader.fingerprints import grading_fingerprint
 from grader.gradebook import GRADEBOOK_NAME, Gradebook, GradebookKey, gradebook_timestamp, submission_key
 from grader.isolate.client import require_isolation
-from grader.load import Submission, discover_submissions
+from grader.layouts import FoundSubmissions, Wanted, find_submissions
+from grader.load import Submission
 from grader.overrides import Override, apply_overrides, automatic_points_changes, overrides_to_remember, read_overrides
 from grader.pipeline import warn_if_unsandboxed
 from grader.reference import cache as expectations_cache
@@ -55,6 +57,7 @@ from grader.report.formats import DEFAULT_FORMATS, write_reports
 from grader.report.terminal import class_summary
 from grader.report.text import format_points
 from grader.results import SubmissionResult
+from grader.submissions_zip import submissions_folder
 
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report SIGINT
 
@@ -89,9 +92,11 @@ def run(
     console: Console | None = None,
     compare: bool = False,
     overrides_path: Path | None = None,
+    layout: str = "auto",
 ) -> RunSummary:
     """Grade what the gradebook lacks (everything with `force`), then write the report with the
     overrides in `overrides_path` applied (read and checked first: OverridesError before any grading).
+    `submissions_dir` is a folder or a zip, read in `layout` (grader/layouts/ LAYOUT_CHOICES).
 
     Ctrl-C abandons the submission in progress, shuts the worker down, writes the report for
     what is done and says how to resume (`resume_command`); the summary is then `interrupted`.
@@ -102,48 +107,52 @@ def run(
     require_isolation(sandbox)  # before anything is read or written
     reference_path = reference_path or assignment.default_reference_path()
     gradebook_path = gradebook_path or output_csv.parent / GRADEBOOK_NAME
-    submissions = discover_submissions(submissions_dir, assignment.notebook)
-    overrides = read_overrides(overrides_path, assignment, [s.student for s in submissions]) if overrides_path else None
-    fingerprint = grading_fingerprint(assignment, reference_path)
-    keys = [submission_key(s, submissions_dir, fingerprint) for s in submissions]
-    interrupted = False
-    started = gradebook_timestamp()
-    with Gradebook(gradebook_path) as gradebook:
-        pending = [(s, key) for s, key in zip(submissions, keys) if force or _needs_grading(gradebook.lookup(key, notebook=False))]
-        # Read before grading: --force replaces a result stored under the same key.
-        earlier = {key.student: gradebook.stored_before(key.student, started) for key in keys} if compare else {}
-        if pending:
-            try:
-                _grade_into(
-                    gradebook,
-                    pending,
-                    assignment,
-                    reference_path,
-                    console,
-                    total=len(submissions),
-                    sandbox=sandbox,
-                    workers=workers or os.cpu_count() or 1,
-                    threads=threads,
-                    dask=dask,
-                )
-            except KeyboardInterrupt:
-                interrupted = True
-        gradebook.commit()  # what was graded is kept, whatever happens while reporting
-        # Each result without its annotated notebook (up to megabytes each): the report fetches
-        # one at a time as it writes that student's page, so a class of any size fits in memory.
-        stored = [gradebook.lookup(key, notebook=False) for key in keys]
-        # Counted from the gradebook, not in the loop: Ctrl-C may land between storing a result
-        # and any bookkeeping after it.
-        graded = sum(gradebook.graded_since(key, started) for key in keys)
-        results = [result for result in stored if result is not None]
-        results = _with_overrides(results, overrides, overrides_path, gradebook, console)
-        summary = RunSummary(results, graded, len(results) - graded, len(submissions) - len(results), interrupted)
-        key_of = {key.student: key for key in keys}
+    # A zip is extracted for the run: the gradebook's keys are paths inside it, the same every run.
+    with submissions_folder(submissions_dir) as folder:
+        found = find_submissions(folder, Wanted(assignment.notebook, assignment.name), layout, shown_as=submissions_dir)
+        _say_layout(found, console)
+        submissions = found.submissions
+        overrides = read_overrides(overrides_path, assignment, [s.student for s in submissions]) if overrides_path else None
+        fingerprint = grading_fingerprint(assignment, reference_path)
+        keys = [submission_key(s, folder, fingerprint) for s in submissions]
+        interrupted = False
+        started = gradebook_timestamp()
+        with Gradebook(gradebook_path) as gradebook:
+            pending = [(s, key) for s, key in zip(submissions, keys) if force or _needs_grading(gradebook.lookup(key, notebook=False))]
+            # Read before grading: --force replaces a result stored under the same key.
+            earlier = {key.student: gradebook.stored_before(key.student, started) for key in keys} if compare else {}
+            if pending:
+                try:
+                    _grade_into(
+                        gradebook,
+                        pending,
+                        assignment,
+                        reference_path,
+                        console,
+                        total=len(submissions),
+                        sandbox=sandbox,
+                        workers=workers or os.cpu_count() or 1,
+                        threads=threads,
+                        dask=dask,
+                    )
+                except KeyboardInterrupt:
+                    interrupted = True
+            gradebook.commit()  # what was graded is kept, whatever happens while reporting
+            # Each result without its annotated notebook (up to megabytes each): the report fetches
+            # one at a time as it writes that student's page, so a class of any size fits in memory.
+            stored = [gradebook.lookup(key, notebook=False) for key in keys]
+            # Counted from the gradebook, not in the loop: Ctrl-C may land between storing a result
+            # and any bookkeeping after it.
+            graded = sum(gradebook.graded_since(key, started) for key in keys)
+            results = [result for result in stored if result is not None]
+            results = _with_overrides(results, overrides, overrides_path, gradebook, console)
+            summary = RunSummary(results, graded, len(results) - graded, len(submissions) - len(results), interrupted)
+            key_of = {key.student: key for key in keys}
 
-        def notebook_text(result: SubmissionResult) -> str:
-            return gradebook.annotated_notebook(key_of[result.student])
+            def notebook_text(result: SubmissionResult) -> str:
+                return gradebook.annotated_notebook(key_of[result.student])
 
-        _report(summary, assignment, output_csv, gradebook_path, console, formats, notebook_text)
+            _report(summary, assignment, output_csv, gradebook_path, console, formats, notebook_text)
     if compare:
         now = [(key, result) for key, result in zip(keys, stored) if result is not None]
         print_changes(total_changes(earlier, now), len(now), console)
@@ -185,6 +194,13 @@ def _with_overrides(
     return adjusted
 
 
+def _say_layout(found: FoundSubmissions, console: Console) -> None:
+    """The layout read, first thing in the run, and each name that had to be told apart."""
+    console.print(found.headline, markup=False, highlight=False, soft_wrap=True)
+    for remark in found.remarks:
+        console.print(f"  {remark}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _needs_grading(stored: SubmissionResult | None) -> bool:
     """Not stored yet, or stored from a run where the grader itself failed on it."""
     return stored is None or stored.grader_failed
@@ -203,6 +219,7 @@ def resume_command(
     dask: str | None = None,
     formats: tuple[str, ...] = DEFAULT_FORMATS,
     overrides_path: Path | None = None,
+    layout: str = "auto",
 ) -> str:
     """The command line that continues a run: the same options without --force, so what the
     interrupted run stored is kept."""
@@ -225,6 +242,8 @@ def resume_command(
         words += ["--format", ",".join(formats)]
     if overrides_path:
         words += ["--overrides", str(overrides_path)]
+    if layout != "auto":
+        words += ["--layout", layout]
     return shlex.join(words)
 
 

@@ -1,6 +1,7 @@
-"""The CSV gradebook: one row per submission; columns student, status, error, total, max_total,
-adjusted (the checks an instructor's override set, "net.forward;total"), then one column per
-check with the points earned (adjusted where overridden)."""
+"""The CSV gradebook: one row per submission; columns student, lms_id, late, status, error, total,
+max_total, adjusted (the checks an instructor's override set, "net.forward;total"), then one
+column per check with the points earned (adjusted where overridden). `lms_id` and `late` are
+what an LMS download says of the student (grader/layouts/): empty where it says nothing."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from grader.report.feedback import write_feedback
 from grader.report.text import format_points
 from grader.results import SubmissionResult
 
-FIXED_COLUMNS = ["student", "status", "error", "total", "max_total", "adjusted"]
+FIXED_COLUMNS = ["student", "lms_id", "late", "status", "error", "total", "max_total", "adjusted"]
 
 
 def _fixed_values(result: SubmissionResult) -> dict[str, str]:
     """The row's value in each of FIXED_COLUMNS, by name: the list alone decides their order."""
     return {
         "student": result.student,
+        "lms_id": result.lms_id,
+        "late": late_text(result.late),
         "status": result.status,
         "error": result.error,
         "total": format_points(result.total),
@@ -38,6 +41,11 @@ def csv_text(results: list[SubmissionResult], check_names: list[str]) -> str:
         points = {c.name: c.points for c in result.checks}
         writer.writerow([fixed[column] for column in FIXED_COLUMNS] + [format_points(points.get(name, 0.0)) for name in check_names])
     return buffer.getvalue()
+
+
+def late_text(late: bool | None) -> str:
+    """`late` as the CSV writes it: true, false, or nothing where the layout does not say."""
+    return "" if late is None else str(late).lower()
 
 
 def write_csv(path: Path, results: list[SubmissionResult], check_names: list[str]) -> None:

@@ -24,6 +24,8 @@ def feedback_markdown(result: SubmissionResult, title: str, *, notebook_page: bo
         lines += [f"Your notebook with the grader's notes: [your notebook, annotated]({notebook_href(result)})", ""]
     if result.status == INVALID:
         lines += ["This file could not be graded:", "", f"> {result.error}", ""]
+        if result.notes:  # what reading the download found (which file was taken: a resubmission)
+            lines += ["## Notes", ""] + [f"- {note}" for note in result.notes] + [""]
         return "\n".join(lines) + "\n"
     lines += ["| Check | Points | Result |", "|---|---:|---|"]
     for check in result.checks:

@@ -4,8 +4,9 @@ loss-curve plots).
 
 The class report shows the score histogram, the pass rate per check, a table of students that
 sorts when a header is clicked (each name links to the student's feedback page; points an
-instructor's override set are marked, with the grader's own and the comment on hover), and each
-student's loss curves from the training checks next to the reference's.
+instructor's override set are marked, with the grader's own and the comment on hover; where the
+LMS download said who was late, a `late` column and a box that shows the late submissions only),
+and each student's loss curves from the training checks next to the reference's.
 
 Pages are self-contained: inline CSS, one inline script, inline SVG; nothing is fetched, and the
 Content-Security-Policy lets only this very script and stylesheet run. Everything that comes from
@@ -61,8 +62,9 @@ pre { background: #f6f8fa; padding: 10px; overflow-x: auto; border-radius: 6px; 
 .muted { color: #57606a; }
 """ + NETWORK_CSS  # the network picture's looks: the CSP below blocks its inline style= attributes
 
-# Sorts the students table when a header is clicked (again: the other way). Test hook: each
-# `?click=KEY` in the page's address clicks that header once after loading, as a user would.
+# Sorts the students table when a header is clicked (again: the other way), and shows only the
+# late rows while the "late only" box is ticked. Test hooks: each `?click=KEY` in the page's
+# address clicks that header once after loading, each `?tick=ID` that box, as a user would.
 _SCRIPT = """
 "use strict";
 (function () {
@@ -94,14 +96,27 @@ _SCRIPT = """
     headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
     header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
   }
+  var lateOnly = document.getElementById("late-only");
+  if (lateOnly) {
+    lateOnly.addEventListener("change", function () {
+      Array.prototype.forEach.call(body.rows, function (row) {
+        row.hidden = lateOnly.checked && row.getAttribute("data-late") !== "true";
+      });
+    });
+  }
   headers.forEach(function (header) {
     header.addEventListener("click", function () { sortBy(header); });
     header.addEventListener("keydown", function (event) {
       if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(header); }
     });
   });
-  new URLSearchParams(window.location.search).getAll("click").forEach(function (name) {
+  var query = new URLSearchParams(window.location.search);
+  query.getAll("click").forEach(function (name) {
     headers.forEach(function (header) { if (header.getAttribute("data-key") === name) { header.click(); } });
+  });
+  query.getAll("tick").forEach(function (id) {
+    var box = document.getElementById(id);
+    if (box && box.type === "checkbox") { box.click(); }
   });
 })();
 """
@@ -211,8 +226,16 @@ def _adjusted_cell(adjustment: Adjustment | None, title: str) -> tuple[str, str,
     return " adjusted", f"{title}; {said}" if title else said, _ADJUSTED_MARK
 
 
+_LATENESS = {True: "late", False: "on time", None: ""}
+
+
 def _students_table(results: list[SubmissionResult], check_names: list[str]) -> list[str]:
-    head = ['<th data-key="student" tabindex="0">student</th>', '<th data-key="status" tabindex="0">status</th>']
+    """The students table; with a `late` column where any result says whether it was late."""
+    with_late = any(r.late is not None for r in results)
+    head = ['<th data-key="student" tabindex="0">student</th>']
+    if with_late:
+        head.append('<th data-key="late" tabindex="0">late</th>')
+    head.append('<th data-key="status" tabindex="0">status</th>')
     head.append('<th data-key="total" data-type="number" class="num" tabindex="0">total</th>')
     # <wbr>: a long check name may wrap after its dot
     head += [f'<th data-key="{escape(n)}" data-type="number" class="num" tabindex="0">{escape(n).replace(".", ".<wbr>")}</th>' for n in check_names]
@@ -223,6 +246,7 @@ def _students_table(results: list[SubmissionResult], check_names: list[str]) -> 
         notebook = f' <a class="muted" href="{escape(notebook_href(r, from_report=True))}">notebook</a>' if r.has_annotated_notebook else ""
         cells = [  # data-value: sorted by the name alone, not the "notebook" link beside it
             f'<td class="student" data-value="{escape(r.student)}"><a href="{escape(feedback_href(r))}">{escape(r.student)}</a>{notebook}</td>',
+            *([f"<td>{_LATENESS[r.late]}</td>"] if with_late else []),
             f"<td>{escape(r.status)}</td>",
         ]
         extra, title, mark = _adjusted_cell(r.adjustment(TOTAL), "")
@@ -239,8 +263,13 @@ def _students_table(results: list[SubmissionResult], check_names: list[str]) -> 
             )
         cells.append(f'<td class="error">{escape(r.error)}</td>')
         row_class = ' class="invalid"' if r.status == INVALID else ""
-        rows.append(f"<tr{row_class}>" + "".join(cells) + "</tr>")
-    return ['<table id="students">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
+        late = ' data-late="true"' if r.late else ""
+        rows.append(f"<tr{row_class}{late}>" + "".join(cells) + "</tr>")
+    late_filter = []
+    if with_late:
+        count = sum(bool(r.late) for r in results)
+        late_filter = [f'<p><label><input type="checkbox" id="late-only"> show only the late submissions ({count})</label></p>']
+    return [*late_filter, '<table id="students">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
 
 
 # A class larger than this gets loss curves in its report only for students who lost training
@@ -297,6 +326,8 @@ def feedback_html(result: SubmissionResult, assignment: Assignment) -> str:
         body.append(f'<p>Your notebook with the grader\'s notes: <a href="{escape(notebook_href(result))}">{escape(Path(result.path).name)}, annotated</a></p>')
     if result.status == INVALID:
         body += ["<p>This file could not be graded:</p>", f"<blockquote>{escape(result.error)}</blockquote>"]
+        if result.notes:  # what reading the download found (which file was taken: a resubmission)
+            body += ["<h2>Notes</h2>", "<ul>", *(f"<li>{escape(str(note))}</li>" for note in result.notes), "</ul>"]
         return _page(title, body, script=False)
     body += ["<table>", '<thead><tr><th>Check</th><th class="num">Points</th><th>Result</th></tr></thead>', "<tbody>"]
     for check in result.checks:
