@@ -295,12 +295,13 @@ def test_unusable_rosters_and_reports_are_named_with_the_line_and_cause(tmp_path
     assert not (tmp_path / "out.csv").exists()
 
 
-def test_results_load_reads_the_lms_layouts_text_columns_as_text(tmp_path):
+def test_results_load_reads_the_lms_ids_as_text_and_lateness_as_a_boolean(tmp_path):
     from grader.results import load
 
     frame = load(report(tmp_path / "report.csv", [["roejohn", "0023456", "true", "graded", "", "82", "100", "net.forward", "20"]]))
     row = frame.iloc[0]
-    assert (row.lms_id, row.late, row.adjusted, row.total, row["net.forward"]) == ("0023456", "true", "net.forward", 82.0, 20.0)
+    assert (row.lms_id, bool(row.late), row.adjusted, row.total, row["net.forward"]) == ("0023456", True, "net.forward", 82.0, 20.0)
+    assert str(frame["late"].dtype) == "boolean"
 
 
 def test_grades_take_a_missing_id_as_empty_and_a_numeric_one_as_written():

@@ -327,10 +327,10 @@ def test_lms_id_and_lateness_round_trip_through_json_the_gradebook_csv_and_panda
 
     text = csv_text(results, list(FULL))
     assert text.splitlines()[:4] == [
-        "student,lms_id,late,status,error,total,max_total," + ",".join(FULL),
-        "roejohn,23456,true,graded,,100,100," + ",".join(str(p) for p in FULL.values()),
-        "doejane,34567,false,graded,,100,100," + ",".join(str(p) for p in FULL.values()),
-        "alice,,,graded,,100,100," + ",".join(str(p) for p in FULL.values()),
+        "student,lms_id,late,status,error,total,max_total,adjusted," + ",".join(FULL),
+        "roejohn,23456,true,graded,,100,100,," + ",".join(str(p) for p in FULL.values()),
+        "doejane,34567,false,graded,,100,100,," + ",".join(str(p) for p in FULL.values()),
+        "alice,,,graded,,100,100,," + ",".join(str(p) for p in FULL.values()),
     ]
     (tmp_path / "report.csv").write_text(text)
     for frame in (load(tmp_path / "report.csv"), load(tmp_path / "gradebook.sqlite"), results_frame(results)):

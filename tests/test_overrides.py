@@ -70,7 +70,7 @@ def report(out: Path) -> pd.DataFrame:
 
 def test_the_csv_has_the_overridden_points_the_instructors_total_and_an_adjusted_column(graded):
     frame = report(graded / "out")
-    assert list(frame.columns) == ["status", "error", "total", "max_total", "adjusted", *FULL]
+    assert list(frame.columns) == ["lms_id", "late", "status", "error", "total", "max_total", "adjusted", *FULL]
     assert frame.loc["bob", "net.forward"] == 12 and frame.loc["bob", "total"] == 92 and frame.loc["bob", "adjusted"] == "net.forward"
     # A total override sets the total; the check columns keep the points the checks have.
     assert frame.loc["alice", "total"] == 90 and frame.loc["alice", "adjusted"] == "total"
