@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         results.add_argument("--report", type=Path, metavar="CSV", help="the CSV report of grader run (instructor overrides included)")
         results.add_argument(
             "--db", type=Path, metavar="PATH",
-            help="the gradebook of grader run instead (each student's newest result; overrides are applied in the report only)",
+            help="the gradebook of grader run instead (each student's newest result, with the overrides the last run applied)",
         )  # fmt: skip
         sub.add_argument(
             "--roster", type=Path, required=True, metavar="CSV",

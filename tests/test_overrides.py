@@ -6,7 +6,9 @@ whole file (two real `grader run`s in all); the rest reads files or works on res
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -20,10 +22,12 @@ import pandas as pd
 import pytest
 import variants as v
 from conftest import FULL, ROOT
+from rich.console import Console
 
 from grader import gradebook as gradebook_module
 from grader.assignment import Assignment, load_assignment
 from grader.cli import main as cli_main
+from grader.commands.export import export
 from grader.errors import OverridesError
 from grader.gradebook import Gradebook
 from grader.overrides import Override, apply_overrides, overrides_to_remember, read_overrides
@@ -118,6 +122,21 @@ def test_pandas_gives_the_adjusted_frame_from_the_report_or_the_gradebook(graded
     totals = dict(connection.execute("SELECT student, total FROM results"))
     connection.close()
     assert totals == {"alice": 100, "bob": 80}
+
+
+def test_an_lms_export_from_the_report_or_the_gradebook_carries_the_overrides(graded, tmp_path):
+    """`grader export canvas` takes the grades as load() gives them: with the overrides, from the
+    CSV report as from the gradebook."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "Student,ID,SIS User ID,SIS Login ID,Section,CIFAR-2 (4242)\n    Points Possible,,,,,100\n"
+        "Alice,1,,alice,A,\nBob,2,,bob,A,\n"
+    )
+    console = Console(file=io.StringIO(), width=200)
+    for source in (graded / "out" / "report.csv", graded / "out" / "gradebook.sqlite"):
+        assert export("canvas", source, roster, tmp_path / "import.csv", column=None, console=console) == 0
+        rows = list(csv.reader((tmp_path / "import.csv").open()))
+        assert [(row[0], row[-1]) for row in rows[2:]] == [("Alice", "90"), ("Bob", "92")], source
 
 
 # ---------------------------------------------------------------- reruns
