@@ -547,7 +547,7 @@ def assert_read_as_written(generated: Generated) -> None:
             assert cells_named(problem) <= generated.broken_cells, (problem, generated.broken_cells, context)
 
 
-@settings(REALISTIC, max_examples=150)
+@settings(REALISTIC, max_examples=80)  # for the suite's time (150 took 17 s); derandomized, the same every run
 @given(generated=submissions())
 def test_reading_a_realistic_hand_in_never_crashes_and_keeps_the_last_net_and_loop(generated: Generated) -> None:
     event(f"layout: {generated.layout}")
