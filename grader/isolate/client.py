@@ -88,18 +88,20 @@ def chosen_sandbox(sandbox: str) -> SandboxStatus:
     if status.active:
         return status
     version = landlock.abi()
+    if not version:
+        if sandbox == "landlock":
+            raise WorkerError("Landlock is required but this kernel offers none (Linux 5.13 or later, with Landlock enabled)")
+        return status
+    # Only now, with Landlock to hold the children: whether they can also drop to another uid
+    # (a forked probe, as root).
     filtered = f"; and a seccomp filter: {SECCOMP_DOES}" if seccomp.available() else "; no seccomp filter (libseccomp is missing)"
     dropped, as_whom = child_user()
     layers = f"{filtered}{'; ' + as_whom if as_whom else ''}"
-    if version and sandbox == "landlock":
-        return SandboxStatus(False, f"Landlock ABI {version}: each child {LANDLOCK_DOES}{layers}", landlock=True, unprivileged=dropped)
-    if version:
-        return SandboxStatus(
-            False, f"{status.reason}; Landlock ABI {version} limits each child instead: it {LANDLOCK_DOES}{layers}", landlock=True, unprivileged=dropped
-        )
     if sandbox == "landlock":
-        raise WorkerError("Landlock is required but this kernel offers none (Linux 5.13 or later, with Landlock enabled)")
-    return status
+        return SandboxStatus(False, f"Landlock ABI {version}: each child {LANDLOCK_DOES}{layers}", landlock=True, unprivileged=dropped)
+    return SandboxStatus(
+        False, f"{status.reason}; Landlock ABI {version} limits each child instead: it {LANDLOCK_DOES}{layers}", landlock=True, unprivileged=dropped
+    )
 
 
 def child_user() -> tuple[bool, str]:
